@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from fewshot_dml.aggregate import run_aggregate
-from fewshot_dml.logs import setup_logging
-from fewshot_dml.params import load_params
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
+
+from fewshot_dml.aggregate import run_aggregate  # noqa: E402
+from fewshot_dml.cli import run_stage  # noqa: E402
+from fewshot_dml.params import load_params  # noqa: E402
 
 log = logging.getLogger("aggregate")
 
@@ -23,11 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reports", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    setup_logging()
     params = load_params(args.params)
     run_aggregate(params, args.runs, args.infer, args.reports)
     log.info("wrote %s", args.reports)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,17 +1,21 @@
 """Fetch: a SentEval dataset -> data/raw/<dataset>.jsonl (normalised table) + <dataset>.card.json.
 
-Reads the local copy at `fetch.local_dir` when it exists, else downloads the official files.
+Reads the local copy at `fetch.local_dir`; downloads the official files from `fetch.urls` only
+when the copy is absent and `fetch.download` is true. Reads the `fetch` section only.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from fewshot_dml.data.fetch import fetch_dataset
-from fewshot_dml.logs import setup_logging
-from fewshot_dml.params import load_params
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
+
+from fewshot_dml.cli import run_stage  # noqa: E402
+from fewshot_dml.data.fetch import fetch_dataset  # noqa: E402
+from fewshot_dml.params import load_params  # noqa: E402
 
 log = logging.getLogger("fetch")
 
@@ -23,11 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    setup_logging()
-    params = load_params(args.params)
+    params = load_params(args.params, sections=("fetch",))
     card = fetch_dataset(args.dataset, params.fetch, args.table, args.card, root=args.params.parent)
     log.info("%s: %d examples from %s source", args.dataset, card["n_examples"], card["source"])
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from fewshot_dml.logs import setup_logging
-from fewshot_dml.params import load_params
-from fewshot_dml.sampling import write_split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
+
+from fewshot_dml.cli import run_stage  # noqa: E402
+from fewshot_dml.params import load_params  # noqa: E402
+from fewshot_dml.sampling import write_split  # noqa: E402
 
 log = logging.getLogger("sample")
 
@@ -26,11 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    setup_logging()
-    params = load_params(args.params)
+    params = load_params(args.params, sections=("sample",))
     split = write_split(args.table, args.card, params.sample, args.dataset, args.size, args.seed, args.out)
     log.info("%s: %d training, %d evaluation examples", args.out, len(split["train"]), len(split["eval"]))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -35,10 +35,12 @@ def make_params(datasets=("mr", "trec"), seeds=SEEDS, sizes=(16,), loss="proxyan
     return parse_params(raw)
 
 
-def write_run(root: Path, dataset: str, size: int, seed: int, arm: str, acc: float, proxies: bool) -> None:
+def write_run(root: Path, dataset: str, size: int, seed: int, arm: str, acc: float, proxies: bool,
+              degenerate: tuple[str, ...] = ()) -> None:
     rid = run_id(dataset, size, seed, arm)
     run = root / "runs" / rid
-    io.write_json(run / "metrics.json", {"accuracy": acc, "macro_f1": acc - 0.01, "n_train": size})
+    io.write_json(run / "metrics.json", {"accuracy": acc, "macro_f1": acc - 0.01, "n_train": size,
+                                         "degenerate": list(degenerate)})
     io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm})
     io.write_text(run / "curve.csv", "step,lr,loss,cce,dml,pairs_ok\n"
                   + "".join(f"{s},1e-5,{(3 - s) * (seed + 1)},{1.0},,1\n" for s in (1, 2, 3)))
@@ -150,7 +152,7 @@ def test_metrics_json_schema_and_values(grid) -> None:
     assert metrics["mr"] == {"cce": 0.72, "dml": 0.7633, "dml_proxy": 0.7733, "gain_pp": 4.33,
                              "cce_std": 0.02, "dml_std": 0.0321}
     assert metrics["overall"] == {"cce": 0.635, "dml": 0.645, "dml_proxy": 0.655, "gain_pp": 1.0,
-                                  "wins": 1, "cells": 2}
+                                  "wins": 1, "cells": 2, "degenerate_cce": 0, "degenerate_dml": 0}
 
 
 def _numbers(obj) -> list:
@@ -165,7 +167,7 @@ def test_metrics_json_stays_small_for_seven_datasets(tmp_path: Path) -> None:
     write_grid(tmp_path, params)
     metrics = run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
     numbers = _numbers(metrics)
-    assert 7 * 6 + 6 == len(numbers) <= 60
+    assert 7 * 6 + 8 == len(numbers) <= 60
 
 
 def test_metrics_drop_undefined_values(tmp_path: Path) -> None:
@@ -173,7 +175,7 @@ def test_metrics_drop_undefined_values(tmp_path: Path) -> None:
     write_grid(tmp_path, params, acc={})
     metrics = run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
     assert set(metrics["mr"]) == {"cce", "dml", "gain_pp"}
-    assert set(metrics["overall"]) == {"cce", "dml", "gain_pp", "wins", "cells"}
+    assert set(metrics["overall"]) == {"cce", "dml", "gain_pp", "wins", "cells", "degenerate_cce", "degenerate_dml"}
     results = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
     assert "no bootstrap CI with n=1" in results and "has no proxies" in results
     assert (tmp_path / "reports" / "plots" / "proxy_weight.csv").read_text() == "dataset,size,weight,accuracy,accuracy_std\n"
@@ -243,3 +245,26 @@ def test_summarise_rejects_unpaired_seeds(grid) -> None:
     df = df[~((df["arm"] == "proxyanchor") & (df["seed"] == 2) & (df["dataset"] == "trec"))]
     with pytest.raises(ValueError, match=r"trec/16: seeds \[0, 1, 2\] of cce and \[0, 1\] of proxyanchor differ"):
         summarise(df, params.aggregate)
+
+
+def test_degenerate_runs_are_counted_marked_and_listed_never_silently_averaged(grid, caplog) -> None:
+    params, root = grid
+    collapsed = "predictions collapsed: all 10 evaluation examples are predicted as class 0 (2 classes present)"
+    write_run(root, "mr", 16, 1, "proxyanchor", 0.74, proxies=True, degenerate=(collapsed, "embeddings have no variance"))
+    metrics = run_aggregate(params, root / "runs", root / "infer", root / "reports")
+    assert (metrics["overall"]["degenerate_cce"], metrics["overall"]["degenerate_dml"]) == (0, 1)
+    # Still in the numbers (it is what the arm produced), so the means are unchanged ...
+    assert metrics["mr"]["dml"] == 0.7633
+    text = (root / "reports" / "results.md").read_text(encoding="utf-8")
+    # ... but marked in the table, counted in the summary and listed with its evidence.
+    assert "| mr | 16 | `proxyanchor` | 76.33 ± 3.21 (n=3, 1 degenerate ⚠) |" in text
+    assert "**1 of 12 runs are degenerate** (0 `cce`, 1 `proxyanchor`" in text
+    assert f"| mr | 16 | 1 | `proxyanchor` | {collapsed}; embeddings have no variance |" in text
+    assert "degenerate run mr-16-1-proxyanchor: predictions collapsed" in caplog.text
+
+
+def test_a_report_without_degenerate_runs_says_so(grid) -> None:
+    params, root = grid
+    run_aggregate(params, root / "runs", root / "infer", root / "reports")
+    text = (root / "reports" / "results.md").read_text(encoding="utf-8")
+    assert "No run of the 12 was flagged as degenerate." in text and "None of the 12 runs was flagged." in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_matrix_expands_to_readable_names_from_the_grid(stages: dict) -> None:
     expected = {f"fetch@{d}" for d in p.datasets}
     expected |= {f"sample@{layout.split_id(*c)}" for c in cells}
     expected |= {f"{v}@{layout.run_id(*c, arm)}" for c in cells for arm in p.arms for v in ("train", "infer")}
-    expected |= {"aggregate"}
+    expected |= {"check", "aggregate"}
     assert set(stages) == expected
 
 
@@ -88,11 +89,78 @@ def test_declared_params_and_code_deps_exist(stages: dict) -> None:
                 assert (ROOT / dep).exists(), f"{name}: code dependency {dep} does not exist"
 
 
+def _module_file(name: str) -> Path | None:
+    base = ROOT / "src" / Path(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_imports(path: Path) -> set[Path]:
+    """Files of ``fewshot_dml`` that ``path`` imports anywhere (module level or inside functions),
+    with the ``__init__.py`` of every package on the way (importing a module runs them)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import; the closure test reads absolute ones"
+            names |= {node.module or ""} | {f"{node.module}.{alias.name}" for alias in node.names}
+    files = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "fewshot_dml":
+            files |= {f for i in range(1, len(parts) + 1) if (f := _module_file(".".join(parts[:i])))}
+    return files
+
+
+def import_closure(script: Path) -> set[str]:
+    """Repository-relative paths of every package file that ``script`` imports, transitively."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        for found in _package_imports(todo.pop()) - seen:
+            seen.add(found)
+            todo.append(found)
+    return {str(p.relative_to(ROOT)) for p in seen}
+
+
+def _expand(dep: str) -> set[str]:
+    path = ROOT / dep
+    if path.is_dir():
+        return {str(p.relative_to(ROOT)) for p in path.rglob("*.py")}
+    return {dep}
+
+
+def test_code_deps_are_exactly_the_import_closure_of_each_stage_script(stages: dict) -> None:
+    checked = set()
+    for name, stage in stages.items():
+        verb = name.split("@")[0]
+        script = ROOT / "stages" / f"{verb}.py"
+        declared = {f for dep in stage["deps"] if dep.startswith("src/") for f in _expand(dep)}
+        assert f"stages/{verb}.py" in stage["deps"], name
+        assert declared == import_closure(script), (
+            f"{name}: missing {sorted(import_closure(script) - declared)}, extra {sorted(declared - import_closure(script))}")
+        checked.add(verb)
+    assert checked == {p.stem for p in (ROOT / "stages").glob("*.py")}
+
+
+def test_the_closure_follows_imports_inside_functions() -> None:
+    # report.py imports aggregate inside a function; train reaches inference through training.
+    assert "src/fewshot_dml/inference.py" in import_closure(ROOT / "stages" / "train.py")
+    assert "src/fewshot_dml/data/table.py" in import_closure(ROOT / "stages" / "sample.py")
+    assert "src/fewshot_dml/training.py" not in import_closure(ROOT / "stages" / "infer.py")
+
+
 def test_stage_scripts_are_thin_and_documented() -> None:
     for script in sorted((ROOT / "stages").glob("*.py")):
         text = script.read_text(encoding="utf-8")
         assert text.startswith('"""') and "->" in text.split('"""')[1], f"{script.name}: docstring 'inputs -> outputs'"
         assert "def main(argv: list[str] | None = None)" in text, script.name
+        assert "    run_stage(main)" in text, f"{script.name}: user errors must go through fewshot_dml.cli.run_stage"
+        # The package of this checkout, not an installed one (a queued experiment runs its own commit).
+        assert 'sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))' in text, script.name
         assert len(text.splitlines()) < 60, f"{script.name} is not thin"
 
 

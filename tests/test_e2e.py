@@ -1,14 +1,17 @@
 """The whole pipeline through DVC itself, in a temporary repository, on tiny data and a tiny model.
 
-fetch -> sample -> train -> infer -> aggregate with `dvc repro`; a second `dvc repro` is a no-op;
-`dvc exp run -S loss=softtriple` retrains only the DML arm; `dvc metrics diff` shows the change.
+check -> fetch -> sample -> train -> infer -> aggregate with `dvc repro`; a second `dvc repro` runs
+only the always-run check; `dvc exp run -S loss=softtriple` retrains only the DML arm; `dvc metrics
+diff` shows the change; `--temp` and queued experiments run offline with their own commit's code.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +39,14 @@ def run(cmd: list[str], cwd: Path) -> str:
     return out
 
 
+def ran(out: str) -> list[str]:
+    """The stages a DVC command ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", out)
+
+
 def tiny_params(model_dir: Path) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw.update(datasets=["trec", "mrpc"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
-    raw["fetch"]["local_dir"] = str(SHARED)
     raw["sample"]["eval_max"] = 24
     raw["train"].update(model=str(model_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1)
     raw["aggregate"]["bootstrap"] = 200
@@ -49,12 +56,15 @@ def tiny_params(model_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     repo = tmp_path_factory.mktemp("study")
+    raw = tiny_params(tiny_bert_dir)
+    # Relative, as shipped: from .dvc/tmp/exps/... (temp and queued experiments) it must still resolve.
+    raw["fetch"]["local_dir"] = os.path.relpath(SHARED, repo)
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_bert_dir), sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     load_params(repo / "params.yaml")  # the test's own params are valid
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.email", "ci@example.invalid"], repo)
@@ -73,7 +83,7 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
     assert len(split["train"]) == 12 and len(split["eval"]) == 24
     before = {p: p.read_bytes() for p in (repo / "data/splits").iterdir()}
     out = run(["dvc", "repro", "sample"], repo)
-    assert "Running stage" not in out
+    assert ran(out) == ["check"]  # the always-run check only
     assert before == {p: p.read_bytes() for p in (repo / "data/splits").iterdir()}
 
 
@@ -86,7 +96,7 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
         assert (infer["proxy"] is None) == (arm == "cce")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics) >= {"trec", "mrpc", "overall"}
-    assert "Running stage" not in run(["dvc", "repro"], repo)
+    assert ran(run(["dvc", "repro"], repo)) == ["check"]
     for name in ("results.md", "plots/accuracy.csv", "plots/proxy_weight.csv", "plots/loss_curves.csv"):
         assert (repo / "reports" / name).is_file(), name
 
@@ -103,3 +113,44 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     assert any(key.startswith("trec.") for key in changed)
     shown = run(["dvc", "exp", "show", "--json"], repo)
     assert "softtriple" in shown
+
+
+MARKER = "print('EXPERIMENT-CODE', __file__)"
+
+
+def commit_marked_code(repo: Path) -> None:
+    """Commit a change to the package that prints where it was imported from (every stage imports logs.py)."""
+    logs = repo / "src/fewshot_dml/logs.py"
+    if MARKER not in logs.read_text():
+        logs.write_text(logs.read_text() + "\n\n" + MARKER + "\n")
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "marked code"], repo)
+
+
+def test_temp_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
+    commit_marked_code(repo)
+    out = run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.00001", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
+    assert "Running stage 'train@trec-12-0-cce'" in out and "mrpc" not in " ".join(ran(out))
+    # The package came from the experiment's own copy of the commit, not from the workspace.
+    assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", out), out[-3000:]
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))
+    assert "1e-05" in json.dumps(shown)
+
+
+def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
+    commit_marked_code(repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "loss=supcon", "-S", "datasets=[trec]", "-S", "seeds=[1]",
+         "--name", "queued-supcon"], repo)
+    run(["dvc", "queue", "start", "-j", "1"], repo)
+    deadline = time.monotonic() + 600
+    status = ""
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    run(["dvc", "queue", "stop", "--kill"], repo) if re.search(r"\b(Queued|Running)\b", status) else None
+    assert re.search(r"queued-supcon\s.*Success", status), status
+    logs = run(["dvc", "queue", "logs", "queued-supcon"], repo)
+    assert "Running stage 'train@trec-12-1-supcon'" in logs
+    assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]

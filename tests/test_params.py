@@ -89,6 +89,9 @@ def test_an_int_is_accepted_where_a_float_is_expected(raw: dict[str, Any]) -> No
         ("losses.softtriple.centers_per_class", 2.5, r"losses\.softtriple\.centers_per_class: 2\.5 is not an integer"),
         ("losses.fancy", {"beta": 0.5}, r"losses\.fancy: unknown loss 'fancy'; expected one of \["),
         ("fetch", "x", r"fetch: expected a mapping, got str"),
+        ("fetch.download", "yes", r"fetch\.download: 'yes' is not a boolean"),
+        ("fetch.urls.trec", "", r"fetch\.urls\.trec: '' is not a non-empty string"),
+        ("fetch.urls.imdb", "http://x", r"fetch\.urls\.imdb: unknown key; expected one of \['mrpc', 'mrpc_dev_ids'"),
         ("extra", 1, r"<root>\.extra: unknown key"),
     ],
 )
@@ -100,3 +103,43 @@ def test_bad_values_name_key_value_and_expectation(raw: dict[str, Any], path: st
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("spelling", ["1e-05", "1e-5", "1.0e-5", "0.00001", "1E-5", "+1e-5", "10e-6"])
+def test_every_yaml_float_spelling_loads_as_a_float(tmp_path: Path, spelling: str) -> None:
+    # `dvc exp run -S train.lr=0.00001` writes `1e-05`, which YAML 1.1 (PyYAML's default) reads as a string.
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    lines = [f"  lr: {spelling}" if line.startswith("  lr: ") else line for line in text.splitlines()]
+    (tmp_path / "params.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    params = load_params(tmp_path / "params.yaml")
+    assert isinstance(params.train.lr, float) and params.train.lr == pytest.approx(1e-5)
+
+
+def test_the_loader_keeps_other_scalars_as_yaml_does() -> None:
+    from fewshot_dml.params import read_yaml
+
+    assert read_yaml("a: 1\nb: '1e-5'\nc: true\nd: 1.0e+3\ne: .5\nf: abc\ng: .inf") == {
+        "a": 1, "b": "1e-5", "c": True, "d": 1000.0, "e": 0.5, "f": "abc", "g": float("inf")}
+
+
+def test_a_stage_validates_only_the_sections_it_reads(raw: dict[str, Any]) -> None:
+    bad = edited(raw, "train.lrr", 1e-5)
+    params = parse_params(bad, sections=("fetch",))  # fetch does not read train: no error there
+    assert params.fetch.local_dir and params.train is None and dict(params.losses) == {}
+    with pytest.raises(ParamsError, match=r"train\.lrr: unknown key"):
+        parse_params(bad, sections=("train", "losses.cce"))
+    with pytest.raises(ParamsError, match=r"train\.lrr: unknown key"):
+        parse_params(bad)  # the check stage validates every section
+    only_arm = parse_params(edited(raw, "losses.softtriple.la", "x"), sections=("train", "losses.cce"))
+    assert list(only_arm.losses) == ["cce"]
+
+
+def test_an_unknown_top_level_key_is_an_error_for_every_stage(raw: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError, match=r"<root>\.trian: unknown key"):
+        parse_params(edited(raw, "trian", {"lr": 1.0}), sections=("infer",))
+
+
+def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("train:\n  lr: [1\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"params\.yaml:\d+: not valid YAML"):
+        load_params(tmp_path / "params.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -226,19 +227,24 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 # ---- the split file -----------------------------------------------------------------------------
 
 def write_table(tmp_path: Path, labels: np.ndarray, card_extra: dict) -> tuple[Path, Path]:
+    """A table and its card; ``{"table_sha256": SHA}`` in ``card_extra`` stands for the table's real checksum."""
     table = tmp_path / "toy.jsonl"
     rows = [json.dumps({"label": int(y), "text": f"t{i}", "text_pair": ""}, sort_keys=True) for i, y in enumerate(labels)]
     table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    if card_extra.get("table_sha256") is SHA:
+        card_extra = {**card_extra, "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest()}
     card = tmp_path / "toy.card.json"
     card.write_text(json.dumps({"dataset": "toy", "n_examples": int(labels.size), **card_extra}), encoding="utf-8")
     return table, card
 
 
 PARAMS = SampleParams(protocol="kfold", folds=4, eval_max=30)
+SHA = object()  # write_table: the real checksum of the table written
 
 
 def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
-    table, card = write_table(tmp_path, LABELS, {"table_sha256": "ab" * 32})
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
+    sha = hashlib.sha256(table.read_bytes()).hexdigest()
     out_a, out_b = tmp_path / "a" / "toy-8-1.json", tmp_path / "b" / "toy-8-1.json"
     record = write_split(table, card, PARAMS, "toy", 8, 1, out_a)
     write_split(table, card, PARAMS, "toy", 8, 1, out_b)
@@ -247,15 +253,15 @@ def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
     split = make_split(LABELS, "kfold", 8, 1, 4, 30)
     assert record == {
         "dataset": "toy", "size": 8, "seed": 1, "protocol": "kfold", "folds": 4, "eval_fold": 1,
-        "eval_max": 30, "n_examples": 400, "table_sha256": "ab" * 32,
+        "eval_max": 30, "n_examples": 400, "table_sha256": sha,
         "train": list(split.train), "eval": list(split.eval),
     }
-    check_split(record, "toy", 400, "ab" * 32)
+    check_split(record, "toy", 400, sha)
     assert [p.name for p in out_a.parent.iterdir()] == ["toy-8-1.json"]  # no temp file left behind
 
 
 def test_write_split_per_class_and_an_incomplete_card(tmp_path: Path) -> None:
-    table, card = write_table(tmp_path, LABELS, {"table_sha256": "ab" * 32})
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
     params = SampleParams(protocol="per_class", folds=4, eval_max=0)
     record = write_split(table, card, params, "toy", 3, 0, tmp_path / "s.json")
     assert record["eval_fold"] is None and len(record["train"]) == 12
@@ -265,12 +271,25 @@ def test_write_split_per_class_and_an_incomplete_card(tmp_path: Path) -> None:
     assert not (tmp_path / "t.json").exists()
 
 
+def test_write_split_refuses_a_table_edited_after_its_card(tmp_path: Path) -> None:
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
+    sha = json.loads(card.read_text())["table_sha256"]
+    first, rest = table.read_text().split("\n", 1)
+    row = json.loads(first)
+    table.write_text(json.dumps({**row, "label": 1 - row["label"]}, sort_keys=True) + "\n" + rest)  # one label edited
+    with pytest.raises(ValueError, match=rf"toy\.jsonl: sha256 [0-9a-f]{{64}} does not match the card's table_sha256 {sha}"):
+        write_split(table, card, PARAMS, "toy", 8, 0, tmp_path / "s.json")
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_write_split_rejects_mismatched_card_and_bad_labels(tmp_path: Path) -> None:
-    table, card = write_table(tmp_path, LABELS, {"table_sha256": "ab" * 32})
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
     with pytest.raises(ValueError, match=r"dataset='toy' but expected 'mr'"):
         write_split(table, card, PARAMS, "mr", 8, 0, tmp_path / "s.json")
     table.write_text('{"label": 0, "text": "a", "text_pair": ""}\n{"label": "pos", "text": "b", "text_pair": ""}\n',
                      encoding="utf-8")
+    card.write_text(json.dumps({**json.loads(card.read_text()), "n_examples": 2,
+                                "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest()}))
     with pytest.raises(ValueError, match=r"toy.jsonl:2: label 'pos' is not an integer"):
         write_split(table, card, PARAMS, "toy", 1, 0, tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()

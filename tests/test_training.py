@@ -67,9 +67,9 @@ def toy(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def run(model_dir: Path, toy: tuple[Path, Path, Path], out: Path, loss: str = "proxyanchor", split: Path | None = None,
-        **train) -> dict:
+        timing: Path | None = None, **train) -> dict:
     table, card, default_split = toy
-    return train_run(train_params(model_dir, **train), LOSSES[loss], table, card, split or default_split, out)
+    return train_run(train_params(model_dir, **train), LOSSES[loss], table, card, split or default_split, out, timing)
 
 
 def read_curve(run_dir: Path) -> list[dict[str, str]]:
@@ -144,8 +144,10 @@ def test_optimizer_groups(tiny_bert_dir: Path) -> None:
 
 def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "runs" / "toy-8-0-proxyanchor"
-    metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True)
-    assert {p.name for p in out.iterdir()} == {"eval.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "timing.json",
+    timing = tmp_path / "timing" / "toy-8-0-proxyanchor.json"
+    metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True, timing=timing)
+    # The wall time lives outside the run directory (a DVC output): it would change the output's hash.
+    assert {p.name for p in out.iterdir()} == {"eval.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json",
                                                "run.json", "model"}
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary directory left behind
     with np.load(out / "eval.npz") as ev:
@@ -168,8 +170,9 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics and metrics["accuracy"] == pytest.approx(accuracy)
     assert set(metrics) == {"accuracy", "macro_f1", "n_train", "n_eval", "num_classes", "steps",
-                            "batches_without_pairs", "device"}
-    assert json.loads((out / "timing.json").read_text())["seconds"] > 0
+                            "batches_without_pairs", "device", "degenerate"}
+    assert isinstance(metrics["degenerate"], list)
+    assert json.loads(timing.read_text())["seconds"] > 0
     assert (metrics["n_train"], metrics["n_eval"], metrics["steps"], metrics["device"]) == (8, 8, 3, "cpu")
     info = json.loads((out / "run.json").read_text())
     assert (info["dataset"], info["size"], info["seed"], info["arm"]) == ("toy", 8, 0, "proxyanchor")
@@ -187,12 +190,15 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     table, card, split = toy
     other_seed = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10, 3, 11], [4, 5, 6, 7, 12, 13, 14, 15], seed=1)
     a, b, c, base = (tmp_path / name for name in ("a", "b", "c", "cce"))
-    run(tiny_bert_dir, toy, a, pooling="mean")
-    run(tiny_bert_dir, toy, b, pooling="mean")
+    run(tiny_bert_dir, toy, a, pooling="mean", timing=tmp_path / "timing-a.json")
+    run(tiny_bert_dir, toy, b, pooling="mean", timing=tmp_path / "timing-b.json")
     run(tiny_bert_dir, toy, c, pooling="mean", split=other_seed)
     run(tiny_bert_dir, toy, base, loss="cce", pooling="mean")
     for name in ("eval.npz", "train.npz", "loss_state.pt", "curve.csv", "run.json", "metrics.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # Every file of the run directory is identical (what DVC hashes), so a retrain reruns nothing downstream.
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert all((a / p.name).read_bytes() == (b / p.name).read_bytes() for p in a.iterdir())
     assert (a / "eval.npz").read_bytes() != (c / "eval.npz").read_bytes()
     assert read_curve(a)[0]["cce"] == read_curve(base)[0]["cce"]  # same head, batch and dropout at step 1
     assert torch.load(base / "loss_state.pt", weights_only=True) == {}
@@ -313,3 +319,18 @@ def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple
     assert result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
     assert (result["proxy"] is not None) == spec.has_proxies
     assert len(result["proxy_curve"]) == (PARAMS.infer.curve_points if spec.has_proxies else 0)
+
+
+def test_a_diverged_run_is_flagged_in_its_metrics_and_warned_about(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
+                                                                    tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Inside the allowed ranges (every lr <= 1), yet useless: the observation that exited 0 unflagged.
+    from dataclasses import replace
+
+    table, card, split = toy
+    loss = replace(LOSSES["proxyanchor"], proxy_lr=1.0)
+    with caplog.at_level(logging.WARNING):
+        metrics = train_run(train_params(tiny_bert_dir, lr=1.0, head_lr=1.0, steps=6, warmup_steps=0), loss, table,
+                            card, split, tmp_path / "diverged")
+    assert metrics["degenerate"], "lr = head_lr = proxy_lr = 1.0 was not flagged"
+    assert any("predictions collapsed" in d or "no variance" in d or "loss rose" in d for d in metrics["degenerate"])
+    assert "diverged is degenerate: " in caplog.text

@@ -39,10 +39,11 @@ class Tables:
     """Everything the reports are made of; every frame is in params order (dataset, size, arm)."""
 
     dml_arm: str
-    accuracy: pd.DataFrame  # dataset,size,arm,mode,accuracy_mean,accuracy_std,n
+    accuracy: pd.DataFrame  # dataset,size,arm,mode,accuracy_mean,accuracy_std,n,flagged
     gains: pd.DataFrame  # dataset,size,mode,baseline_mode,n,gain_pp,ci_low_pp,ci_high_pp,p_value,win,note
     proxy_curve: pd.DataFrame  # dataset,size,weight,accuracy_mean,accuracy_std,n (DML arm)
     loss_curves: pd.DataFrame  # dataset,size,arm,step,loss_mean (mean over seeds)
+    degenerate: pd.DataFrame  # dataset,size,seed,arm,symptom: one row per symptom of a flagged run
     confidence: float
 
 
@@ -69,9 +70,10 @@ def collect_runs(params: Params, runs_dir: Path, infer_dir: Path) -> pd.DataFram
     files = {cell: run_files(runs_dir, infer_dir, layout.run_id(*cell)) for cell in grid}
     missing = [str(p) for f in files.values() for p in f.values() if not p.is_file()]
     if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise MissingRunsError(
             f"{len(missing)} file(s) of the {len(grid)} runs that params.yaml implies are missing "
-            "(run the train and infer stages first):\n  " + "\n  ".join(missing)
+            f"(run the train and infer stages first): {shown}"
         )
     rows = [
         _read_run(cell, files[cell], params.infer.proxy_weight)
@@ -99,6 +101,9 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         if _get(run, key, files["run"]) != expected:
             raise ValueError(f"{files['run']}: {key}={run[key]!r}, expected {expected!r} for this run")
     accuracy = _number(metrics, "accuracy", files["metrics"])
+    degenerate = _get(metrics, "degenerate", files["metrics"])
+    if not isinstance(degenerate, list) or not all(isinstance(d, str) for d in degenerate):
+        raise ValueError(f"{files['metrics']}: degenerate={degenerate!r}; expected a list of strings")
     classifier = _number(_get(infer, "classifier", files["infer"]), "accuracy", files["infer"])
     if abs(classifier - accuracy) > _ACC_TOL:
         raise ValueError(
@@ -126,6 +131,7 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         "knn": _number(_get(infer, "knn", files["infer"]), "accuracy", files["infer"]),
         "proxy_curve": curve,
         "loss_curve": _read_curve(files["curve"]),
+        "degenerate": tuple(degenerate),
     }
 
 
@@ -156,8 +162,17 @@ def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
         gains=_gains_table(df, dml[0], agg),
         proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]),
         loss_curves=_loss_curve_table(df),
+        degenerate=_degenerate_table(df),
         confidence=agg.confidence,
     )
+
+
+def _degenerate_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Flagged runs stay in every mean and test (a collapse is that arm's result; dropping it would
+    flatter the arm that failed); this table lists them so the report can mark and count them."""
+    rows = [{"dataset": r.dataset, "size": r.size, "seed": r.seed, "arm": r.arm, "symptom": symptom}
+            for r in df.itertuples() for symptom in r.degenerate]
+    return pd.DataFrame(rows, columns=["dataset", "size", "seed", "arm", "symptom"])
 
 
 def _cells(df: pd.DataFrame) -> list[tuple[str, int]]:
@@ -177,6 +192,7 @@ def _accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
                 rows.append({
                     "dataset": dataset, "size": size, "arm": arm, "mode": mode,
                     "accuracy_mean": values.mean(), "accuracy_std": values.std(ddof=1), "n": len(values),
+                    "flagged": int(runs["degenerate"].map(bool).sum()),
                 })
     return pd.DataFrame(rows)
 
@@ -274,6 +290,9 @@ def metrics_summary(tables: Tables) -> dict[str, dict[str, float]]:
         key: float(np.mean([out[d][key] for d in out])) for key in ("cce", "dml", "dml_proxy", "gain_pp")
     }
     overall.update(wins=int(cls_gains["win"].sum()), cells=len(cls_gains))
+    flagged = tables.degenerate.drop_duplicates(["dataset", "size", "seed", "arm"])
+    overall.update(degenerate_cce=int((flagged["arm"] == BASELINE).sum()),
+                   degenerate_dml=int((flagged["arm"] == tables.dml_arm).sum()))
     out["overall"] = overall
     return {name: _rounded(entry) for name, entry in out.items()}
 
@@ -306,8 +325,11 @@ def run_aggregate(params: Params, runs_dir: Path, infer_dir: Path, reports_dir: 
     """The aggregate stage: collect, summarise, write; return the metrics written."""
     df = collect_runs(params, Path(runs_dir), Path(infer_dir))
     log.info("collected %d runs", len(df))
-    metrics = write_reports(params, summarise(df, params.aggregate), Path(reports_dir))
+    summarised = summarise(df, params.aggregate)
+    metrics = write_reports(params, summarised, Path(reports_dir))
     overall = metrics["overall"]
     log.info("%s over cce: %+.2f pp on average, %d/%d cells won",
              params.loss, overall["gain_pp"], overall["wins"], overall["cells"])
+    for r in summarised.degenerate.itertuples():
+        log.warning("degenerate run %s: %s", layout.run_id(r.dataset, r.size, r.seed, r.arm), r.symptom)
     return metrics

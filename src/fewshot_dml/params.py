@@ -9,9 +9,10 @@ place where a default lives, next to the note on where it comes from.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,36 @@ class ParamsError(ValueError):
     """A value in params.yaml is unknown, missing, mistyped or out of range."""
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats.
+
+    PyYAML implements YAML 1.1, whose float pattern needs a dot: ``1e-05`` (how DVC's ``-S`` writes
+    0.00001) and ``1e-5`` load as strings. This loader resolves every YAML 1.2 float spelling
+    (``1e-5``, ``1.0e+3``, ``.5``, ``.inf``) to a float and leaves everything else as SafeLoader does.
+    """
+
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+                 |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`_Loader` (floats in every spelling DVC or a person may write)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict:
     return {"low": low, "high": high, "low_open": low_open}
 
@@ -36,8 +67,21 @@ def spec(low: float | None = None, high: float | None = None, *, low_open: bool 
 
 
 @dataclass(frozen=True)
+class FetchUrls:
+    """Download addresses of the official files (a mirror, or a loopback server in tests)."""
+
+    senteval_small: str  # SentEval's datasmall_NB_ACL12.zip (MR, CR, SUBJ, MPQA)
+    sst2: str  # GLUE's SST-2.zip
+    trec: str  # TREC's train_5500.label
+    mrpc: str  # msr_paraphrase_train.txt
+    mrpc_dev_ids: str  # GLUE's mrpc_dev_ids.tsv: the pairs GLUE moved from MSR's train file to dev
+
+
+@dataclass(frozen=True)
 class FetchParams:
     local_dir: str
+    download: bool  # false: a missing local copy is an error; true: download from `urls` instead
+    urls: FetchUrls
     timeout_s: float = spec(0, low_open=True)
     retries: int = spec(0, 10)
 
@@ -114,50 +158,82 @@ class Params:
         return (BASELINE, self.loss)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``path``; raise :class:`ParamsError` on the first problem."""
+def load_params(path: str | Path = "params.yaml", sections: Collection[str] | None = None) -> Params:
+    """Read and validate ``path``; raise :class:`ParamsError` on the first problem.
+
+    ``sections`` (top-level keys, or ``losses.<name>``) limits the check to what a stage reads, so
+    a typo in ``train`` is reported by the stages that train, not by ``fetch``; the sections it
+    does not read are None (or absent from ``losses``). The ``check`` stage validates everything.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamsError(f"params file not found: {path}") from None
-    return parse_params(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ParamsError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    return parse_params(raw, sections)
 
 
-def parse_params(raw: Any) -> Params:
+def parse_params(raw: Any, sections: Collection[str] | None = None) -> Params:
     """Validate an already-parsed params mapping (see :func:`load_params`)."""
     raw = _mapping(raw, "<root>")
-    losses_raw = _mapping(raw.get("losses"), "losses")
-    plain = {k: v for k, v in raw.items() if k != "losses"}
-    plain["losses"] = {}
-    params = _build(Params, plain, "")
-    losses = {name: _loss_section(name, value) for name, value in losses_raw.items()}
-    params = dataclasses.replace(params, losses=types.MappingProxyType(losses))
-    _check_grid(params)
-    return params
+    fields = {f.name: f for f in dataclasses.fields(Params)}
+    _check_keys(raw, fields, "<root>")
+    if sections is not None:
+        unknown = sorted({s.split(".")[0] for s in sections} - set(fields))
+        if unknown:
+            raise ValueError(f"sections {unknown} are not params sections; expected some of {sorted(fields)}")
+
+    def wanted(key: str) -> bool:
+        return sections is None or key in sections
+
+    hints = typing.get_type_hints(Params)
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name == "losses" or not wanted(name):
+            values[name] = None
+            continue
+        values[name] = _convert(raw[name], hints[name], name, f.metadata)
+    losses_raw = _mapping(raw["losses"], "losses")
+    losses = {
+        name: _loss_section(name, value)
+        for name, value in losses_raw.items()
+        if wanted("losses") or wanted(f"losses.{name}")
+    }
+    values["losses"] = types.MappingProxyType(losses)
+    _check_grid(values, set(losses_raw), wanted)
+    return Params(**values)
 
 
-def _check_grid(p: Params) -> None:
-    for i, name in enumerate(p.datasets):
-        if name not in DATASETS:
-            raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
+def _check_grid(p: Mapping[str, Any], loss_names: set[str], wanted: Callable[[str], bool]) -> None:
+    if p["datasets"] is not None:
+        for i, name in enumerate(p["datasets"]):
+            if name not in DATASETS:
+                raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
     for key in ("datasets", "sample_sizes", "seeds"):
-        values = getattr(p, key)
+        values = p[key]
+        if values is None:
+            continue
         if not values:
             raise ParamsError(f"{key}: must list at least one value")
         if len(set(values)) != len(values):
             raise ParamsError(f"{key}: duplicate values in {list(values)}")
-    for i, size in enumerate(p.sample_sizes):
+    for i, size in enumerate(p["sample_sizes"] or ()):
         if size < 1:
             raise ParamsError(f"sample_sizes[{i}]: {size} is not a positive integer")
-    for i, seed in enumerate(p.seeds):
+    for i, seed in enumerate(p["seeds"] or ()):
         if seed < 0:
             raise ParamsError(f"seeds[{i}]: {seed} is negative; expected an integer >= 0")
-    if p.loss == BASELINE:
-        raise ParamsError(f"loss: {BASELINE!r} is the baseline arm; expected a DML loss")
-    for arm in p.arms:
-        if arm not in p.losses:
-            raise ParamsError(f"losses.{arm}: missing section for the {'baseline' if arm == BASELINE else 'configured'} loss")
+    if p["loss"] is not None:
+        if p["loss"] == BASELINE:
+            raise ParamsError(f"loss: {BASELINE!r} is the baseline arm; expected a DML loss")
+        for arm in (BASELINE, p["loss"]):
+            if arm not in loss_names:
+                role = "baseline" if arm == BASELINE else "configured"
+                raise ParamsError(f"losses.{arm}: missing section for the {role} loss")
 
 
 def _loss_section(name: str, raw: Any) -> LossParams:

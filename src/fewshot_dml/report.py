@@ -75,10 +75,27 @@ def _accuracy_section(tables: Tables) -> str:
     acc = tables.accuracy
     rows = []
     for (dataset, size, arm), g in acc.groupby(["dataset", "size", "arm"], sort=False):
-        by_mode = {r.mode: f"{pct(r.accuracy_mean)} ± {pct(r.accuracy_std)} (n={r.n})" for r in g.itertuples()}
+        by_mode = {r.mode: f"{pct(r.accuracy_mean)} ± {pct(r.accuracy_std)} (n={r.n}"
+                   + (f", {r.flagged} degenerate ⚠)" if r.flagged else ")") for r in g.itertuples()}
         rows.append((dataset, size, f"`{arm}`", *(by_mode.get(m, "–") for m in _modes(acc))))
-    return ("## Accuracy (%)\n\nMean ± sample std (ddof=1) over seeds on the held-out evaluation set.\n\n"
+    return ("## Accuracy (%)\n\nMean ± sample std (ddof=1) over seeds on the held-out evaluation set; "
+            "⚠ counts the degenerate runs included in a cell (see below).\n\n"
             + _table(("dataset", "size", "arm", *_modes(acc)), rows))
+
+
+def _degenerate_section(tables: Tables, n_runs: int) -> str:
+    deg = tables.degenerate
+    head = ("## Degenerate runs\n\nEvery run is checked for a training loss that ended above twice its start, "
+            "predictions collapsed to one class, and embeddings with no variance (`fewshot_dml.health`). A "
+            "flagged run stays in every mean and paired test (it is what that configuration produced; dropping "
+            "it would flatter the arm that failed) and is marked ⚠ in the accuracy table.\n\n")
+    if deg.empty:
+        return head + f"None of the {n_runs} runs was flagged."
+    runs = deg.groupby(["dataset", "size", "seed", "arm"], sort=False)["symptom"].agg("; ".join).reset_index()
+    counts = ", ".join(f"`{arm}`: {n}" for arm, n in runs.groupby("arm", sort=False).size().items())
+    rows = [(r.dataset, r.size, r.seed, f"`{r.arm}`", r.symptom) for r in runs.itertuples()]
+    return (head + f"{len(runs)} of the {n_runs} runs were flagged ({counts}).\n\n"
+            + _table(("dataset", "size", "seed", "arm", "evidence"), rows))
 
 
 def _modes(acc: pd.DataFrame) -> list[str]:
@@ -137,12 +154,18 @@ def render_results(
 ) -> str:
     """The full ``results.md``; ``figures`` are paths relative to the reports directory."""
     overall = metrics["overall"]
+    n_runs = len(params.datasets) * len(params.sample_sizes) * len(params.seeds) * len(params.arms)
+    flagged = overall["degenerate_cce"] + overall["degenerate_dml"]
     summary = (f"Over {overall['cells']} dataset × size cells, `{tables.dml_arm}` (classifier) "
                f"{_pp(overall['gain_pp'])} pp over `{BASELINE}` on average, winning {overall['wins']} "
-               f"of {overall['cells']} cells (mean accuracy {pct(overall['cce'])} → {pct(overall['dml'])}).")
+               f"of {overall['cells']} cells (mean accuracy {pct(overall['cce'])} → {pct(overall['dml'])}). "
+               + (f"**{flagged} of {n_runs} runs are degenerate** ({overall['degenerate_cce']} `{BASELINE}`, "
+                  f"{overall['degenerate_dml']} `{tables.dml_arm}`; included and marked, see below)."
+                  if flagged else f"No run of the {n_runs} was flagged as degenerate."))
     figs = "## Figures\n\n" + "\n".join(f"![{Path(f).stem}]({f})" for f in figures)
     parts = [f"# Results: `{BASELINE}` vs `{BASELINE}` + `{tables.dml_arm}`", summary,
-             _what_was_run(params, tables.dml_arm), _accuracy_section(tables), _gains_section(tables),
+             _what_was_run(params, tables.dml_arm), _accuracy_section(tables), _degenerate_section(tables, n_runs),
+             _gains_section(tables),
              _proxy_section(tables), _reference_section(params, tables, metrics), figs]
     return "\n\n".join(parts) + "\n"
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fewshot_dml import io
-from fewshot_dml.data.table import read_card, read_table
+from fewshot_dml.data.table import read_card_and_table
 from fewshot_dml.params import SampleParams
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,8 @@ def stratified_quotas(counts: np.ndarray, total: int) -> np.ndarray:
 def write_split(table_path: Path, card_path: Path, params: SampleParams, dataset: str, size: int, seed: int,
                 out_path: Path) -> dict:
     """Draw the split of (dataset, size, seed) and write it atomically as canonical JSON."""
-    labels = read_table(table_path)["label"].to_numpy(np.int64)
-    card = read_card(card_path, ("dataset", "n_examples", "table_sha256"))
+    card, table = read_card_and_table(card_path, table_path, ("dataset", "n_examples"))
+    labels = table["label"].to_numpy(np.int64)
     for key, expected in (("dataset", dataset), ("n_examples", labels.size)):
         if card[key] != expected:
             raise ValueError(f"{card_path}: {key}={card[key]!r} but expected {expected!r} (table {table_path})")

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from fewshot_dml import io
 from fewshot_dml.batching import collate, is_pair_table, make_batches, tokenize
-from fewshot_dml.data.table import read_card, read_table
+from fewshot_dml.data.table import read_card_and_table
+from fewshot_dml.health import diagnose
 from fewshot_dml.inference import accuracy_f1
 from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
@@ -43,8 +44,12 @@ _NPZ_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip entry timestamp (the earliest zip
 
 
 def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, split_path: Path,
-              out_dir: Path) -> dict[str, Any]:
-    """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics."""
+              out_dir: Path, timing_path: Path | None = None) -> dict[str, Any]:
+    """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
+
+    The wall time goes to ``timing_path``, outside the run directory: a DVC output must hash the
+    same for the same params and seed, or a byte-identical retrain would rerun everything downstream.
+    """
     card, split, table = _read_inputs(Path(table_path), Path(card_path), Path(split_path))
     _check_loss(train, loss)
     num_classes = len(card["label_names"])
@@ -57,12 +62,15 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
         logger.warning("%d of %d batches had no positive and negative pair: their DML term was skipped",
                        no_pairs, train.steps)
     ev = arrays["eval"]
+    degenerate = diagnose([row["loss"] for row in curve], ev["logits"], ev["embeddings"], ev["labels"])
+    for symptom in degenerate:
+        logger.warning("%s is degenerate: %s", Path(out_dir).name, symptom)
     metrics = {
         **accuracy_f1(ev["labels"], ev["logits"].argmax(axis=1), num_classes),
         "n_train": len(split["train"]), "n_eval": len(split["eval"]), "num_classes": num_classes,
         "steps": train.steps, "batches_without_pairs": no_pairs, "device": device.type,
+        "degenerate": degenerate,
     }
-    # Wall time is kept apart so that metrics.json is byte-identical for the same params and seed.
     timing = {"seconds": round(time.perf_counter() - started, 3)}
     with io.atomic_dir(out_dir) as tmp:
         write_npz(tmp / "eval.npz", **arrays["eval"])
@@ -71,10 +79,11 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
         torch.save(state, tmp / "loss_state.pt")
         _write_curve(tmp / "curve.csv", curve)
         io.write_json(tmp / "metrics.json", metrics)
-        io.write_json(tmp / "timing.json", timing)
         io.write_json(tmp / "run.json", _run_record(card, split, train, loss, model, num_classes))
         if train.save_weights:
             model.cpu().save(tmp / "model", tokenizer)
+    if timing_path is not None:
+        io.write_json(timing_path, timing)
     logger.info("%s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", Path(out_dir).name,
                 metrics["accuracy"], metrics["macro_f1"], train.steps, timing["seconds"], device.type)
     return metrics
@@ -120,9 +129,8 @@ def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, 
 
 def _read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[dict, dict, pd.DataFrame]:
     """Card, split and table, cross-checked: the split must be one of this table's splits."""
-    card = read_card(card_path, ("dataset", "label_names", "table_sha256"))
+    card, table = read_card_and_table(card_path, table_path, ("dataset", "label_names"))
     split = io.read_json(split_path)
-    table = read_table(table_path)
     try:
         check_split(split, card["dataset"], len(table), card["table_sha256"])
     except ValueError as err:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_dml.data.datasets import REGISTRY, DatasetSpec
+from fewshot_dml.data.datasets import REGISTRY, DatasetSpec, Exclusion
 from fewshot_dml.data.fetch import fetch_dataset
-from fewshot_dml.params import FetchParams
+from fewshot_dml.params import FetchParams, FetchUrls
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_DIR = "../shared/senteval"  # params.yaml's fetch.local_dir, relative to the repository root
@@ -37,8 +37,21 @@ SENTEVAL_MEMBERS = {
 TREC_FINE = ("DESC:def", "ENTY:other", "ABBR:exp", "HUM:ind", "NUM:count", "LOC:city")
 
 
-def fetch_params(local_dir: str = LOCAL_DIR, *, timeout_s: float = 5.0, retries: int = 0) -> FetchParams:
-    return FetchParams(local_dir=local_dir, timeout_s=timeout_s, retries=retries)
+# The official file names, as fetch.urls keys: a test server serves them under one base URL.
+OFFICIAL_FILES = {
+    "senteval_small": "datasmall_NB_ACL12.zip",
+    "sst2": "SST-2.zip",
+    "trec": "train_5500.label",
+    "mrpc": "msr_paraphrase_train.txt",
+    "mrpc_dev_ids": "mrpc_dev_ids.tsv",
+}
+
+
+def fetch_params(local_dir: str = LOCAL_DIR, *, base: str = "http://127.0.0.1:9/unused", download: bool = False,
+                 timeout_s: float = 5.0, retries: int = 0) -> FetchParams:
+    """FetchParams whose ``urls`` are the official file names under ``base``."""
+    urls = FetchUrls(**{key: f"{base}/{name}" for key, name in OFFICIAL_FILES.items()})
+    return FetchParams(local_dir=local_dir, download=download, urls=urls, timeout_s=timeout_s, retries=retries)
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
@@ -62,15 +75,24 @@ class Kit:
         return hashlib.sha256(data).hexdigest()
 
     @staticmethod
-    def with_official(name: str, **changes: object) -> dict[str, DatasetSpec]:
-        """The registry with ``name``'s official source changed (pin, expected count)."""
+    def with_official(name: str, *, table_pin: bool = True, **changes: object) -> dict[str, DatasetSpec]:
+        """The registry with ``name``'s official source changed (pins, expected count); the table pin
+        is kept unless ``table_pin`` is false (synthetic data)."""
         spec = REGISTRY[name]
-        return {**REGISTRY, name: replace(spec, official=replace(spec.official, **changes))}
+        table = spec.table_sha256 if table_pin else None
+        return {**REGISTRY, name: replace(spec, official=replace(spec.official, **changes), table_sha256=table)}
 
     @staticmethod
     def with_local(name: str, **changes: object) -> dict[str, DatasetSpec]:
+        """The registry with ``name``'s local source changed and unpinned (for synthetic files)."""
         spec = REGISTRY[name]
-        return {**REGISTRY, name: replace(spec, local=replace(spec.local, **changes))}
+        parts = tuple(replace(part, sha256=None) for part in spec.local.parts)
+        local = replace(spec.local, parts=parts, **changes)
+        return {**REGISTRY, name: replace(spec, local=local, table_sha256=None)}
+
+    @staticmethod
+    def exclusion(data: bytes) -> Exclusion:
+        return Exclusion("mrpc_dev_ids", hashlib.sha256(data).hexdigest())
 
     @staticmethod
     def assert_nothing_written(directory: Path) -> None:
@@ -112,8 +134,23 @@ def sst2_local(senteval: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return raw / "sst2.jsonl", card
 
 
+def msr_train_file(senteval: Path, every: int = 9) -> tuple[bytes, bytes]:
+    """MSR's train file rebuilt from the local GLUE split, with a made-up pair inserted after every
+    ``every``-th row, and the dev-ids file that lists the inserted pairs (GLUE's construction)."""
+    lines = (senteval / "MRPC/train.tsv").read_text("utf-8").split("\n")
+    head, rows = lines[0], [line for line in lines[1:] if line]
+    out, dev = [head], []
+    for i, row in enumerate(rows, start=1):
+        out.append(row)
+        if i % every == 0:
+            ids = (str(9_000_000 + 2 * i), str(9_000_001 + 2 * i))
+            out.append(f"0\t{ids[0]}\t{ids[1]}\tAn inserted dev sentence {i} .\tIts pair {i} .")
+            dev.append("\t".join(ids))
+    return ("\n".join(out) + "\n").encode("utf-8"), ("\n".join(dev) + "\n").encode("utf-8")
+
+
 def official_files(senteval: Path) -> dict[str, bytes]:
-    """The four official files, rebuilt from the local copy in the official layouts and encodings."""
+    """The official files, rebuilt from the local copy in the official layouts and encodings."""
     latin1 = {m: (senteval / f).read_text("utf-8").encode("latin-1") for f, m in SENTEVAL_MEMBERS.items()}
     trec_lines = []
     for line in (senteval / "TREC/trec.tsv").read_text("utf-8").splitlines():
@@ -123,7 +160,7 @@ def official_files(senteval: Path) -> dict[str, bytes]:
         "datasmall_NB_ACL12.zip": zip_bytes(latin1),
         "SST-2.zip": zip_bytes({"SST-2/train.tsv": (senteval / "SST-2/train.tsv").read_bytes()}),
         "train_5500.label": "".join(trec_lines).encode("latin-1"),
-        "msr_paraphrase_train.txt": (senteval / "MRPC/train.tsv").read_bytes(),
+        **dict(zip(("msr_paraphrase_train.txt", "mrpc_dev_ids.tsv"), msr_train_file(senteval), strict=True)),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from fewshot_dml import io
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.fetch import fetch_dataset
+from fewshot_dml.data.datasets import REGISTRY
+from fewshot_dml.data.fetch import fetch_dataset, verify_sources
+from fewshot_dml.data.local import workspace_root
 from fewshot_dml.data.table import read_table
 
 EXPECTED = {
@@ -133,8 +136,9 @@ MRPC_HEAD = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 def test_local_errors_leave_nothing(kit: Any, tmp_path: Path, out: Any, files: dict, match: str) -> None:
     _layout(tmp_path, {k: v.encode() if isinstance(v, str) else v for k, v in files.items()})
     name = {"MRPC": "mrpc", "SST-2": "sst2", "TREC": "trec", "MR": "mr"}[next(iter(files)).split("/")[0]]
+    registry = kit.with_local(name, n_examples=REGISTRY[name].local.n_examples)
     with pytest.raises(FetchError, match=match):
-        fetch_dataset(name, kit.params("copy"), out.table, out.card, root=tmp_path)
+        fetch_dataset(name, kit.params("copy"), out.table, out.card, root=tmp_path, registry=registry)
     kit.assert_nothing_written(out.dir)
 
 
@@ -142,3 +146,81 @@ def test_unknown_dataset_lists_the_valid_ones(kit: Any, out: Any) -> None:
     with pytest.raises(FetchError, match=r"unknown dataset 'imdb'; expected one of \['mr', 'cr', 'subj', 'mpqa', 'sst2', 'trec', 'mrpc'\]"):
         fetch_dataset("imdb", kit.params(), out.table, out.card, root=kit.repo)
     kit.assert_nothing_written(out.dir)
+
+
+def _copy_of_shared(senteval: Path, root: Path) -> Path:
+    """A byte copy of the shared SentEval copy under ``root``/copy (deleted with tmp_path)."""
+    for path in senteval.rglob("*"):
+        if path.is_file():
+            (root / "copy" / path.relative_to(senteval)).parent.mkdir(parents=True, exist_ok=True)
+            (root / "copy" / path.relative_to(senteval)).write_bytes(path.read_bytes())
+    return root / "copy"
+
+
+def _replace_line(path: Path, number: int, new: bytes) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[number] = new
+    path.write_bytes(b"\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("file", "edit"),
+    [
+        ("MR/rt-polarity.pos", lambda p: _replace_line(p, 10, b"@@ garbage @@")),  # a line replaced by garbage
+        ("TREC/trec.tsv", lambda p: _replace_line(p, 0, p.read_bytes().split(b"\n")[0][:-1] + b"1")),  # a label changed
+        ("SST-2/train.tsv", lambda p: p.write_bytes(p.read_bytes()[:-7])),  # cut inside its last line
+    ],
+)
+def test_an_edited_local_copy_is_refused_naming_file_and_checksums(
+        kit: Any, senteval: Path, tmp_path: Path, out: Any, file: str, edit: Any) -> None:
+    copy = _copy_of_shared(senteval, tmp_path)
+    edit(copy / file)
+    name = {"MR": "mr", "TREC": "trec", "SST-2": "sst2"}[file.split("/")[0]]
+    pinned = next(p.sha256 for p in REGISTRY[name].local.parts if p.path == file)
+    match = rf"copy/{re.escape(file)}: sha256 [0-9a-f]{{64}} does not match the pinned {pinned}"
+    with pytest.raises(FetchError, match=match):
+        fetch_dataset(name, kit.params("copy"), out.table, out.card, root=tmp_path)
+    kit.assert_nothing_written(out.dir)
+    with pytest.raises(FetchError, match=match):  # the check stage refuses it too, whatever the grid
+        verify_sources(kit.params("copy"), ("cr",), tmp_path, out.dir / "sources.json")
+    kit.assert_nothing_written(out.dir)
+
+
+def test_verified_sources_do_not_depend_on_the_grid(kit: Any, senteval: Path, tmp_path: Path) -> None:
+    one = verify_sources(kit.params(), ("trec",), kit.repo, tmp_path / "a.json")
+    every = verify_sources(kit.params(), tuple(REGISTRY), kit.repo, tmp_path / "b.json")
+    assert one == every and (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert one["files"]["mrpc"] == {"MRPC/train.tsv": REGISTRY["mrpc"].local.parts[0].sha256}
+
+
+def test_a_missing_local_copy_is_an_error_unless_downloads_are_allowed(kit: Any, tmp_path: Path, out: Any) -> None:
+    match = (r"fetch\.local_dir='sentevall': no directory at .*/sentevall; expected the SentEval copy there, "
+             r"or set fetch\.download: true")
+    with pytest.raises(FetchError, match=match):
+        fetch_dataset("trec", kit.params("sentevall"), out.table, out.card, root=tmp_path)
+    with pytest.raises(FetchError, match=match):
+        verify_sources(kit.params("sentevall"), ("trec",), tmp_path, out.dir / "sources.json")
+    kit.assert_nothing_written(out.dir)
+    record = verify_sources(kit.params("sentevall", download=True), ("trec",), tmp_path, out.dir / "s.json")
+    assert record["source"] == "official" and record["urls"]["trec"].endswith("/train_5500.label")
+
+
+def test_relative_local_dir_resolves_against_the_workspace_of_a_dvc_temp_run(kit: Any, tmp_path: Path) -> None:
+    workspace = tmp_path / "repo"
+    for temp in (workspace / ".dvc/tmp/exps/standalone/tmpa1b2", workspace / ".dvc/tmp/exps/tmpx9"):
+        temp.mkdir(parents=True)
+        assert workspace_root(temp) == workspace.resolve()
+    assert workspace_root(workspace) == workspace.resolve()
+    _layout(tmp_path, {"MR/rt-polarity.neg": b"a\n", "MR/rt-polarity.pos": b"b\n"})
+    temp = workspace / ".dvc/tmp/exps/standalone/tmpa1b2"
+    card = fetch_dataset("mr", kit.params("../copy"), temp / "t.jsonl", temp / "c.json", root=temp,
+                         registry=kit.with_local("mr", n_examples=2))
+    assert card["source"] == "local" and card["n_examples"] == 2
+
+
+def test_every_registered_dataset_pins_its_files_and_table() -> None:
+    for name, spec in REGISTRY.items():
+        assert spec.table_sha256 and len(spec.table_sha256) == 64, name
+        assert all(part.sha256 and len(part.sha256) == 64 for part in spec.local.parts), name
+        # A download without a published checksum is still verified through the table pin.
+        assert spec.official.url_key is not None, name

@@ -12,7 +12,7 @@ import pytest
 
 from fewshot_dml.data import FetchError
 from fewshot_dml.data.fetch import fetch_dataset
-from fewshot_dml.data.official import download, resolve_url
+from fewshot_dml.data.official import download
 
 FILES = {
     "mr": "datasmall_NB_ACL12.zip",
@@ -37,10 +37,9 @@ def download_area(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 
 def _fetch(kit: Any, out: Any, name: str, base_url: str, registry: Any = None, **params: Any) -> dict:
-    """Fetch with no local copy (``absent`` under the test's root), i.e. from ``base_url``."""
-    return fetch_dataset(
-        name, kit.params("absent", **params), out.table, out.card, root=out.dir.parent, base_url=base_url, registry=registry
-    )
+    """Fetch with no local copy (``absent`` under the test's root) from fetch.urls under ``base_url``."""
+    fetch = kit.params("absent", base=base_url, download=True, **params)
+    return fetch_dataset(name, fetch, out.table, out.card, root=out.dir.parent, registry=registry)
 
 
 @pytest.mark.parametrize("name", list(FILES))
@@ -49,8 +48,11 @@ def test_official_gives_the_same_table_as_the_local_copy(
 ) -> None:
     base, files = official
     served = files[FILES[name]]
-    # Pin the served file's checksum (so the verification passes); MSR's file has more pairs than GLUE's split.
-    changes: dict[str, Any] = {"sha256": kit.sha256(served)} | ({"n_examples": 3668} if name == "mrpc" else {})
+    # Pin the served files' checksums (so their verification passes); the table keeps its real pin.
+    # MSR's file holds more pairs than GLUE's split: the dev-ids file names the ones to drop.
+    changes: dict[str, Any] = {"sha256": kit.sha256(served)}
+    if name == "mrpc":
+        changes["exclude"] = kit.exclusion(files["mrpc_dev_ids.tsv"])
     card = _fetch(kit, out, name, base, kit.with_official(name, **changes))
     if name == "sst2":
         local_table, local_card = sst2_local
@@ -61,7 +63,11 @@ def test_official_gives_the_same_table_as_the_local_copy(
     url = f"{base}/{FILES[name]}"
     assert card["source"] == "official" and card["location"] == [url]
     assert card["encoding"] == ENCODINGS.get(name, "latin-1")
-    assert card["inputs"] == [{"name": url, "sha256": kit.sha256(served), "rows": local_card["n_examples"]}]
+    inputs = [{"name": url, "sha256": kit.sha256(served), "rows": local_card["n_examples"]}]
+    if name == "mrpc":
+        dev = files["mrpc_dev_ids.tsv"]
+        inputs.append({"name": f"{base}/mrpc_dev_ids.tsv", "sha256": kit.sha256(dev), "excluded_pairs": 407})
+    assert card["inputs"] == inputs
     same = ("n_examples", "class_counts", "label_names", "pair", "table_sha256", "dataset")
     assert {k: card[k] for k in same} == {k: local_card[k] for k in same}
 
@@ -69,7 +75,7 @@ def test_official_gives_the_same_table_as_the_local_copy(
 def test_latin1_archive_is_decoded_as_latin1(kit: Any, out: Any, server: Any) -> None:
     members = {"data/rt10662/rt-polarity.neg": "caf\xe9 \x85 na\xefve \n\nbad\n", "data/rt10662/rt-polarity.pos": "good\n"}
     base = server.put({"datasmall_NB_ACL12.zip": kit.zip_bytes({k: v.encode("latin-1") for k, v in members.items()})})
-    card = _fetch(kit, out, "mr", base, kit.with_official("mr", n_examples=3))
+    card = _fetch(kit, out, "mr", base, kit.with_official("mr", n_examples=3, table_pin=False))
     assert card["encoding"] == "latin-1" and card["class_counts"] == {"negative": 2, "positive": 1}
     # split("\n"): \x85 (NEL) is text here, not a line break.
     assert out.table.read_text("utf-8").split("\n")[0] == '{"label": 0, "text": "caf\xe9 \x85 na\xefve", "text_pair": ""}'
@@ -87,10 +93,14 @@ def test_retries_after_a_server_error(kit: Any, out: Any, official: tuple[str, d
     assert "attempt 1 of 2 failed (HTTP 503" in caplog.text
 
 
-def test_resolve_url_swaps_host_and_folder_only() -> None:
-    url = "https://dl.fbaipublicfiles.com/senteval/senteval_data/datasmall_NB_ACL12.zip"
-    assert resolve_url(url, None) == url
-    assert resolve_url(url, "http://mirror:8/data/") == "http://mirror:8/data/datasmall_NB_ACL12.zip"
+def test_shipped_urls_are_the_official_addresses() -> None:
+    from fewshot_dml.params import load_params
+
+    urls = vars(load_params(Path(__file__).resolve().parents[2] / "params.yaml").fetch.urls)
+    assert {key: url.rsplit("/", 1)[-1] for key, url in urls.items()} == {
+        "senteval_small": "datasmall_NB_ACL12.zip", "sst2": "SST-2.zip", "trec": "train_5500.label",
+        "mrpc": "msr_paraphrase_train.txt", "mrpc_dev_ids": "mrpc_dev_ids.tsv"}
+    assert all(url.startswith("https://") for url in urls.values())
 
 
 def _closed_port() -> int:
@@ -110,7 +120,21 @@ ERRORS: dict[str, tuple[str, Any, dict, str]] = {
     ),
     "pin-real": ("trec", "official", {}, r"train_5500\.label: sha256 [0-9a-f]{64} does not match the pinned 9e4c8bdc"),
     "count-off": (
-        "mrpc", "official", NO_PIN, r"mrpc: read 3668 examples from http://127\.0\.0\.1:\d+/f0/msr_paraphrase_train\.txt, expected exactly 4076"
+        "mrpc", "official", NO_PIN | {"exclude": None},
+        r"mrpc: read 4075 examples from http://127\.0\.0\.1:\d+/f0/msr_paraphrase_train\.txt, expected exactly 3668",
+    ),
+    "dev-ids-pin": ("mrpc", "official", NO_PIN, r"mrpc_dev_ids\.tsv: sha256 [0-9a-f]{64} does not match the pinned 971d7767"),
+    "dev-ids-absent": (
+        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3\t4\n"},
+        NO_PIN | {"exclude": "served"}, r"msr_paraphrase_train\.txt: 1 excluded pair\(s\) do not occur, e\.g\. \('3', '4'\)",
+    ),
+    "dev-ids-format": (
+        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3 4\n"},
+        NO_PIN | {"exclude": "served"}, r"mrpc_dev_ids\.tsv:1: expected 2 tab-separated fields, got 1",
+    ),
+    "table-pin": (
+        "trec", {"train_5500.label": "swapped"}, NO_PIN,
+        r"trec: the table read from .*train_5500\.label has sha256 [0-9a-f]{64}, not the pinned b7fffb3f",
     ),
     "trec-no-colon": (
         "trec", {"train_5500.label": b"DESC:def What ?\nHUMind Who ?\n"}, NO_PIN,
@@ -120,7 +144,7 @@ ERRORS: dict[str, tuple[str, Any, dict, str]] = {
         "trec", {"train_5500.label": b"FOO:bar What ?\n"}, NO_PIN, r"train_5500\.label:1: unknown coarse class 'FOO'; expected one of \['DESC'"
     ),
     "mrpc-fields": (
-        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t2\t3\ta\n").encode()}, NO_PIN,
+        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t2\t3\ta\n").encode()}, NO_PIN | {"exclude": None},
         r"msr_paraphrase_train\.txt:2: expected 5 tab-separated fields, got 4",
     ),
     "sst2-label": (
@@ -139,9 +163,17 @@ ERRORS: dict[str, tuple[str, Any, dict, str]] = {
 }
 
 
+def _swap_two_labels(data: bytes) -> bytes:
+    """The TREC file with the coarse classes of its first two questions swapped (format still valid)."""
+    first, second, *rest = data.split(b"\n")
+    (a, qa), (b, qb) = first.split(b" ", 1), second.split(b" ", 1)
+    return b"\n".join([b + b" " + qa, a + b" " + qb, *rest])
+
+
 def _base_url(where: Any, kit: Any, server: Any, official: tuple[str, dict]) -> str:
     if isinstance(where, dict):
-        return server.put({name: kit.zip_bytes(d) if isinstance(d, dict) else d for name, d in where.items()})
+        files = {name: _swap_two_labels(official[1][name]) if d == "swapped" else d for name, d in where.items()}
+        return server.put({name: kit.zip_bytes(d) if isinstance(d, dict) else d for name, d in files.items()})
     if where == "closed":
         return f"http://127.0.0.1:{_closed_port()}/x"
     return {"official": official[0], "missing": official[0] + "/missing"}.get(where, where)
@@ -150,6 +182,8 @@ def _base_url(where: Any, kit: Any, server: Any, official: tuple[str, dict]) -> 
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_official_errors_leave_nothing(kit: Any, out: Any, official: tuple[str, dict], server: Any, case: str) -> None:
     name, where, changes, match = ERRORS[case]
+    if changes.get("exclude") == "served":
+        changes = changes | {"exclude": kit.exclusion(where["mrpc_dev_ids.tsv"])}
     with pytest.raises(FetchError, match=match):
         _fetch(kit, out, name, _base_url(where, kit, server, official), kit.with_official(name, **changes))
     kit.assert_nothing_written(out.dir)
@@ -157,7 +191,8 @@ def test_official_errors_leave_nothing(kit: Any, out: Any, official: tuple[str, 
 
 def test_a_file_url_works_as_a_mirror(kit: Any, out: Any, official: tuple[str, dict], server: Any) -> None:
     base = official[0].replace(server.url, server.root.as_uri())
-    card = _fetch(kit, out, "mrpc", base, kit.with_official("mrpc", n_examples=3668, sha256=None))
+    exclude = kit.exclusion(official[1]["mrpc_dev_ids.tsv"])
+    card = _fetch(kit, out, "mrpc", base, kit.with_official("mrpc", sha256=None, exclude=exclude))
     assert card["location"] == [f"{base}/msr_paraphrase_train.txt"] and card["n_examples"] == 3668
 
 

@@ -1,12 +1,15 @@
 """The fetch stage's one call: a SentEval dataset -> ``data/raw/<dataset>.jsonl`` + its card.
 
-The local copy (``fetch.local_dir``) is used when that directory exists, otherwise the official
-addresses. Everything is read, parsed and counted before anything is written; then the table and
-the card are written atomically, the card last, so a failure leaves neither behind.
+The local copy (``fetch.local_dir``) is read when that directory exists; otherwise the official
+files are downloaded from ``fetch.urls`` if ``fetch.download`` allows it, and it is an error if not.
+Everything is read, verified (file pins, counts, the table's pinned sha256), parsed and counted
+before anything is written; then the table and the card are written atomically, the card last,
+so a failure leaves neither behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -15,14 +18,42 @@ from pathlib import Path
 from fewshot_dml import io
 from fewshot_dml.data import FetchError
 from fewshot_dml.data.datasets import DatasetSpec, Loaded, get_spec
-from fewshot_dml.data.local import read_local
-from fewshot_dml.data.official import read_official, resolve_url
-from fewshot_dml.data.table import make_table, write_table
+from fewshot_dml.data.local import read_local, resolve_local_dir, verify_local_copy
+from fewshot_dml.data.official import official_url, read_official
+from fewshot_dml.data.table import encode_table, make_table
 from fewshot_dml.params import FetchParams
 
-__all__ = ["FetchError", "fetch_dataset"]
+__all__ = ["FetchError", "fetch_dataset", "verify_sources"]
 
 log = logging.getLogger(__name__)
+
+
+def _local_dir(params: FetchParams, root: Path) -> Path | None:
+    """The local copy's directory; None if absent and downloads are allowed; FetchError otherwise."""
+    local_dir = resolve_local_dir(params.local_dir, root)
+    if local_dir.is_dir():
+        return local_dir
+    if params.download:
+        log.info("no local copy at %s; downloading from fetch.urls (fetch.download: true)", local_dir)
+        return None
+    raise FetchError(f"fetch.local_dir={params.local_dir!r}: no directory at {local_dir}; expected the SentEval "
+                     "copy there, or set fetch.download: true to download the official files from fetch.urls")
+
+
+def verify_sources(params: FetchParams, datasets: tuple[str, ...], root: Path, out: Path,
+                   registry: Mapping[str, DatasetSpec] | None = None) -> dict:
+    """Write ``out``: the verified checksums of the local copy (or that downloads will be used).
+
+    The ``check`` stage runs this on every ``dvc repro`` (it is ``always_changed``); ``fetch``
+    depends on ``out``, so a changed source file is caught there and, once restored, re-fetched.
+    """
+    local_dir = _local_dir(params, root)
+    if local_dir is None:
+        record: dict = {"source": "official", "urls": {k: official_url(params, k) for k in sorted(vars(params.urls))}}
+    else:
+        record = {"source": "local", "files": verify_local_copy(local_dir, datasets, registry)}
+    io.write_json(out, record)
+    return record
 
 
 def fetch_dataset(
@@ -32,32 +63,37 @@ def fetch_dataset(
     out_card: Path,
     root: Path = Path("."),
     *,
-    base_url: str | None = None,
     registry: Mapping[str, DatasetSpec] | None = None,
 ) -> dict:
     """Read dataset ``name`` and write its table and card; return the card.
 
-    ``params.local_dir`` is resolved against ``root`` (the repository root). ``base_url`` replaces
-    the official host and folder (a mirror holding the same file names); ``registry`` replaces the
-    dataset registry (tests use it to change pins and expected counts).
+    ``params.local_dir`` is resolved against the workspace of ``root`` (the repository root, see
+    :func:`~fewshot_dml.data.local.workspace_root`); ``registry`` replaces the dataset registry
+    (tests use it to change pins and expected counts).
     """
     spec = get_spec(name, registry)
-    local_dir = Path(root) / params.local_dir
-    if local_dir.is_dir():
+    local_dir = _local_dir(params, root)
+    if local_dir is not None:
         source, expected, location = "local", spec.local.n_examples, params.local_dir
         loaded = read_local(spec, local_dir)
+        where = str(local_dir)
     else:
-        log.info("%s: no local copy at %s; using the official address", name, local_dir)
         source, expected = "official", spec.official.n_examples
-        location = [resolve_url(spec.official.url, base_url)] if spec.official.url else []
-        loaded = read_official(spec, params, base_url)
-    where = local_dir if source == "local" else ", ".join(location)
+        location = [official_url(params, spec.official.url_key)] if spec.official.url_key else []
+        loaded = read_official(spec, params)
+        where = ", ".join(location)
     if len(loaded.rows) != expected:
         raise FetchError(f"{name}: read {len(loaded.rows)} examples from {where}, expected exactly {expected}")
     card = _card(spec, loaded, source, location)
     labels, texts, pairs = zip(*loaded.rows, strict=True)
-    table = make_table(labels, texts, pairs)
-    card["table_sha256"] = write_table(out_table, table)
+    data = encode_table(make_table(labels, texts, pairs))
+    sha256 = hashlib.sha256(data).hexdigest()
+    if spec.table_sha256 is not None and sha256 != spec.table_sha256:
+        raise FetchError(f"{name}: the table read from {where} has sha256 {sha256}, not the pinned "
+                         f"{spec.table_sha256}; this source holds a different version of the dataset")
+    card["table_sha256"] = sha256
+    with io.atomic_path(out_table) as tmp:
+        tmp.write_bytes(data)
     try:
         io.write_json(out_card, card)
     except BaseException:

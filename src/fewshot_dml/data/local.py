@@ -1,25 +1,62 @@
-"""Read a dataset from the local SentEval copy (the layout described in its README.md)."""
+"""The local SentEval copy (the layout of its README.md): where it is, and its verified files.
+
+Every file is checked against the sha256 pinned in the dataset registry before it is parsed, so
+an edited, truncated or swapped file is an error naming the file and both checksums.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import DatasetSpec, Loaded, parse_parts
+from fewshot_dml.data.datasets import REGISTRY, DatasetSpec, Loaded, parse_parts
 
 log = logging.getLogger(__name__)
 
 
-def read_local(spec: DatasetSpec, directory: Path) -> Loaded:
-    """Parse ``spec``'s files under ``directory``; FetchError naming the file if one is missing or bad."""
+def workspace_root(root: Path) -> Path:
+    """The user's workspace for a repository root ``root``.
+
+    DVC runs ``exp run --temp`` and queued experiments in a copy of the repository under
+    ``<workspace>/.dvc/tmp/`` (e.g. ``.dvc/tmp/exps/standalone/tmpXXXX``), where a path relative
+    to the root such as ``../shared/senteval`` would point inside ``.dvc/tmp``. Relative paths are
+    resolved against the workspace those copies belong to instead, so every run sees one place.
+    """
+    root = Path(root).resolve()
+    for parent in root.parents:
+        if parent.name == "tmp" and parent.parent.name == ".dvc":
+            return parent.parent.parent
+    return root
+
+
+def resolve_local_dir(local_dir: str, root: Path) -> Path:
+    """``fetch.local_dir`` as a path: absolute as is, relative to the workspace root otherwise."""
+    path = Path(local_dir).expanduser()
+    return path if path.is_absolute() else workspace_root(root) / path
+
+
+def read_verified(spec: DatasetSpec, directory: Path) -> list[tuple[str, bytes]]:
+    """``(path, bytes)`` of ``spec``'s local files, each matching its pinned sha256."""
     blobs: list[tuple[str, bytes]] = []
     for part in spec.local.parts:
         path = directory / part.path
         if not path.is_file():
             raise FetchError(f"{spec.name}: missing file {path} in the local copy {directory}")
-        blobs.append((str(path), path.read_bytes()))
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if part.sha256 is not None and actual != part.sha256:
+            raise FetchError(f"{path}: sha256 {actual} does not match the pinned {part.sha256}; "
+                             "the local copy was changed (restore it from ../shared/senteval)")
+        blobs.append((str(path), data))
+    return blobs
+
+
+def read_local(spec: DatasetSpec, directory: Path) -> Loaded:
+    """Verify and parse ``spec``'s files under ``directory``; FetchError naming the file if one is bad."""
+    blobs = read_verified(spec, directory)
     parsed, encoding = parse_parts(spec, spec.local, blobs)
     inputs = [
         {"name": part.path, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(rows)}
@@ -27,3 +64,23 @@ def read_local(spec: DatasetSpec, directory: Path) -> Loaded:
     ]
     log.info("%s: read %s from %s (%s)", spec.name, [i["rows"] for i in inputs], directory, encoding)
     return Loaded(rows=[row for rows in parsed for row in rows], inputs=inputs, encoding=encoding)
+
+
+def verify_local_copy(directory: Path, required: Iterable[str],
+                      registry: Mapping[str, DatasetSpec] | None = None) -> dict[str, dict[str, str]]:
+    """``{dataset: {file: sha256}}`` for every registered dataset whose files are in ``directory``.
+
+    The datasets in ``required`` must be complete; every file present is checked against its pin.
+    The result does not depend on ``required``, so changing the grid does not re-fetch.
+    """
+    registry = REGISTRY if registry is None else registry
+    required = set(required)
+    out: dict[str, dict[str, str]] = {}
+    for name, spec in registry.items():
+        present = any((directory / part.path).is_file() for part in spec.local.parts)
+        if not present and name not in required:
+            continue
+        blobs = read_verified(spec, directory)
+        out[name] = {part.path: hashlib.sha256(data).hexdigest()
+                     for part, (_, data) in zip(spec.local.parts, blobs, strict=True)}
+    return out

@@ -15,12 +15,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import DatasetSpec, Loaded, parse_parts
+from fewshot_dml.data.datasets import DatasetSpec, Loaded, Source, decode_parts, parse_id_pairs, parse_parts
 from fewshot_dml.params import FetchParams
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,9 @@ CHUNK = 1 << 16
 SCHEMES = ("https", "http", "file")  # file: an official file already downloaded by hand
 
 
-def resolve_url(url: str, base_url: str | None) -> str:
-    """``url``, or the same file name under ``base_url`` (a mirror, or a test server)."""
-    if base_url is None:
-        return url
-    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
-    return base_url.rstrip("/") + "/" + name
+def official_url(params: FetchParams, key: str) -> str:
+    """The address of official file ``key`` (a field of ``fetch.urls``)."""
+    return getattr(params.urls, key)
 
 
 def download(url: str, dest: Path, *, timeout_s: float, retries: int, backoff_s: float = 1.0) -> str:
@@ -92,22 +91,44 @@ def _read_member(path: Path, member: str, url: str) -> bytes:
         raise FetchError(f"{url}: not a valid zip archive ({err})") from None
 
 
-def read_official(spec: DatasetSpec, params: FetchParams, base_url: str | None = None) -> Loaded:
-    """Download ``spec``'s official file, check its pinned sha256, unpack and parse its parts."""
+def _fetch_file(url: str, tmp: str, params: FetchParams, pinned: str | None) -> tuple[Path, str]:
+    """Download ``url`` into ``tmp``; check the pinned sha256 (if any); return (path, sha256)."""
+    path = Path(tmp) / (urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1] or "download")
+    log.info("downloading %s", url)
+    sha256 = download(url, path, timeout_s=params.timeout_s, retries=params.retries)
+    if pinned is not None and sha256 != pinned:
+        raise FetchError(f"{url}: sha256 {sha256} does not match the pinned {pinned}")
+    return path, sha256
+
+
+def read_official(spec: DatasetSpec, params: FetchParams) -> Loaded:
+    """Download ``spec``'s official file(s) from ``fetch.urls``, check pins, unpack and parse."""
     source = spec.official
-    if source.url is None:
+    if source.url_key is None:
         raise FetchError(f"{spec.name}: no official address is registered")
-    url = resolve_url(source.url, base_url)
+    url = official_url(params, source.url_key)
+    inputs = []
     with tempfile.TemporaryDirectory(prefix="fewshot-dml-fetch-") as tmp:
-        path = Path(tmp) / (urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1] or "download")
-        log.info("%s: downloading %s", spec.name, url)
-        sha256 = download(url, path, timeout_s=params.timeout_s, retries=params.retries)
-        if source.sha256 is not None and sha256 != source.sha256:
-            raise FetchError(f"{url}: sha256 {sha256} does not match the pinned {source.sha256}")
+        if source.exclude is not None:
+            source = _with_exclusion(source, params, tmp, inputs)
+        path, sha256 = _fetch_file(url, tmp, params, source.sha256)
         blobs = [
             (f"{url}!{part.path}" if part.path else url, _read_member(path, part.path, url)) for part in source.parts
         ]
     parsed, encoding = parse_parts(spec, source, blobs)
     rows = [row for part_rows in parsed for row in part_rows]
     log.info("%s: read %d examples from %s (%s)", spec.name, len(rows), url, encoding)
-    return Loaded(rows=rows, inputs=[{"name": url, "sha256": sha256, "rows": len(rows)}], encoding=encoding)
+    inputs.insert(0, {"name": url, "sha256": sha256, "rows": len(rows)})
+    return Loaded(rows=rows, inputs=inputs, encoding=encoding)
+
+
+def _with_exclusion(source: Source, params: FetchParams, tmp: str, inputs: list[dict]) -> Source:
+    """``source`` whose parsers drop the pairs listed in its exclusion file (downloaded, verified)."""
+    assert source.exclude is not None
+    url = official_url(params, source.exclude.url_key)
+    path, sha256 = _fetch_file(url, tmp, params, source.exclude.sha256)
+    (text,), _ = decode_parts([(url, path.read_bytes())], ("utf-8",))
+    pairs = parse_id_pairs(text, url)
+    inputs.append({"name": url, "sha256": sha256, "excluded_pairs": len(pairs)})
+    parts = tuple(replace(part, parse=partial(part.parse, exclude=pairs)) for part in source.parts)
+    return replace(source, parts=parts)

@@ -44,10 +44,17 @@ def write_table(path: str | Path, df: pd.DataFrame) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Columns ``text``, ``text_pair`` (str) and ``label`` (int64); index 0..n-1 = line number."""
+def read_table(path: str | Path, sha256: str | None = None) -> pd.DataFrame:
+    """Columns ``text``, ``text_pair`` (str) and ``label`` (int64); index 0..n-1 = line number.
+
+    With ``sha256``, the file's bytes must have that checksum (the card's ``table_sha256``).
+    """
     path = Path(path)
-    text = path.read_bytes().decode("utf-8")
+    data = path.read_bytes()
+    if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256:
+        raise ValueError(f"{path}: sha256 {actual} does not match the card's table_sha256 {sha256}; "
+                         "the table changed after the fetch stage wrote it (re-run fetch)")
+    text = data.decode("utf-8")
     if text and not text.endswith("\n"):
         raise ValueError(f"{path}: the last line has no newline; the file is truncated")
     labels: list[int] = []
@@ -69,6 +76,13 @@ def read_card(path: str | Path, required: Sequence[str]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; expected a dataset card (fetch stage)")
     return card
+
+
+def read_card_and_table(card_path: str | Path, table_path: str | Path,
+                         required: Sequence[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The card (with ``required`` keys and ``table_sha256``) and its table, checked against it."""
+    card = read_card(card_path, tuple(dict.fromkeys((*required, "table_sha256"))))
+    return card, read_table(table_path, card["table_sha256"])
 
 
 def make_table(labels: Sequence[int], texts: Sequence[str], pairs: Sequence[str]) -> pd.DataFrame:

@@ -25,8 +25,9 @@ import torch
 
 from fewshot_dml.batching import collate, is_pair_table, tokenize
 from fewshot_dml.data.table import read_table
+from fewshot_dml.device import cpu_threads
 from fewshot_dml.io import write_json
-from fewshot_dml.models import cpu_threads, load_classifier
+from fewshot_dml.models import load_classifier
 from fewshot_dml.params import load_params
 from fewshot_dml.training import embed
 

@@ -154,3 +154,23 @@ def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
     logs = run(["dvc", "queue", "logs", "queued-supcon"], repo)
     assert "Running stage 'train@trec-12-1-supcon'" in logs
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]
+
+
+@pytest.mark.parametrize("point", ["input", "feature", "embedding"])
+def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path, point: str) -> None:
+    out = run(["dvc", "exp", "run", "-S", "loss=proxyanchor-metrix", "-S", f"losses.proxyanchor-metrix.metrix.point={point}",
+               "-S", "losses.proxyanchor-metrix.metrix.layer=1", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
+    assert {"train@trec-12-0-proxyanchor-metrix", "infer@trec-12-0-proxyanchor-metrix", "aggregate"} <= set(ran(out))
+    run_json = json.loads((repo / "data/runs/trec-12-0-proxyanchor-metrix/run.json").read_text())
+    assert run_json["loss"]["metrix"] == {"point": point, "layer": 1, "alpha": 2.0, "weight": 0.4}
+    assert json.loads((repo / "data/infer/trec-12-0-proxyanchor-metrix.json").read_text())["proxy"] is not None
+    results = (repo / "reports/results.md").read_text()
+    assert "a variant of `proxyanchor`" in results and "Metrix: mixing" in results
+
+
+def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
+    out = run(["dvc", "exp", "run", "-S", "loss=softtriple", "-S", "losses.softtriple.dml_on=tokens",
+               "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
+    assert "train@trec-12-0-softtriple" in ran(out)
+    assert json.loads((repo / "data/runs/trec-12-0-softtriple/run.json").read_text())["loss"]["dml_on"] == "tokens"
+    assert "DML on every token" in (repo / "reports/results.md").read_text()

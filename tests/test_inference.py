@@ -67,7 +67,7 @@ def make_run(root: Path, params: Params, loss: str) -> Path:
     torch.save(state, run / "loss_state.pt")
     io.write_json(run / "run.json", {
         "arm": loss, "num_classes": C, "embedding_size": D,
-        "loss": {"name": loss, "beta": section.beta, "proxy_lr": section.proxy_lr, "hparams": dict(section.hparams)},
+        "loss": {"name": loss, "base": section.base, "beta": section.beta, "proxy_lr": section.proxy_lr, "hparams": dict(section.hparams)},
     })
     return run
 

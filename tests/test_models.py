@@ -11,7 +11,8 @@ import torch
 
 from fewshot_dml.batching import collate, is_pair_table, tokenize
 from fewshot_dml.data.table import make_table
-from fewshot_dml.models import TextClassifier, load_classifier, pool, precision_for, resolve_device, resolve_model
+from fewshot_dml.device import precision_for, resolve_device
+from fewshot_dml.models import TextClassifier, load_classifier, pool, resolve_model
 from tiny_models import tiny_train_params as train_params
 
 CPU = torch.device("cpu")

@@ -143,3 +143,33 @@ def test_main_reads_real_dvc_experiments(tmp_path: Path) -> None:
     assert rows["`softtriple`"].startswith("| `softtriple` | `") and "75.00 ± 2.00 (+5.00 pp)" in rows["`softtriple`"]
     assert "72.00 ± 2.00 (+2.00 pp)" in rows["`supcon`"]  # the committed baseline row
     assert rows["`cce` (baseline)"].startswith("| `cce` (baseline) | – | 70.00 ± 1.00 |")
+
+
+# ---- variants against their clean loss ----
+
+def test_holm_adjusts_as_the_textbook_example() -> None:
+    from fewshot_dml.study import holm
+
+    # Holm (1979): sorted p * (m - rank), made monotone, capped at 1.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_variant_section_pairs_runs_and_tests_them() -> None:
+    from scipy import stats
+
+    from fewshot_dml.study import Experiment, variant_section
+
+    grid = tuple((d, 16, s) for d in ("mr", "trec") for s in (0, 1, 2))
+    clean = Experiment("exp-clean", "supcon", {}, "r1", None, grid)
+    variant = Experiment("exp-mix", "supcon-metrix", {}, "r2", "supcon", grid)
+    other = Experiment("exp-pa", "proxyanchor", {}, "r3", None, grid)  # no variant: no row
+    diffs = [0.02, 0.01, 0.03, -0.01, 0.04, 0.02]
+    accuracy = {("exp-clean", *c): 0.5 for c in grid} | {("exp-mix", *c): 0.5 + d for c, d in zip(grid, diffs)}
+    text = variant_section([variant, clean, other], accuracy)
+    mean = 100 * sum(diffs) / 6
+    low, high = stats.t.interval(0.95, 5, loc=mean, scale=stats.sem([100 * d for d in diffs]))
+    p = stats.wilcoxon([100 * d for d in diffs]).pvalue
+    assert f"| `supcon-metrix` | `supcon` | 6 | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 5/6 | {p:.3g} | {p:.3g} |" in text
+    assert "Holm-corrected" in text and "proxyanchor" not in text
+    assert variant_section([clean, other], accuracy) == ""

@@ -15,13 +15,14 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from fewshot_dml import inference, training
+from fewshot_dml import inference, rundir, training
 from fewshot_dml.batching import balanced_batches, make_batches, random_batches, tokenize
 from fewshot_dml.data.table import make_table
 from fewshot_dml.losses.objective import Objective, ObjectiveOutput, build_objective
 from fewshot_dml.models import HEAD_FILE, load_classifier
 from fewshot_dml.params import load_params
-from fewshot_dml.training import build_optimizer, embed, train_run, write_npz
+from fewshot_dml.rundir import CURVE_COLUMNS, write_npz
+from fewshot_dml.training import build_optimizer, embed, train_run
 from tiny_models import tiny_train_params as train_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +165,7 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     state = torch.load(out / "loss_state.pt", weights_only=True)
     assert [tuple(v.shape) for v in state.values()] == [(2, 32)]  # ProxyAnchor: one proxy per class
     curve = read_curve(out)
-    assert [r["step"] for r in curve] == ["1", "2", "3"] and list(curve[0]) == list(training.CURVE_COLUMNS)
+    assert [r["step"] for r in curve] == ["1", "2", "3"] and list(curve[0]) == list(CURVE_COLUMNS)
     assert float(curve[0]["lr"]) == 0.0 and float(curve[1]["lr"]) == pytest.approx(1e-3)  # 1 warmup step, linear
     assert all(r["pairs_ok"] == "1" and float(r["dml"]) > 0 for r in curve)
     saved = json.loads((out / "metrics.json").read_text())
@@ -176,7 +177,8 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert (metrics["n_train"], metrics["n_eval"], metrics["steps"], metrics["device"]) == (8, 8, 3, "cpu")
     info = json.loads((out / "run.json").read_text())
     assert (info["dataset"], info["size"], info["seed"], info["arm"]) == ("toy", 8, 0, "proxyanchor")
-    assert info["loss"] == {"name": "proxyanchor", "beta": 0.4, "proxy_lr": 0.01, "hparams": {"margin": 0.1, "alpha": 32.0}}
+    assert info["loss"] == {"name": "proxyanchor", "base": "proxyanchor", "beta": 0.4, "proxy_lr": 0.01,
+                            "hparams": {"margin": 0.1, "alpha": 32.0}, "dml_on": "pooled", "metrix": None}
     assert info["train"]["steps"] == 3 and info["embedding_size"] == 32 and info["label_names"] == ["negative", "positive"]
     assert set(info["versions"]) == {"torch", "transformers", "pytorch_metric_learning"}
     assert AutoModel.from_pretrained(out / "model").config.hidden_size == 32
@@ -252,8 +254,9 @@ def test_non_finite_loss_names_the_step(tiny_bert_dir: Path, toy: tuple[Path, Pa
     calls = []
     real_forward = Objective.forward
 
-    def forward(self: Objective, logits: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor) -> ObjectiveOutput:
-        out = real_forward(self, logits, embeddings, labels)
+    def forward(self: Objective, logits: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,
+                *rest: object) -> ObjectiveOutput:
+        out = real_forward(self, logits, embeddings, labels, *rest)
         calls.append(1)
         if len(calls) < 2:
             return out
@@ -271,7 +274,7 @@ def test_failure_while_writing_leaves_no_run_directory(tiny_bert_dir: Path, toy:
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "_write_curve", fail)
+    monkeypatch.setattr(rundir, "write_curve", fail)
     runs = tmp_path / "runs"
     with pytest.raises(OSError, match="disk full"):
         run(tiny_bert_dir, toy, runs / "out", steps=1)
@@ -299,13 +302,28 @@ def test_labels_outside_the_card_are_rejected(tiny_bert_dir: Path, tmp_path: Pat
 
 # ---- contract: every registered loss through the real trainer and inference ----
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
+def _contract_cases() -> list[tuple[str, str | None]]:
+    """Every loss section of params.yaml; a Metrix variant at each of its three mixing points."""
+    cases: list[tuple[str, str | None]] = []
+    for name, section in sorted(LOSSES.items()):
+        points = ("input", "feature", "embedding") if section.metrix is not None else (None,)
+        cases += [(name, point) for point in points]
+    return cases
+
+
+@pytest.mark.parametrize(("loss", "point"), _contract_cases())
 def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path,
-                                                 loss: str) -> None:
+                                                 loss: str, point: str | None) -> None:
+    from dataclasses import replace
+
     from fewshot_dml.losses.registry import get_spec
 
-    spec, out = get_spec(loss), tmp_path / loss
-    metrics = run(tiny_bert_dir, toy, out, loss=loss, steps=2)
+    section = LOSSES[loss]
+    if point is not None:  # the tiny model has 2 layers: mix after the first
+        section = replace(section, metrix=replace(section.metrix, point=point, layer=1))
+    spec, out = get_spec(section.base), tmp_path / loss
+    table, card, split = toy
+    metrics = train_run(train_params(tiny_bert_dir, steps=2), section, table, card, split, out)
     assert metrics["batches_without_pairs"] == 0  # the balanced sampler always provides pairs here
     curve = read_curve(out)
     assert all((r["dml"] == "") == (loss == "cce") for r in curve)
@@ -313,7 +331,7 @@ def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple
     assert bool(state) == spec.has_proxies
     if spec.has_proxies:  # the proxies moved away from their seeded initial values
         torch.manual_seed(0)
-        initial = build_objective(LOSSES[loss], 2, 32).dml.state_dict()
+        initial = build_objective(section, 2, 32).dml.state_dict()
         assert any(not torch.equal(initial[k], state[k]) for k in state), "proxies did not train"
     result = inference.run_inference(out, PARAMS.infer, tmp_path / f"{loss}.json")
     assert result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])

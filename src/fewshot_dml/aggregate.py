@@ -11,7 +11,6 @@ import logging
 import math
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fewshot_dml import io, layout, report
+from fewshot_dml import io, layout, report, rundir
 from fewshot_dml.params import BASELINE, AggregateParams, Params
 from fewshot_dml.stats import paired_gain
+from fewshot_dml.tables import MODES, Tables
 
 log = logging.getLogger(__name__)
 
-MODES = ("classifier", "proxy", "prototype", "knn")  # inference modes, in report order
 KEYS = ["dataset", "size", "seed", "arm"]
 _ACC_TOL = 1e-6  # metrics.json and infer's classifier accuracy come from the same logits
 
@@ -34,26 +33,13 @@ class MissingRunsError(FileNotFoundError):
     """Some of the files that the params imply are absent."""
 
 
-@dataclass(frozen=True)
-class Tables:
-    """Everything the reports are made of; every frame is in params order (dataset, size, arm)."""
-
-    dml_arm: str
-    accuracy: pd.DataFrame  # dataset,size,arm,mode,accuracy_mean,accuracy_std,n,flagged
-    gains: pd.DataFrame  # dataset,size,mode,baseline_mode,n,gain_pp,ci_low_pp,ci_high_pp,p_value,win,note
-    proxy_curve: pd.DataFrame  # dataset,size,weight,accuracy_mean,accuracy_std,n (DML arm)
-    loss_curves: pd.DataFrame  # dataset,size,arm,step,loss_mean (mean over seeds)
-    degenerate: pd.DataFrame  # dataset,size,seed,arm,symptom: one row per symptom of a flagged run
-    confidence: float
-
-
 def run_files(runs_dir: Path, infer_dir: Path, rid: str) -> dict[str, Path]:
     """The four files one run contributes (see docs/architecture.md)."""
     run = Path(runs_dir) / rid
     return {
-        "metrics": run / "metrics.json",
-        "run": run / "run.json",
-        "curve": run / "curve.csv",
+        "metrics": run / rundir.METRICS,
+        "run": run / rundir.RUN,
+        "curve": run / rundir.CURVE,
         "infer": Path(infer_dir) / f"{rid}{layout.INFER_SUFFIX}",
     }
 
@@ -130,19 +116,9 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         "prototype": _number(_get(infer, "prototype", files["infer"]), "accuracy", files["infer"]),
         "knn": _number(_get(infer, "knn", files["infer"]), "accuracy", files["infer"]),
         "proxy_curve": curve,
-        "loss_curve": _read_curve(files["curve"]),
+        "loss_curve": rundir.read_curve(files["curve"]),
         "degenerate": tuple(degenerate),
     }
-
-
-def _read_curve(path: Path) -> tuple[tuple[int, float], ...]:
-    curve = pd.read_csv(path)
-    for column in ("step", "loss"):
-        if column not in curve.columns:
-            raise ValueError(f"{path}: missing column {column!r}; columns are {list(curve.columns)}")
-    if curve.empty:
-        raise ValueError(f"{path}: no optimisation steps recorded")
-    return tuple(zip(curve["step"].astype(int).tolist(), curve["loss"].astype(float).tolist(), strict=True))
 
 
 def _unique(series: pd.Series) -> list:

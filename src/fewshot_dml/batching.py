@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
-SAMPLERS = ("random", "balanced")
+from fewshot_dml.params import SAMPLERS
+
 
 
 def random_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:

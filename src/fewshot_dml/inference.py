@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewshot_dml import io
+from fewshot_dml import io, rundir
 from fewshot_dml.losses.registry import LossSpec, get_spec
 from fewshot_dml.params import InferParams
 
@@ -159,21 +159,6 @@ def run_inference(run_dir: Path, params: InferParams, out_path: Path) -> dict[st
 # ---- reading a run directory ----
 
 
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing run artifact; expected the train stage's output "
-                                f"(eval.npz, train.npz, loss_state.pt, run.json)")
-    return path
-
-
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    with np.load(_require(path), allow_pickle=False) as npz:
-        missing = [k for k in keys if k not in npz.files]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}; expected keys {list(keys)}, found {sorted(npz.files)}")
-        return {k: npz[k] for k in keys}
-
-
 def _check_arrays(path: Path, arrays: Mapping[str, np.ndarray], num_classes: int, emb_dim: int) -> None:
     n = len(arrays["labels"])
     if n == 0:
@@ -192,7 +177,7 @@ def _check_arrays(path: Path, arrays: Mapping[str, np.ndarray], num_classes: int
 
 def _load_loss_module(path: Path, spec: LossSpec, loss: Mapping[str, Any], num_classes: int,
                       emb_dim: int) -> torch.nn.Module | None:
-    state = torch.load(_require(path), map_location="cpu", weights_only=True)
+    state = torch.load(rundir.require(path), map_location="cpu", weights_only=True)
     # The factory initialises proxies from torch's global RNG before the state overwrites them:
     # fork it so loading a run leaves the caller's random stream untouched.
     with torch.random.fork_rng(devices=[]):
@@ -213,21 +198,21 @@ def load_run(run_dir: Path) -> RunArtifacts:
     """Read and cross-check a run directory (see docs/architecture.md)."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run directory not found")
-    run = io.read_json(_require(run_dir / "run.json"))
+    run = io.read_json(rundir.require(run_dir / rundir.RUN))
     missing = [k for k in ("arm", "loss", "num_classes", "embedding_size") if k not in run]
     if missing:
-        raise ValueError(f"{run_dir / 'run.json'}: missing keys {missing}")
+        raise ValueError(f"{run_dir / rundir.RUN}: missing keys {missing}")
     loss, c, d = run["loss"], int(run["num_classes"]), int(run["embedding_size"])
     if run["arm"] != loss["name"]:
-        raise ValueError(f"{run_dir / 'run.json'}: arm {run['arm']!r} but loss {loss['name']!r}; expected the same")
-    spec = get_spec(loss["name"])
-    ev = _read_npz(run_dir / "eval.npz", EVAL_KEYS)
-    tr = _read_npz(run_dir / "train.npz", TRAIN_KEYS)
-    _check_arrays(run_dir / "eval.npz", ev, c, d)
-    _check_arrays(run_dir / "train.npz", tr, c, d)
+        raise ValueError(f"{run_dir / rundir.RUN}: arm {run['arm']!r} but loss {loss['name']!r}; expected the same")
+    spec = get_spec(loss["base"])
+    ev = rundir.read_npz(run_dir / rundir.EVAL, EVAL_KEYS)
+    tr = rundir.read_npz(run_dir / rundir.TRAIN, TRAIN_KEYS)
+    _check_arrays(run_dir / rundir.EVAL, ev, c, d)
+    _check_arrays(run_dir / rundir.TRAIN, tr, c, d)
     return RunArtifacts(
         spec=spec, num_classes=c,
-        loss_module=_load_loss_module(run_dir / "loss_state.pt", spec, loss, c, d),
+        loss_module=_load_loss_module(run_dir / rundir.LOSS_STATE, spec, loss, c, d),
         eval_logits=ev["logits"].astype(np.float32), eval_embeddings=ev["embeddings"].astype(np.float32),
         eval_labels=ev["labels"].astype(np.int64), train_embeddings=tr["embeddings"].astype(np.float32),
         train_labels=tr["labels"].astype(np.int64),

@@ -9,20 +9,17 @@ the pooled encoder output (the head's input), as in the studies.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from fewshot_dml.params import TrainParams
+from fewshot_dml.params import POOLINGS, TrainParams
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("cls", "mean")
-DEVICES = ("auto", "cpu", "cuda")
 HEAD_FILE = "head.pt"
 
 
@@ -45,44 +42,6 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
-    if name not in DEVICES:
-        raise ValueError(f"train.device={name!r}; expected one of {list(DEVICES)}")
-    cuda = torch.cuda.is_available()
-    if name == "cuda" and not cuda:
-        raise ValueError(f"train.device='cuda' but CUDA is not available to torch {torch.__version__}; "
-                         "set train.device to 'auto' or 'cpu'")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and cuda) else "cpu")
-
-
-def cpu_threads(threads: int) -> int:
-    """Threads for CPU training: ``threads``, or every core when 0."""
-    if threads < 0:
-        raise ValueError(f"train.threads={threads}; expected 0 (all cores) or a positive integer")
-    return threads or os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Mixed precision on a device: the autocast dtype (None = float32) and whether to scale grads."""
-
-    dtype: torch.dtype | None
-    scale_grads: bool
-
-    def autocast(self, device: torch.device) -> torch.autocast:
-        return torch.autocast(device_type=device.type, dtype=self.dtype, enabled=self.dtype is not None)
-
-
-def precision_for(device: torch.device) -> Precision:
-    """bf16 autocast on CUDA when supported, else fp16 with a GradScaler; float32 on CPU."""
-    if device.type != "cuda":
-        return Precision(None, False)
-    if torch.cuda.is_bf16_supported():
-        return Precision(torch.bfloat16, False)
-    return Precision(torch.float16, True)
-
-
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """(B, T, H) -> (B, H): first token (``cls``) or the attention-masked mean (``mean``)."""
     if pooling == "cls":
@@ -91,6 +50,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
     raise ValueError(f"train.pooling={pooling!r}; expected one of {list(POOLINGS)}")
+
+
+class Features(NamedTuple):
+    """What a training forward exposes beyond the logits: for token-level DML and for Metrix."""
+
+    tokens: torch.Tensor  # (B, T, H) the last hidden states
+    mask: torch.Tensor  # (B, T) the attention mask (1 = token, 0 = padding)
+    hidden: torch.Tensor | None  # (B, T, H) the hidden states after layer k (0 = the embeddings), if asked for
 
 
 class TextClassifier(nn.Module):
@@ -126,8 +93,50 @@ class TextClassifier(nn.Module):
         """Tokenised batch -> (logits (B, C), pooled embedding (B, H))."""
         hidden = self.encoder(**batch).last_hidden_state
         pooled = pool(hidden, batch["attention_mask"], self.pooling)
+        return self.classify(pooled), pooled
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The head: pooled embedding (B, H) -> logits (B, C)."""
         x = torch.tanh(self.dense(self.dropout(pooled)))
-        return self.out_proj(self.dropout(x)), pooled
+        return self.out_proj(self.dropout(x))
+
+    def forward_features(self, batch: Mapping[str, torch.Tensor],
+                         hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Features]:
+        """As :meth:`forward`, plus the token states and, with ``hidden_layer`` = k, the hidden states
+        after encoder layer k (0 = the embedding layer's output), where :meth:`encode_from` resumes."""
+        out = self.encoder(**batch, output_hidden_states=hidden_layer is not None)
+        mask = batch["attention_mask"]
+        pooled = pool(out.last_hidden_state, mask, self.pooling)
+        hidden = None if hidden_layer is None else out.hidden_states[hidden_layer]
+        return self.classify(pooled), pooled, Features(out.last_hidden_state, mask, hidden)
+
+    @property
+    def depth(self) -> int | None:
+        """The number of encoder layers; None for an encoder without a BERT-style layer list."""
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        return len(layers) if isinstance(layers, nn.ModuleList) else None
+
+    def _layers(self) -> nn.ModuleList:
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"{type(self.encoder).__name__} has no `encoder.layer` list; resuming from a layer "
+                             "(Metrix input/feature mixing) needs a BERT-style encoder (BERT, RoBERTa, MiniLM)")
+        return layers
+
+    def encode_from(self, hidden: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
+        """Run the encoder's layers after ``layer`` on ``hidden`` (B, T, H) and pool: the pooled embedding
+        of states that no input produced (Metrix's interpolated features). The encoder's own layers and
+        attention-mask builder are reused; nothing is copied."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        layers = self._layers()
+        if not 0 <= layer <= len(layers):
+            raise ValueError(f"layer {layer} is beyond the encoder's {len(layers)} layers; expected 0..{len(layers)}")
+        attention = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=mask)
+        for module in layers[layer:]:
+            out = module(hidden, attention)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return pool(hidden, mask, self.pooling)
 
     def save(self, out_dir: Path, tokenizer: object) -> None:
         """``save_pretrained`` of encoder and tokenizer, plus the head's state and shape in ``head.pt``."""

@@ -19,8 +19,16 @@ from typing import Any, Literal
 
 import yaml
 
-DATASETS = ("mr", "cr", "subj", "mpqa", "sst2", "trec", "mrpc")
+from fewshot_dml.data.datasets import REGISTRY as _DATASET_REGISTRY
+
+# Every choice list of the params lives here, once; the modules that act on a choice import it.
+DATASETS = tuple(_DATASET_REGISTRY)
 BASELINE = "cce"
+PROTOCOLS = ("kfold", "per_class")
+POOLINGS = ("cls", "mean")
+SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+SAMPLERS = ("random", "balanced")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class ParamsError(ValueError):
@@ -88,7 +96,7 @@ class FetchParams:
 
 @dataclass(frozen=True)
 class SampleParams:
-    protocol: Literal["kfold", "per_class"]
+    protocol: Literal[PROTOCOLS]
     folds: int = spec(2, 100)
     eval_max: int = spec(0)  # 0 = evaluate on the whole held-out set
 
@@ -96,7 +104,7 @@ class SampleParams:
 @dataclass(frozen=True)
 class TrainParams:
     model: str
-    pooling: Literal["cls", "mean"]
+    pooling: Literal[POOLINGS]
     max_length: int = spec(8, 4096)
     batch_size: int = spec(2, 4096)
     eval_batch_size: int = spec(1, 4096)
@@ -106,23 +114,55 @@ class TrainParams:
     weight_decay: float = spec(0, 1)
     adam_eps: float = spec(0, 1, low_open=True)
     warmup_steps: int = spec(0)
-    scheduler: Literal["linear", "cosine", "constant_with_warmup"]
+    scheduler: Literal[SCHEDULERS]
     max_grad_norm: float = spec(0)  # 0 = no clipping
     dropout: float = spec(0, 1)
-    sampler: Literal["random", "balanced"]
-    device: Literal["auto", "cpu", "cuda"]
+    sampler: Literal[SAMPLERS]
+    device: Literal[DEVICES]
     threads: int = spec(0, 1024)  # 0 = all cores
     save_weights: bool
 
 
+MIX_POINTS = ("input", "feature", "embedding")
+DML_ON = ("pooled", "tokens")
+
+
+@dataclass(frozen=True)
+class MetrixParams:
+    """Metrix (mixup for DML, Venkataramanan et al., ICLR 2022) inside a DML loss.
+
+    ``point``: what is interpolated: the token embeddings (``input``), the hidden states after
+    encoder layer ``layer`` (``feature``), or the pooled embedding (``embedding``). ``layer`` is
+    always given (so ``dvc exp run -S ...metrix.point=...`` can switch points) and read by
+    ``feature`` only. lambda ~ Beta(alpha, alpha) once per step; the mixed loss is weighted by ``weight``.
+    """
+
+    point: str
+    layer: int
+    alpha: float
+    weight: float
+
+
 @dataclass(frozen=True)
 class LossParams:
-    """One ``losses.<name>`` section: ``beta`` and ``proxy_lr`` are common, the rest per loss."""
+    """One ``losses.<name>`` section: ``beta``, ``proxy_lr`` and ``dml_on`` are common, the rest per loss.
+
+    A section whose name is not a registered loss is a variant: its ``variant_of`` key names the
+    registered loss (``base`` here; ``base == name`` for a registered loss) whose hyperparameters it
+    sets; ``metrix`` is optional.
+    """
 
     name: str
     beta: float | None  # weight of CCE in beta*CCE + (1-beta)*DML; None for the baseline
     proxy_lr: float | None  # learning rate of proxies/centres; None if the loss has none
     hparams: Mapping[str, Any]
+    base: str = ""
+    dml_on: str = "pooled"  # the DML loss on the pooled embedding, or on every token (the studies')
+    metrix: MetrixParams | None = None
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            object.__setattr__(self, "base", self.name)
 
 
 @dataclass(frozen=True)
@@ -238,26 +278,64 @@ def _check_grid(p: Mapping[str, Any], loss_names: set[str], wanted: Callable[[st
 
 def _loss_section(name: str, raw: Any) -> LossParams:
     # Imported here: the registry is the one place that knows each loss's hyperparameters.
-    from fewshot_dml.losses.registry import get_spec
+    from fewshot_dml.losses.registry import LOSSES, get_spec
 
     where = f"losses.{name}"
-    try:
-        loss_spec = get_spec(name)
-    except KeyError as err:
-        raise ParamsError(f"{where}: {err.args[0]}") from None
     values = dict(_mapping(raw if raw is not None else {}, where))
+    base = values.pop("variant_of", None)
+    if name in LOSSES:
+        if base is not None:
+            raise ParamsError(f"{where}.variant_of: {name!r} is a registered loss; only a variant (a new name) "
+                              "has one")
+        base = name
+    elif base is None:
+        raise ParamsError(f"{where}: unknown loss {name!r}; expected one of {sorted(LOSSES)}, "
+                          "or a variant with a `variant_of` key naming one of them")
+    try:
+        loss_spec = get_spec(base if isinstance(base, str) else repr(base))
+    except KeyError as err:
+        raise ParamsError(f"{where}.variant_of: {err.args[0]}") from None
+    if base == BASELINE and name != BASELINE:
+        raise ParamsError(f"{where}.variant_of: {BASELINE!r} is the baseline; a variant needs a DML loss")
+    metrix_raw = values.pop("metrix", None)
     declared = dict(loss_spec.hparams)
-    common: dict[str, Any] = {}
     if name != BASELINE:
         declared["beta"] = ("float", 0.0, 1.0)
+        declared["dml_on"] = ("str", None, None)
         if loss_spec.has_proxies:
             declared["proxy_lr"] = ("float", 0.0, 1.0)
     _check_keys(values, declared, where)
     for key, (kind, low, high) in declared.items():
         values[key] = _scalar(values[key], kind, low, high, f"{where}.{key}")
-    for key in ("beta", "proxy_lr"):
-        common[key] = values.pop(key, None)
-    return LossParams(name=name, hparams=types.MappingProxyType(values), **common)
+    common: dict[str, Any] = {key: values.pop(key, None) for key in ("beta", "proxy_lr")}
+    dml_on = values.pop("dml_on", "pooled")
+    if dml_on not in DML_ON:
+        raise ParamsError(f"{where}.dml_on: {dml_on!r} is not allowed; expected one of {list(DML_ON)}")
+    metrix = None
+    if metrix_raw is not None:
+        if loss_spec.soft is None:
+            with_form = sorted(n for n, s in LOSSES.items() if s.soft is not None)
+            raise ParamsError(f"{where}.metrix: loss {base!r} has no Metrix form; expected a base in {with_form}")
+        if dml_on != "pooled":
+            raise ParamsError(f"{where}.metrix: Metrix mixes sentence embeddings; expected dml_on: pooled, "
+                              f"got {dml_on!r}")
+        metrix = _metrix(metrix_raw, f"{where}.metrix")
+    return LossParams(name=name, hparams=types.MappingProxyType(values), base=base, dml_on=dml_on,
+                      metrix=metrix, **common)
+
+
+def _metrix(raw: Any, where: str) -> MetrixParams:
+    values = dict(_mapping(raw, where))
+    _check_keys(values, {"point": None, "layer": None, "alpha": None, "weight": None}, where)
+    point = values["point"]
+    if point not in MIX_POINTS:
+        raise ParamsError(f"{where}.point: {point!r} is not allowed; expected one of {list(MIX_POINTS)}")
+    return MetrixParams(
+        point=point,
+        layer=_scalar(values["layer"], "int", 1, 1000, f"{where}.layer"),
+        alpha=_scalar(values["alpha"], "float", 0, None, f"{where}.alpha", low_open=True),
+        weight=_scalar(values["weight"], "float", 0, None, f"{where}.weight", low_open=True),
+    )
 
 
 def _check_keys(values: Mapping[str, Any], declared: Mapping[str, Any], where: str) -> None:

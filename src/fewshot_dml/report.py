@@ -10,15 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 import pandas as pd
 
 from fewshot_dml.params import BASELINE, Params
-
-if TYPE_CHECKING:
-    from fewshot_dml.aggregate import Tables
+from fewshot_dml.tables import MODES, Tables
 
 # Published gains of CCE + DML over CCE alone, quoted for comparison; never computed here.
 REFERENCE = (
@@ -50,6 +48,14 @@ def _what_was_run(params: Params, dml: str) -> str:
     loss = params.losses[dml]
     extra = [f"proxy lr {loss.proxy_lr:g}"] if loss.proxy_lr is not None else []
     extra += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(loss.hparams.items())]
+    if loss.base != loss.name:
+        extra.insert(0, f"a variant of `{loss.base}`")
+    if loss.dml_on == "tokens":
+        extra.append("DML on every token's hidden state (the studies' protocol)")
+    if loss.metrix is not None:
+        m = loss.metrix
+        where = f"after encoder layer {m.layer}" if m.point == "feature" else f"at the {m.point}"
+        extra.append(f"Metrix: mixing {where}, λ ~ Beta({m.alpha:g}, {m.alpha:g}), mixed loss weight {m.weight:g}")
     beta = loss.beta if loss.beta is not None else math.nan
     rows = [
         ("model", f"`{t.model}` ({t.pooling} pooling, max length {t.max_length})"),
@@ -99,8 +105,6 @@ def _degenerate_section(tables: Tables, n_runs: int) -> str:
 
 
 def _modes(acc: pd.DataFrame) -> list[str]:
-    from fewshot_dml.aggregate import MODES
-
     return [m for m in MODES if m in set(acc["mode"])]
 
 

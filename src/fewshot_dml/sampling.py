@@ -27,11 +27,10 @@ import numpy as np
 
 from fewshot_dml import io
 from fewshot_dml.data.table import read_card_and_table
-from fewshot_dml.params import SampleParams
+from fewshot_dml.params import PROTOCOLS, SampleParams
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("kfold", "per_class")
 SPLIT_KEYS = ("dataset", "size", "seed", "protocol", "folds", "eval_fold", "eval_max",
               "n_examples", "table_sha256", "train", "eval")
 

@@ -19,6 +19,7 @@ Selection rules, applied by the pure :func:`study_table`:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,9 @@ class Experiment:
     name: str
     loss: str
     metrics: Mapping[str, Mapping[str, float]]  # dataset | "overall" -> field -> value
+    rev: str = ""  # the commit of the experiment (where its run outputs are recorded)
+    variant_of: str | None = None  # the registered loss a variant (e.g. a Metrix one) modifies
+    grid: tuple[tuple[str, int, int], ...] = ()  # (dataset, size, seed) of its runs
 
 
 def _column(record: Mapping[str, Any], file: str, name: str) -> Any:
@@ -85,8 +89,77 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
         elif loss in chosen:
             notes.append(f"`{name}` ({loss}): superseded by the newer `{chosen[loss].name}`")
         else:
-            chosen[loss] = Experiment(name, loss, metrics)
+            chosen[loss] = Experiment(name, loss, metrics, str(record.get("rev", "")),
+                                      _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record))
     return list(chosen.values()), notes
+
+
+def _grid(record: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    values = [_column(record, PARAMS_FILE, key) for key in ("datasets", "sample_sizes", "seeds")]
+    if not all(isinstance(v, list) for v in values):
+        return ()
+    return tuple((d, size, seed) for d in values[0] for size in values[1] for seed in values[2])
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error). By hand: scipy offers only
+    Benjamini-Hochberg (``false_discovery_control``), and five lines do not warrant statsmodels."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple[str, str, int, int], float]) -> str:
+    """Each variant against its clean loss, paired by (dataset, size, seed): the mean difference,
+    a Student-t interval over the pairs, a two-sided Wilcoxon signed-rank test, Holm-corrected.
+
+    ``accuracy[(experiment, dataset, size, seed)]`` is the DML arm's classifier accuracy of that run.
+    """
+    from scipy import stats
+
+    by_loss = {e.loss: e for e in experiments}
+    pairs = [(e, by_loss[e.variant_of]) for e in experiments if e.variant_of in by_loss]
+    if not pairs:
+        return ""
+    rows, p_values = [], []
+    for variant, clean in sorted(pairs, key=lambda pair: pair[0].loss):
+        cells = [c for c in variant.grid if c in set(clean.grid)]
+        diffs = [100 * (accuracy[(variant.name, *c)] - accuracy[(clean.name, *c)]) for c in cells]
+        n, mean = len(diffs), sum(diffs) / len(diffs)
+        sem = stats.sem(diffs) if n > 1 else math.nan
+        low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=sem) if n > 1 and sem > 0 else (math.nan,) * 2
+        p = float(stats.wilcoxon(diffs).pvalue) if any(diffs) and n > 1 else 1.0
+        wins = sum(d > 0 for d in diffs)
+        rows.append([f"`{variant.loss}`", f"`{clean.loss}`", str(n), f"{mean:+.2f}", f"[{low:+.2f}, {high:+.2f}]",
+                     f"{wins}/{n}", f"{p:.3g}"])
+        p_values.append(p)
+    for row, adjusted in zip(rows, holm(p_values), strict=True):
+        row.append(f"{adjusted:.3g}")
+    header = ("| variant | clean loss | n pairs | mean diff (pp) | 95% t-interval | pairs better | Wilcoxon p "
+              "| Holm p |\n|" + "---|" * 8 + "\n")
+    return ("## Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
+            "CCE start in both experiments): the DML arm's classifier accuracy of the variant minus that of its "
+            "clean loss, in pp. The interval is Student's t over the pairs (n − 1 df); the test is the two-sided "
+            "Wilcoxon signed-rank test over the same pairs, Holm-corrected across the rows.\n\n" + header
+            + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n")
+
+
+def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str) -> dict:
+    """The DML arm's accuracy of every run of every experiment, read at the experiment's commit."""
+    from dvc.api import DVCFileSystem
+
+    from fewshot_dml import layout, rundir
+
+    out = {}
+    for e in experiments:
+        fs = DVCFileSystem(repo, rev=e.rev or None)
+        for d, size, seed in e.grid:
+            path = f"{runs_dir}/{layout.run_id(d, size, seed, e.loss)}/{rundir.METRICS}"
+            out[(e.name, d, size, seed)] = json.loads(fs.read_text(path))["accuracy"]
+    return out
 
 
 def _baseline(experiments: Sequence[Experiment], datasets: Sequence[str]) -> tuple[dict, list[str]]:
@@ -156,18 +229,30 @@ def study_table(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(text) + "\n"
 
 
+def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple[str, str, int, int], float]) -> str:
+    """The study table, then each variant against its clean loss (when both were run)."""
+    experiments, _ = select_experiments(records)
+    section = variant_section(experiments, accuracy)
+    return study_table(records) + ("\n" + section if section else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Collect the experiments of ``--repo`` with dvc.api and write the study to ``--out``."""
     ap = argparse.ArgumentParser(description="Write the cross-loss study from the DVC experiments.")
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
     ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
     ap.add_argument("--rev", default=None, help="baseline commit of the experiments (default: HEAD)")
+    ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
     args = ap.parse_args(argv)
     setup_logging()
     import dvc.api  # heavy: imported only when the command runs
 
     records = dvc.api.exp_show(repo=args.repo, revs=args.rev)
-    io.write_text(args.out, study_table(records))
+    experiments, _ = select_experiments(records)
+    with_variants = [e for e in experiments if e.variant_of] + [
+        e for e in experiments if any(v.variant_of == e.loss for v in experiments)]
+    accuracy = read_accuracies(with_variants, args.repo, args.runs)
+    io.write_text(args.out, study(records, accuracy))
     log.info("wrote %s from %d rows of dvc exp show", args.out, len(records))
 
 

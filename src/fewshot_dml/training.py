@@ -8,15 +8,12 @@ docs/architecture.md atomically (a run that fails half-way leaves no directory b
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import logging
 import math
 import random
 import time
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +23,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fewshot_dml import io
+from fewshot_dml import io, rundir
 from fewshot_dml.batching import collate, is_pair_table, make_batches, tokenize
 from fewshot_dml.data.table import read_card_and_table
+from fewshot_dml.device import precision_for, resolve_device, torch_settings
 from fewshot_dml.health import diagnose
 from fewshot_dml.inference import accuracy_f1
 from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.models import TextClassifier, cpu_threads, load_classifier, precision_for, resolve_device, resolve_model
+from fewshot_dml.models import TextClassifier, load_classifier, resolve_model
 from fewshot_dml.params import LossParams, TrainParams
 from fewshot_dml.sampling import check_split
 
 logger = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ("step", "lr", "loss", "cce", "dml", "pairs_ok")
-_NPZ_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip entry timestamp (the earliest zip allows)
 
 
 def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, split_path: Path,
@@ -55,7 +51,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
-    with _torch_settings(device, train.threads):
+    with torch_settings(device, train.threads):
         model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device)
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
@@ -72,16 +68,11 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
         "degenerate": degenerate,
     }
     timing = {"seconds": round(time.perf_counter() - started, 3)}
-    with io.atomic_dir(out_dir) as tmp:
-        write_npz(tmp / "eval.npz", **arrays["eval"])
-        write_npz(tmp / "train.npz", **arrays["train"])
-        state = {} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()}
-        torch.save(state, tmp / "loss_state.pt")
-        _write_curve(tmp / "curve.csv", curve)
-        io.write_json(tmp / "metrics.json", metrics)
-        io.write_json(tmp / "run.json", _run_record(card, split, train, loss, model, num_classes))
-        if train.save_weights:
-            model.cpu().save(tmp / "model", tokenizer)
+    rundir.write(
+        out_dir, eval_arrays=arrays["eval"], train_arrays=arrays["train"],
+        loss_state={} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
+        curve=curve, metrics=metrics, record=_run_record(card, split, train, loss, model, num_classes),
+        save_model=(lambda path: model.cpu().save(path, tokenizer)) if train.save_weights else None)
     if timing_path is not None:
         io.write_json(timing_path, timing)
     logger.info("%s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", Path(out_dir).name,
@@ -90,7 +81,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
 
 
 def _check_loss(train: TrainParams, loss: LossParams) -> None:
-    spec = get_spec(loss.name)
+    spec = get_spec(loss.base)
     if spec.needs_pairs and train.sampler == "random":
         raise ValueError(f"loss {loss.name!r} needs >= 2 examples of a class per batch, which "
                          "train.sampler='random' does not guarantee; set train.sampler: balanced")
@@ -107,7 +98,7 @@ def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, 
     # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        objective = build_objective(loss, num_classes, model.embedding_size)
+        objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
     model.to(device)
     objective.to(device)
     pair = is_pair_table(table)
@@ -154,24 +145,6 @@ def _seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device
     return torch.Generator().manual_seed(seed)
-
-
-@contextlib.contextmanager
-def _torch_settings(device: torch.device, threads: int) -> Iterator[None]:
-    """On CPU: ``threads`` threads (CPU kernels are deterministic); the previous count comes back after.
-
-    ``torch.use_deterministic_algorithms`` is not set: it only changes CUDA kernels, and enabling
-    it costs ~1.8 s of imports per run (measured), a tenth of a CPU run.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_optimizer(model: TextClassifier, objective: Objective, train: TrainParams,
@@ -222,8 +195,9 @@ def _fit(model: TextClassifier, objective: Objective, tokenizer: Any, features: 
         idx = next(batches)
         batch = collate(tokenizer, [features[i] for i in idx], device)
         with precision.autocast(device):
-            logits, pooled = model(batch)
-        out = objective(logits.float(), pooled.float(), label_tensor[idx].to(device))
+            logits, pooled, states = model.forward_features(batch, objective.hidden_layer)
+            out = objective(logits.float(), pooled.float(), label_tensor[idx].to(device), states,
+                            model.encode_from)
         values = {key: None if value is None else float(value.detach())
                   for key, value in (("total", out.total), ("cce", out.cce), ("dml", out.dml))}
         if not all(v is None or math.isfinite(v) for v in values.values()):
@@ -271,29 +245,6 @@ def _float16(embeddings: np.ndarray) -> np.ndarray:
     return half
 
 
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` (uncompressed, loadable by ``np.load``) with fixed zip timestamps.
-
-    Written by hand because ``np.savez`` stamps every entry with the current time, so two
-    identical runs would not give byte-identical files.
-    """
-    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_STORED) as archive:
-        for key, value in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_NPZ_TIME)
-            with archive.open(info, mode="w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
-
-
-def _write_curve(path: Path, curve: Sequence[Mapping[str, Any]]) -> None:
-    """``curve.csv``: ``dml`` is empty where there was no DML term; ``pairs_ok`` is 1 or 0."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CURVE_COLUMNS)
-        for row in curve:
-            writer.writerow([row["step"], repr(float(row["lr"])), repr(row["loss"]), repr(row["cce"]),
-                             "" if row["dml"] is None else repr(row["dml"]), int(row["pairs_ok"])])
-
-
 def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainParams, loss: LossParams,
                 model: TextClassifier, num_classes: int) -> dict[str, Any]:
     """``run.json``: the resolved inputs of the run."""
@@ -303,7 +254,9 @@ def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainP
     return {
         "dataset": card["dataset"], "size": split["size"], "seed": split["seed"], "arm": loss.name,
         "train": dataclasses.asdict(train),
-        "loss": {"name": loss.name, "beta": loss.beta, "proxy_lr": loss.proxy_lr, "hparams": dict(loss.hparams)},
+        "loss": {"name": loss.name, "base": loss.base, "beta": loss.beta, "proxy_lr": loss.proxy_lr,
+                 "hparams": dict(loss.hparams), "dml_on": loss.dml_on,
+                 "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix)},
         "model_path": resolve_model(train.model), "embedding_size": model.embedding_size,
         "num_classes": num_classes, "label_names": list(card["label_names"]),
         "table_sha256": card["table_sha256"],

@@ -51,11 +51,22 @@ def axis_state(obj: Objective, num_classes: int, emb_dim: int) -> dict[str, torc
 
 
 def test_registry_covers_params_yaml(params: Params) -> None:
-    assert set(params.losses) == set(LOSSES)
+    assert {section.base for section in params.losses.values()} == set(LOSSES)
+    assert {name for name, section in params.losses.items() if section.base == name} == set(LOSSES)
     for name, section in params.losses.items():
-        assert set(section.hparams) == set(get_spec(name).hparams)
-        assert (section.proxy_lr is not None) == get_spec(name).has_proxies
+        assert set(section.hparams) == set(get_spec(section.base).hparams)
+        assert (section.proxy_lr is not None) == get_spec(section.base).has_proxies
         assert (section.beta is None) == (name == BASELINE)
+
+
+def test_every_loss_with_a_metrix_form_has_a_metrix_variant(params: Params) -> None:
+    with_form = {name for name, spec in LOSSES.items() if spec.soft is not None}
+    assert with_form == {"contrastive", "multisimilarity", "proxyanchor", "supcon"}
+    variants = {s.base: s for s in params.losses.values() if s.metrix is not None}
+    assert set(variants) == with_form
+    for base, variant in variants.items():  # a variant keeps its clean loss's settings
+        clean = params.losses[base]
+        assert (variant.beta, variant.proxy_lr, dict(variant.hparams)) == (clean.beta, clean.proxy_lr, dict(clean.hparams))
 
 
 def test_import_does_not_load_torch() -> None:

@@ -41,6 +41,13 @@ class LossSpec:
     needs_pairs: bool  # needs a positive pair (and a negative one) in a batch
     build: Build  # (num_classes, emb_dim, hparams) -> module; None for the baseline
     class_scores: ClassScores | None  # (module, embeddings) -> (N, C), higher = more likely
+    # Its soft-label form for Metrix's mixed examples: the name of a function in
+    # fewshot_dml.losses.soft, (module, anchors, candidates, pos, neg) for a pair loss and
+    # (module, embeddings, pos, neg) for a proxy loss; None: the loss has no Metrix form.
+    soft: str | None = None
+    # True: the mixed examples are scored among the clean batch (a softmax over one candidate is
+    # always 1, so SupCon's mixed term is SupCon over the batch plus the mixed examples).
+    soft_in_batch: bool = False
 
 
 def _pml(cls_name: str, loss: str, *, proxies: bool, rename: Mapping[str, str] | None = None) -> Build:
@@ -102,12 +109,13 @@ def _scores_weights(module: Any, embeddings: torch.Tensor) -> torch.Tensor:
 
 def _spec(name: str, doc: str, cls_name: str | None, hparams: Mapping[str, HParam], *,
           proxies: bool = False, pairs: bool = False, scores: ClassScores | None = None,
-          rename: Mapping[str, str] | None = None) -> LossSpec:
+          rename: Mapping[str, str] | None = None, metrix: bool = False, in_batch: bool = False) -> LossSpec:
     build = _pml(cls_name, name, proxies=proxies, rename=rename) if cls_name else _build_none
     if proxies != (scores is not None):
         raise AssertionError(f"loss {name!r}: class scores must be given iff the loss has proxies")
     return LossSpec(name=name, doc=doc, hparams=types.MappingProxyType(dict(hparams)), has_proxies=proxies,
-                    needs_pairs=pairs, build=build, class_scores=scores)
+                    needs_pairs=pairs, build=build, class_scores=scores, soft=name if metrix else None,
+                    soft_in_batch=in_batch)
 
 
 _F_POS = HParam("float", _POSITIVE, None)
@@ -121,22 +129,22 @@ _SPECS = (
           proxies=True, scores=_scores_softtriple),
     _spec("proxyanchor", "Proxy-Anchor: proxies as anchors over the batch (Kim et al., CVPR 2020).",
           "ProxyAnchorLoss", {"margin": HParam("float", 0.0, 1.0), "alpha": _F_POS},
-          proxies=True, scores=_scores_proxyanchor),
+          proxies=True, scores=_scores_proxyanchor, metrix=True),
     _spec("proxynca", "ProxyNCA: NCA against one learned proxy per class (Movshovitz-Attias et al., ICCV 2017).",
           "ProxyNCALoss", {"softmax_scale": _F_POS}, proxies=True, scores=_scores_proxynca),
     _spec("supcon", "Supervised contrastive loss (Khosla et al., NeurIPS 2020).",
-          "SupConLoss", {"temperature": _F_POS}, pairs=True),
+          "SupConLoss", {"temperature": _F_POS}, pairs=True, metrix=True, in_batch=True),
     _spec("triplet", "Triplet margin loss over all batch triplets (Schroff et al., FaceNet, CVPR 2015).",
           "TripletMarginLoss", {"margin": _F_NONNEG}, pairs=True),
     _spec("npairs", "N-pair loss: one positive against N-1 negatives (Sohn, NeurIPS 2016).",
           "NPairsLoss", {}, pairs=True),
     _spec("multisimilarity", "Multi-Similarity loss with pair weighting (Wang et al., CVPR 2019).",
           "MultiSimilarityLoss", {"alpha": _F_POS, "neg_beta": _F_POS, "base": HParam("float", -1.0, 1.0)},
-          pairs=True, rename={"neg_beta": "beta"}),
+          pairs=True, rename={"neg_beta": "beta"}, metrix=True),
     _spec("circle", "Circle loss: self-paced pair similarity optimisation (Sun et al., CVPR 2020).",
           "CircleLoss", {"m": HParam("float", 0.0, 1.0), "gamma": _F_POS}, pairs=True),
     _spec("contrastive", "Contrastive (pair margin) loss (Hadsell et al., CVPR 2006).",
-          "ContrastiveLoss", {"pos_margin": _F_NONNEG, "neg_margin": _F_NONNEG}, pairs=True),
+          "ContrastiveLoss", {"pos_margin": _F_NONNEG, "neg_margin": _F_NONNEG}, pairs=True, metrix=True),
     _spec("arcface", "ArcFace: additive angular margin on class weights, margin in degrees (Deng et al., CVPR 2019).",
           "ArcFaceLoss", {"margin": HParam("float", 0.0, 90.0), "scale": _F_POS},
           proxies=True, scores=_scores_weights),
@@ -157,9 +165,11 @@ def get_spec(name: str) -> LossSpec:
 
 def describe() -> str:
     """A Markdown table of the registry (one row per loss), for the README."""
-    rows = ["| loss | proxies | needs pairs | hyperparameters | what |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| loss | proxies | needs pairs | Metrix | hyperparameters | what |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for spec in LOSSES.values():
         hp = ", ".join(f"`{k}` ({h.kind})" for k, h in spec.hparams.items()) or "-"
-        flags = ("yes" if spec.has_proxies else "no", "yes" if spec.needs_pairs else "no")
-        rows.append(f"| `{spec.name}` | {flags[0]} | {flags[1]} | {hp} | {spec.doc} |")
+        flags = ("yes" if spec.has_proxies else "no", "yes" if spec.needs_pairs else "no",
+                 "yes" if spec.soft is not None else "no")
+        rows.append(f"| `{spec.name}` | {flags[0]} | {flags[1]} | {flags[2]} | {hp} | {spec.doc} |")
     return "\n".join(rows) + "\n"

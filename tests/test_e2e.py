@@ -11,9 +11,9 @@ import json
 import os
 import re
 import shutil
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,9 +56,13 @@ def tiny_params(model_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     repo = tmp_path_factory.mktemp("study")
+    # A copy of the two datasets' files (the test corrupts and restores one), by a relative path as
+    # shipped: from .dvc/tmp/exps/... (temp and queued experiments) it must still resolve.
+    copy = tmp_path_factory.mktemp("senteval-copy")
+    for folder in ("TREC", "MRPC"):
+        shutil.copytree(SHARED / folder, copy / folder)
     raw = tiny_params(tiny_bert_dir)
-    # Relative, as shipped: from .dvc/tmp/exps/... (temp and queued experiments) it must still resolve.
-    raw["fetch"]["local_dir"] = os.path.relpath(SHARED, repo)
+    raw["fetch"]["local_dir"] = os.path.relpath(copy, repo)
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     for name in ("stages", "src"):
@@ -99,6 +103,23 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     assert ran(run(["dvc", "repro"], repo)) == ["check"]
     for name in ("results.md", "plots/accuracy.csv", "plots/proxy_weight.csv", "plots/loss_curves.csv"):
         assert (repo / "reports" / name).is_file(), name
+
+
+def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path) -> None:
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    source = (repo / raw["fetch"]["local_dir"] / "TREC/trec.tsv").resolve()
+    original = source.read_bytes()
+    first, rest = original.split(b"\n", 1)
+    source.write_bytes(first[:-1] + (b"0" if first.endswith(b"1") else b"1") + b"\n" + rest)  # one label changed
+    try:
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode != 0
+        assert re.search(r"error: \S*TREC/trec\.tsv: sha256 [0-9a-f]{64} does not match the pinned 19ec27d2", proc.stdout + proc.stderr)
+        assert ran(proc.stdout) == ["check"]
+    finally:
+        source.write_bytes(original)
+    assert ran(run(["dvc", "repro"], repo)) == ["check"]  # restored: verified again, nothing else changed
 
 
 def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:

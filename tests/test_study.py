@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,13 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
     assert f"| `supcon-metrix` | `supcon` | 6 | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 5/6 | {p:.3g} | {p:.3g} |" in text
     assert "Holm-corrected" in text and "proxyanchor" not in text
     assert variant_section([clean, other], accuracy) == ""
+    assert variant_section([replace(variant, grid=()), clean], accuracy) == ""  # no common run: no row
+
+
+def test_the_grid_is_read_from_exp_show_text_or_lists() -> None:
+    from fewshot_dml.study import _grid
+
+    as_text = {"datasets": "['mr', 'trec']", "sample_sizes": "[16]", "seeds": "[0, 1]"}  # as dvc.api.exp_show gives them
+    assert _grid(as_text) == (("mr", 16, 0), ("mr", 16, 1), ("trec", 16, 0), ("trec", 16, 1))
+    assert _grid({"datasets": ["mr"], "sample_sizes": [8], "seeds": [3]}) == (("mr", 8, 3),)
+    assert _grid({"datasets": ["mr"]}) == ()

@@ -19,6 +19,7 @@ Selection rules, applied by the pure :func:`study_table`:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import math
@@ -95,7 +96,9 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
 
 
 def _grid(record: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    # dvc.api.exp_show gives list params as their text ("[0, 1, 2]"); read them back as literals.
     values = [_column(record, PARAMS_FILE, key) for key in ("datasets", "sample_sizes", "seeds")]
+    values = [ast.literal_eval(v) if isinstance(v, str) else v for v in values]
     if not all(isinstance(v, list) for v in values):
         return ()
     return tuple((d, size, seed) for d in values[0] for size in values[1] for seed in values[2])
@@ -127,6 +130,8 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple[s
     rows, p_values = [], []
     for variant, clean in sorted(pairs, key=lambda pair: pair[0].loss):
         cells = [c for c in variant.grid if c in set(clean.grid)]
+        if not cells:
+            continue
         diffs = [100 * (accuracy[(variant.name, *c)] - accuracy[(clean.name, *c)]) for c in cells]
         n, mean = len(diffs), sum(diffs) / len(diffs)
         sem = stats.sem(diffs) if n > 1 else math.nan
@@ -136,6 +141,8 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple[s
         rows.append([f"`{variant.loss}`", f"`{clean.loss}`", str(n), f"{mean:+.2f}", f"[{low:+.2f}, {high:+.2f}]",
                      f"{wins}/{n}", f"{p:.3g}"])
         p_values.append(p)
+    if not rows:
+        return ""
     for row, adjusted in zip(rows, holm(p_values), strict=True):
         row.append(f"{adjusted:.3g}")
     header = ("| variant | clean loss | n pairs | mean diff (pp) | 95% t-interval | pairs better | Wilcoxon p "
@@ -143,7 +150,8 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple[s
     return ("## Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
             "CCE start in both experiments): the DML arm's classifier accuracy of the variant minus that of its "
             "clean loss, in pp. The interval is Student's t over the pairs (n − 1 df); the test is the two-sided "
-            "Wilcoxon signed-rank test over the same pairs, Holm-corrected across the rows.\n\n" + header
+            "Wilcoxon signed-rank test over the same pairs (pairs without a difference are dropped, scipy's default), "
+            "Holm-corrected across the rows.\n\n" + header
             + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n")
 
 

@@ -77,3 +77,18 @@ def test_a_stage_script_imports_the_package_of_its_own_checkout(tmp_path: Path) 
     proc = stage(copy / "stages/check.py", "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"THIS-CHECKOUT {logs}" in proc.stdout
+
+
+def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from fewshot_dml.cli import run_stage
+    from fewshot_dml.setfit_arm import _import_setfit
+
+    monkeypatch.delenv("FEWSHOT_DML_TRACEBACK", raising=False)
+    monkeypatch.setitem(sys.modules, "setfit", None)  # `import setfit` raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(lambda argv: _import_setfit())
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the setfit arm needs the `setfit` library") and "pip install" in err
+    assert "\n" not in err and "Traceback" not in err

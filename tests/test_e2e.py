@@ -49,7 +49,6 @@ def tiny_params(model_dir: Path) -> dict:
     raw.update(datasets=["trec", "mrpc"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
     raw["sample"]["eval_max"] = 24
     raw["train"].update(model=str(model_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1)
-    raw["aggregate"]["bootstrap"] = 200
     return raw
 
 
@@ -93,16 +92,21 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
 
 def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     run(["dvc", "repro"], repo)
-    for arm in ("cce", "proxyanchor"):
+    for arm in ("cce", "setfit", "proxyanchor"):
         run_dir = repo / f"data/runs/mrpc-12-1-{arm}"
-        assert {"eval.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {p.name for p in run_dir.iterdir()}
+        assert {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {
+            p.name for p in run_dir.iterdir()}
         infer = json.loads((repo / f"data/infer/mrpc-12-1-{arm}.json").read_text())
-        assert (infer["proxy"] is None) == (arm == "cce")
+        assert (infer["proxy"] is None) == (arm != "proxyanchor")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics) >= {"trec", "mrpc", "overall"}
     assert ran(run(["dvc", "repro"], repo)) == ["check"]
-    for name in ("results.md", "plots/accuracy.csv", "plots/proxy_weight.csv", "plots/loss_curves.csv"):
+    for name in ("results.md", "plots/gains.csv", "plots/accuracy_vs_size.csv", "plots/proxy_weight.csv",
+                 "plots/loss_curves.csv", "figures/forest.png", "figures/confusion.png"):
         assert (repo / "reports" / name).is_file(), name
+    # `dvc plots show` renders one chart per question (no error, every definition present).
+    shown = run(["dvc", "plots", "show", "--json"], repo)
+    assert all(name in shown for name in ("gain_per_dataset", "accuracy_vs_size", "proxy_weight", "loss_components"))
 
 
 def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path) -> None:
@@ -127,7 +131,7 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     run(["git", "commit", "-qm", "study"], repo)
     out = run(["dvc", "exp", "run", "-S", "loss=softtriple"], repo)
     assert "Running stage 'train@trec-12-0-softtriple'" in out
-    assert "Running stage 'train@trec-12-0-cce'" not in out
+    assert "Running stage 'train@trec-12-0-cce'" not in out and "Running stage 'train@trec-12-0-setfit'" not in out
     assert "Running stage 'sample@" not in out and "Running stage 'fetch@" not in out
     diff = run(["dvc", "metrics", "diff", "--json"], repo)
     changed = json.loads(diff)["reports/metrics.json"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fewshot_dml.params import BASELINE, ParamsError, load_params, parse_params
+from fewshot_dml.params import BASELINE, SETFIT, ParamsError, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def edited(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
 def test_shipped_params_load(name: str) -> None:
     params = load_params(ROOT / name)
-    assert params.arms == (BASELINE, params.loss)
+    assert params.arms == (BASELINE, SETFIT, params.loss)
     assert params.losses[BASELINE].beta is None
 
 
@@ -78,7 +78,8 @@ def test_an_int_is_accepted_where_a_float_is_expected(raw: dict[str, Any]) -> No
         ("seeds", "0", r"seeds: '0' is not a list"),
         ("seeds", [0, -1], r"seeds\[1\]: -1 is negative"),
         ("sample_sizes", [0], r"sample_sizes\[0\]: 0 is not a positive integer"),
-        ("loss", "cce", r"loss: 'cce' is the baseline arm; expected a DML loss"),
+        ("loss", "cce", r"loss: 'cce' is a peer arm that always runs; expected a DML loss"),
+        ("loss", "setfit", r"loss: 'setfit' is a peer arm that always runs; expected a DML loss"),
         ("loss", "magic", r"losses\.magic: missing section"),
         ("losses.proxyanchor", ..., r"losses\.proxyanchor: missing section for the configured loss"),
         ("losses.proxyanchor.alpha", ..., r"losses\.proxyanchor\.alpha: missing key"),

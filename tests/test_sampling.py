@@ -238,7 +238,7 @@ def write_table(tmp_path: Path, labels: np.ndarray, card_extra: dict) -> tuple[P
     return table, card
 
 
-PARAMS = SampleParams(protocol="kfold", folds=4, eval_max=30)
+PARAMS = SampleParams(protocol="kfold", folds=4, eval_max=30, dev_ratio=0.0)
 SHA = object()  # write_table: the real checksum of the table written
 
 
@@ -253,8 +253,8 @@ def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
     split = make_split(LABELS, "kfold", 8, 1, 4, 30)
     assert record == {
         "dataset": "toy", "size": 8, "seed": 1, "protocol": "kfold", "folds": 4, "eval_fold": 1,
-        "eval_max": 30, "n_examples": 400, "table_sha256": sha,
-        "train": list(split.train), "eval": list(split.eval),
+        "eval_max": 30, "dev_ratio": 0.0, "n_examples": 400, "table_sha256": sha,
+        "train": list(split.train), "dev": [], "eval": list(split.eval),
     }
     check_split(record, "toy", 400, sha)
     assert [p.name for p in out_a.parent.iterdir()] == ["toy-8-1.json"]  # no temp file left behind
@@ -262,7 +262,7 @@ def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
 
 def test_write_split_per_class_and_an_incomplete_card(tmp_path: Path) -> None:
     table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
-    params = SampleParams(protocol="per_class", folds=4, eval_max=0)
+    params = SampleParams(protocol="per_class", folds=4, eval_max=0, dev_ratio=0.0)
     record = write_split(table, card, params, "toy", 3, 0, tmp_path / "s.json")
     assert record["eval_fold"] is None and len(record["train"]) == 12
     table, card = write_table(tmp_path, LABELS, {})
@@ -298,10 +298,10 @@ def test_write_split_rejects_mismatched_card_and_bad_labels(tmp_path: Path) -> N
 # ---- check_split --------------------------------------------------------------------------------
 
 def good_record() -> dict:
-    split = make_split(LABELS, "kfold", 8, 0, 4, 20)
+    split = make_split(LABELS, "kfold", 8, 0, 4, 20, dev_ratio=1.0)
     return {"dataset": "toy", "size": 8, "seed": 0, "protocol": "kfold", "folds": 4, "eval_fold": 0,
-            "eval_max": 20, "n_examples": 400, "table_sha256": "cd" * 32,
-            "train": list(split.train), "eval": list(split.eval)}
+            "eval_max": 20, "dev_ratio": 1.0, "n_examples": 400, "table_sha256": "cd" * 32,
+            "train": list(split.train), "dev": list(split.dev), "eval": list(split.eval)}
 
 
 @pytest.mark.parametrize(
@@ -332,6 +332,52 @@ def test_check_split_overlap_and_missing_key() -> None:
     del record["table_sha256"]
     with pytest.raises(ValueError, match=r"missing keys \['table_sha256'\]"):
         check_split(record, "toy", 400, "cd" * 32)
+
+
+@pytest.mark.parametrize(("a", "b"), [("train", "dev"), ("dev", "eval")])
+def test_check_split_refuses_a_dev_row_shared_with_train_or_eval(a: str, b: str) -> None:
+    record = good_record()
+    record[b] = sorted(record[b] + [record[a][0]]) if b != "train" else record[b]
+    with pytest.raises(ValueError, match=rf"rows \[{record[a][0]}\] are in both {a} and {b}"):
+        check_split(record, "toy", 400, "cd" * 32)
+
+
+# ---- the development set ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", ["kfold", "per_class"])
+def test_dev_set_is_disjoint_sized_and_leaves_train_and_eval_of_earlier_splits_unchanged(protocol: str) -> None:
+    size = 8 if protocol == "kfold" else 3
+    without = make_split(LABELS, protocol, size, 2, 4, 30 if protocol == "kfold" else 0)
+    split = make_split(LABELS, protocol, size, 2, 4, 30 if protocol == "kfold" else 0, dev_ratio=1.0)
+    assert split.train == without.train  # the fourth stream does not move the other three
+    if protocol == "kfold":
+        assert split.eval == without.eval and len(split.dev) == size
+    else:
+        counts = np.bincount(LABELS[list(split.dev)])
+        assert counts.tolist() == [size] * 4  # `size` more rows of every class
+        assert set(split.eval) == set(without.eval) - set(split.dev)
+    train, dev, ev = set(split.train), set(split.dev), set(split.eval)
+    assert not (train & dev or dev & ev or train & ev)
+    assert list(split.dev) == sorted(split.dev)
+    again = make_split(LABELS, protocol, size, 2, 4, 30 if protocol == "kfold" else 0, dev_ratio=1.0)
+    assert again == split
+
+
+def test_kfold_dev_rows_come_from_the_training_folds_not_the_held_out_fold() -> None:
+    for seed in range(4):
+        split = make_split(LABELS, "kfold", 8, seed, 4, 0, dev_ratio=2.0)
+        held_out = set(make_split(LABELS, "kfold", 8, seed, 4, 0).eval)
+        assert len(split.dev) == 16 and not set(split.dev) & held_out
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dev_ratio": -1}, r"dev_ratio=-1 is invalid; expected a number in \[0, 100\]"),
+    ({"dev_ratio": 100, "size": 200}, r"dev_ratio=100 asks for 20000 development rows but only 100"),
+])
+def test_dev_ratio_errors(kwargs: dict, match: str) -> None:
+    args = {"labels": LABELS, "protocol": "kfold", "size": 4, "seed": 0, "folds": 4, "eval_max": 0} | kwargs
+    with pytest.raises(ValueError, match=match):
+        make_split(**args)
 
 
 # ---- real data ----------------------------------------------------------------------------------

@@ -11,66 +11,72 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_dml.study import main, select_experiments, study_table
+from fewshot_dml.study import main, select_experiments, study
 
 CCE = {"mr": 0.70, "trec": 0.50}
+SETFIT = {"mr": 0.72, "trec": 0.52}
 
 
-def record(name, loss, *, typ="branch_commit", state=None, dml=None, prefix="", cce=CCE) -> dict:
+def record(name, loss, *, typ="branch_commit", state=None, dml=None, dev=None, prefix="", cce=CCE,
+           params=None) -> dict:
     """One row as dvc.api.exp_show returns it (flattened metrics, params, dvc's own columns)."""
     row = {"Experiment": name, "rev": name[:7] if name else "main", "typ": typ, "Created": "06:35 PM",
            "parent": None, "State": state, "Executor": None, "loss": loss, "seeds": "[0, 1, 2]",
-           "src/fewshot_dml/aggregate.py": "79388819cc4a45dd9c27b756f185ab41"}
+           "datasets": "['mr', 'trec']", "sample_sizes": "[16]", "fetch.local_dir": name or "x",
+           "src/fewshot_dml/aggregate.py": "79388819cc4a45dd9c27b756f185ab41", **(params or {})}
     if dml is None:
         return row
+    dev = dev or {d: a - 0.05 for d, a in dml.items()}
     gains = []
     for dataset, acc in dml.items():
         gain = round((acc - cce[dataset]) * 100, 2)
         gains.append(gain)
         row.update({f"{prefix}{dataset}.cce": cce[dataset], f"{prefix}{dataset}.dml": acc,
-                    f"{prefix}{dataset}.gain_pp": gain, f"{prefix}{dataset}.cce_std": 0.01,
-                    f"{prefix}{dataset}.dml_std": 0.02})
+                    f"{prefix}{dataset}.setfit": SETFIT[dataset], f"{prefix}{dataset}.gain_pp": gain,
+                    f"{prefix}{dataset}.gain_low_pp": gain - 1, f"{prefix}{dataset}.gain_high_pp": gain + 1,
+                    f"{prefix}{dataset}.dev_dml": dev[dataset], f"{prefix}{dataset}.dev_cce": cce[dataset] - 0.06,
+                    f"{prefix}{dataset}.dev_setfit": SETFIT[dataset] - 0.06})
     row.update({f"{prefix}overall.cce": sum(cce.values()) / 2, f"{prefix}overall.dml": sum(dml.values()) / 2,
-                f"{prefix}overall.gain_pp": sum(gains) / 2, f"{prefix}overall.wins": 1.0,
-                f"{prefix}overall.cells": 2.0})
+                f"{prefix}overall.setfit": sum(SETFIT.values()) / 2, f"{prefix}overall.gain_pp": sum(gains) / 2,
+                f"{prefix}overall.dev_dml": sum(dev.values()) / 2, f"{prefix}overall.dev_cce": 0.54,
+                f"{prefix}overall.dev_setfit": 0.56, f"{prefix}overall.won": 0.0, f"{prefix}overall.cells": 2.0})
     return row
 
 
 def _lines(text: str) -> dict[str, str]:
-    return {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| `")}
+    return {line.split(" | ")[1].strip("` ") if line.split(" | ")[1] != "–" else line.split(" | ")[0].strip("|` "): line
+            for line in text.splitlines() if line.startswith("| `")}
 
 
-def test_study_table_rows_best_loss_and_baseline() -> None:
+def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -> None:
     records = [
         record(None, "triplet", typ="baseline", dml={"mr": 0.60, "trec": 0.40}) | {"rev": "workspace"},
-        record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49}),
-        record("fuzzy-cats", "softtriple", dml={"mr": 0.73, "trec": 0.56}),
-        record("bold-dogs", "supcon", dml={"mr": 0.76, "trec": 0.45}),
+        record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49},
+               params={"losses.proxyanchor.alpha": 32.0}),
+        # alpha 16 is better on the evaluation set but worse on dev: dev decides.
+        record("pa-16", "proxyanchor", dml={"mr": 0.80, "trec": 0.55}, dev={"mr": 0.60, "trec": 0.40},
+               params={"losses.proxyanchor.alpha": 16.0}),
+        record("bold-dogs", "supcon", dml={"mr": 0.76, "trec": 0.45}, params={"losses.proxyanchor.alpha": 32.0}),
     ]
-    text = study_table(records)
+    text = study(records, {})
     rows = _lines(text)
-    assert set(rows) == {"`cce` (baseline)", "`softtriple`", "`supcon`", "`proxyanchor`"}  # workspace skipped
-    assert rows["`cce` (baseline)"] == "| `cce` (baseline) | – | 70.00 ± 1.00 | 50.00 ± 1.00 | 60.00 |"
-    assert "| `softtriple` | `fuzzy-cats` | 73.00 ± 2.00 (+3.00 pp) | 56.00 ± 2.00 (+6.00 pp) | " in text
-    assert "64.50 (+4.50 pp, 1/2 won) |" in rows["`softtriple`"]
-    assert "| **best** |  | `supcon` (76.00) | `softtriple` (56.00) | `softtriple` (64.50) |" in text
-    # rows ordered by overall gain: softtriple +4.5, proxyanchor +1.5, supcon +0.5
-    order = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| `") and "baseline" not in line]
-    assert order == ["| `softtriple`", "| `proxyanchor`", "| `supcon`"]
-    assert "run-cache" in text
+    assert set(rows) == {"cce", "setfit", "main", "pa-16", "bold-dogs"}  # workspace skipped
+    assert rows["cce"].startswith("| `cce` | – | – | 54.00 | 70.00 | 50.00 | 60.00 |")
+    assert rows["setfit"].startswith("| `setfit` | – | – | 56.00 | 72.00 | 52.00 | 62.00 |")
+    assert rows["main"].startswith("| `proxyanchor` ✓ | `main` | `losses.proxyanchor.alpha=32` |")
+    assert rows["pa-16"].startswith("| `proxyanchor` | `pa-16` | `losses.proxyanchor.alpha=16` | 50.00 | 80.00 (+10.00 [+9.00, +11.00])")
+    assert rows["bold-dogs"].startswith("| `supcon` ✓ | `bold-dogs` | defaults |")  # another loss's alpha is not its param
+    assert "fetch.local_dir" not in text
+    assert "## Grid: 2 datasets, sizes [16], seeds [0, 1, 2]" in text
 
 
-def test_newest_experiment_of_a_loss_wins_and_the_rest_are_noted() -> None:
-    records = [
-        record(None, "softtriple", typ="baseline", dml={"mr": 0.71, "trec": 0.51}),
-        record("newer", "softtriple", dml={"mr": 0.80, "trec": 0.60}),
-        record("older", "softtriple", typ="branch_base", dml={"mr": 0.72, "trec": 0.52}),
-    ]
-    chosen, notes = select_experiments(records)
-    assert [e.name for e in chosen] == ["newer"]
-    assert notes == ["`older` (softtriple): superseded by the newer `newer`",
-                     "`main` (softtriple): superseded by the newer `newer`"]
-    assert "`older` (softtriple): superseded" in study_table(records)
+def test_dev_selection_picks_the_highest_mean_dev_accuracy_per_loss() -> None:
+    from fewshot_dml.study import dev_selected
+
+    exps, _ = select_experiments([record("a", "supcon", dml={"mr": 0.9, "trec": 0.9}, dev={"mr": 0.5, "trec": 0.5}),
+                                  record("b", "supcon", dml={"mr": 0.6, "trec": 0.6}, dev={"mr": 0.7, "trec": 0.6}),
+                                  record("c", "circle", dml={"mr": 0.6, "trec": 0.6})])
+    assert {loss: e.name for loss, e in dev_selected(exps).items()} == {"supcon": "b", "circle": "c"}
 
 
 def test_failed_queued_and_metricless_experiments_are_skipped_with_a_note() -> None:
@@ -81,10 +87,10 @@ def test_failed_queued_and_metricless_experiments_are_skipped_with_a_note() -> N
         record("waiting", "triplet", state="Queued"),
         record("empty", "arcface"),
     ]
-    text = study_table(records)
-    assert set(_lines(text)) == {"`cce` (baseline)", "`circle`"}
+    text = study(records, {})
+    assert set(_lines(text)) == {"cce", "setfit", "ok"}
     for note in ("`broken` (npairs): state Failed, skipped", "`waiting` (triplet): state Queued, skipped",
-                 "`empty` (arcface): no metrics in reports/metrics.json, skipped"):
+                 "`empty` (arcface): no metrics (with development accuracy) in reports/metrics.json, skipped"):
         assert f"- {note}" in text
 
 
@@ -92,69 +98,98 @@ def test_prefixed_columns_are_read_and_other_files_ignored() -> None:
     row = record("x", "supcon", dml={"mr": 0.75, "trec": 0.55}, prefix="reports/metrics.json:")
     row = {("params.yaml:loss" if k == "loss" else k): v for k, v in row.items()}
     row["other/metrics.json:mr.dml"] = 0.99
-    row["reports/metrics.json:mr.dml_std"] = "!"  # dvc's marker for an unreadable value
+    row["reports/metrics.json:mr.gain_low_pp"] = "!"  # dvc's marker for an unreadable value
     (exp,), _ = select_experiments([row])
-    assert exp.loss == "supcon" and exp.metrics["mr"]["dml"] == 0.75 and "dml_std" not in exp.metrics["mr"]
+    assert exp.loss == "supcon" and exp.metrics["mr"]["dml"] == 0.75 and "gain_low_pp" not in exp.metrics["mr"]
 
 
 def test_disagreeing_baselines_are_flagged() -> None:
     records = [record("a", "supcon", dml={"mr": 0.75, "trec": 0.55}),
                record("b", "circle", dml={"mr": 0.75, "trec": 0.55}, cce={"mr": 0.65, "trec": 0.50})]
-    assert "CCE differs across experiments on mr (`a` 70.00, `b` 65.00)" in study_table(records)
+    assert "`cce` differs across these experiments (`a` 60.00, `b` 57.50)" in study(records, {})
 
 
 def test_no_usable_experiment_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"no completed experiment.*\n  `w` \(npairs\): state Running"):
-        study_table([record("w", "npairs", state="Running", dml={"mr": 0.7, "trec": 0.5})])
+        study([record("w", "npairs", state="Running", dml={"mr": 0.7, "trec": 0.5})], {})
 
 
-GO = """import json, sys, yaml
-loss = yaml.safe_load(open("params.yaml"))["loss"]
-dml = {"softtriple": 0.75, "supcon": 0.72}[loss]
-m = {"mr": {"cce": 0.7, "dml": dml, "gain_pp": round((dml - 0.7) * 100, 2), "cce_std": 0.01, "dml_std": 0.02}}
-m["overall"] = {"cce": 0.7, "dml": dml, "gain_pp": m["mr"]["gain_pp"], "wins": 1, "cells": 1}
+def _accuracy(exps, values) -> dict:
+    """Per-run accuracies: values[(arm, dataset)] is a list over seeds; the DML arm's key is its loss."""
+    out = {}
+    for e in exps:
+        for d, size, seed in e.grid:
+            for arm in ("cce", "setfit", e.loss):
+                out[(e.name, arm, d, size, seed)] = values.get((e.name, arm, d), values.get((arm, d)))[seed]
+    return out
+
+
+def test_best_arm_per_dataset_is_chosen_on_dev_and_reported_with_its_eval_interval() -> None:
+    from scipy import stats as st
+
+    records = [record("sc", "supcon", dml={"mr": 0.75, "trec": 0.40}, dev={"mr": 0.80, "trec": 0.30})]
+    exps, _ = select_experiments(records)
+    acc = _accuracy(exps, {("cce", "mr"): [0.70, 0.70, 0.70], ("setfit", "mr"): [0.9, 0.9, 0.9],
+                           ("supcon", "mr"): [0.74, 0.75, 0.77], ("cce", "trec"): [0.5, 0.5, 0.5],
+                           ("setfit", "trec"): [0.52, 0.52, 0.52], ("supcon", "trec"): [0.4, 0.4, 0.4]})
+    text = study(records, acc)
+    ci = st.ttest_1samp([4, 5, 7], 0).confidence_interval(0.95)
+    # mr: supcon's dev 80.00 beats cce 64 and setfit 66, although setfit's evaluation accuracy is higher.
+    assert f"| mr | `supcon` (`sc`) | 80.00 | 75.33 | +5.33 | [{ci.low:+.2f}, {ci.high:+.2f}] (n=3) |" in text
+    assert "| trec | `setfit` | 46.00 | 52.00 | +2.00 | [+2.00, +2.00] (n=3) |" in text
+
+
+GO = """import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+loss, alpha = p["loss"], p["losses"]["proxyanchor"]["alpha"]
+dml = {("softtriple", 32): 0.75, ("proxyanchor", 32): 0.72, ("proxyanchor", 16): 0.74}[(loss, alpha)]
+dev = {("softtriple", 32): 0.6, ("proxyanchor", 32): 0.7, ("proxyanchor", 16): 0.65}[(loss, alpha)]
+m = {"mr": {"cce": 0.7, "setfit": 0.71, "dml": dml, "gain_pp": round((dml - 0.7) * 100, 2), "dev_dml": dev,
+            "dev_cce": 0.6, "dev_setfit": 0.62}}
+m["overall"] = dict(m["mr"], won=0, cells=1)
 json.dump(m, open("reports/metrics.json", "w"))
+for seed in (0, 1):
+    for arm, a in (("cce", 0.7), ("setfit", 0.71), (loss, dml)):
+        os.makedirs(f"data/runs/mr-16-{seed}-{arm}", exist_ok=True)
+        json.dump({"accuracy": a + 0.01 * seed}, open(f"data/runs/mr-16-{seed}-{arm}/metrics.json", "w"))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_main_reads_real_dvc_experiments(tmp_path: Path) -> None:
+def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_path: Path) -> None:
     """The exp_show format the study relies on, from real `dvc exp run` experiments (dvc 3.x)."""
 
     def sh(*cmd: str) -> None:
         subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
 
     (tmp_path / "reports").mkdir()
-    (tmp_path / "params.yaml").write_text("loss: supcon\n")
+    (tmp_path / "params.yaml").write_text("loss: proxyanchor\ndatasets: [mr]\nsample_sizes: [16]\nseeds: [0, 1]\n"
+                                          "losses:\n  proxyanchor:\n    alpha: 32\n")
     (tmp_path / "go.py").write_text(GO)
     (tmp_path / "dvc.yaml").write_text(
-        f"stages:\n  agg:\n    cmd: {sys.executable} go.py\n    deps: [go.py]\n    params: [loss]\n"
-        "    metrics:\n      - reports/metrics.json:\n          cache: false\n")
+        f"stages:\n  agg:\n    cmd: {sys.executable} go.py\n    deps: [go.py]\n    params: [loss, losses]\n"
+        "    outs: [data/runs]\n    metrics:\n      - reports/metrics.json:\n          cache: false\n")
     sh("git", "init", "-q")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "root")
     sh(sys.executable, "-m", "dvc", "init", "-q")
     sh(sys.executable, "-m", "dvc", "repro", "-q")
     sh("git", "add", "-A")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
-    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "loss=softtriple")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "losses.proxyanchor.alpha=16", "--name", "alpha16")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "loss=softtriple", "--name", "st")
     main(["--repo", str(tmp_path), "--out", str(tmp_path / "study.md")])
-    rows = _lines((tmp_path / "study.md").read_text(encoding="utf-8"))
-    assert json.loads((tmp_path / "reports" / "metrics.json").read_text())["mr"]["dml"] == 0.75
-    assert rows["`softtriple`"].startswith("| `softtriple` | `") and "75.00 ± 2.00 (+5.00 pp)" in rows["`softtriple`"]
-    assert "72.00 ± 2.00 (+2.00 pp)" in rows["`supcon`"]  # the committed baseline row
-    assert rows["`cce` (baseline)"].startswith("| `cce` (baseline) | – | 70.00 ± 1.00 |")
+    text = (tmp_path / "study.md").read_text(encoding="utf-8")
+    rows = _lines(text)
+    assert set(rows) == {"cce", "setfit", "alpha16", "st", "main"}
+    # Both sweep points are rows; alpha 32 is selected on dev (70 > 65) although 16 is better on eval.
+    assert rows["main"].startswith("| `proxyanchor` ✓ | `main` | `losses.proxyanchor.alpha=32` | 70.00 | 72.00")
+    assert rows["alpha16"].startswith("| `proxyanchor` | `alpha16` | `losses.proxyanchor.alpha=16` | 65.00 | 74.00")
+    assert rows["st"].startswith("| `softtriple` ✓ | `st` |")
+    assert "| mr | `proxyanchor` (`main`) | 70.00 | 72.50 | +2.00 | [+2.00, +2.00] (n=2) |" in text
 
 
 # ---- variants against their clean loss ----
-
-def test_holm_adjusts_as_the_textbook_example() -> None:
-    from fewshot_dml.study import holm
-
-    # Holm (1979): sorted p * (m - rank), made monotone, capped at 1.
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-
 
 def test_variant_section_pairs_runs_and_tests_them() -> None:
     from scipy import stats
@@ -162,17 +197,20 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
     from fewshot_dml.study import Experiment, variant_section
 
     grid = tuple((d, 16, s) for d in ("mr", "trec") for s in (0, 1, 2))
-    clean = Experiment("exp-clean", "supcon", {}, "r1", None, grid)
-    variant = Experiment("exp-mix", "supcon-metrix", {}, "r2", "supcon", grid)
-    other = Experiment("exp-pa", "proxyanchor", {}, "r3", None, grid)  # no variant: no row
+    overall = {"overall": {"dev_dml": 0.5}}
+    clean = Experiment("exp-clean", "supcon", overall, "r1", None, grid)
+    variant = Experiment("exp-mix", "supcon-metrix", overall, "r2", "supcon", grid)
+    other = Experiment("exp-pa", "proxyanchor", overall, "r3", None, grid)  # no variant: no row
     diffs = [0.02, 0.01, 0.03, -0.01, 0.04, 0.02]
-    accuracy = {("exp-clean", *c): 0.5 for c in grid} | {("exp-mix", *c): 0.5 + d for c, d in zip(grid, diffs)}
+    accuracy = {("exp-clean", "supcon", *c): 0.5 for c in grid} | {
+        ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs)}
     text = variant_section([variant, clean, other], accuracy)
+    ci = stats.ttest_1samp([100 * d for d in diffs], 0).confidence_interval(0.95)
     mean = 100 * sum(diffs) / 6
-    low, high = stats.t.interval(0.95, 5, loc=mean, scale=stats.sem([100 * d for d in diffs]))
-    p = stats.wilcoxon([100 * d for d in diffs]).pvalue
-    assert f"| `supcon-metrix` | `supcon` | 6 | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | 5/6 | {p:.3g} | {p:.3g} |" in text
-    assert "Holm-corrected" in text and "proxyanchor" not in text
+    # sign-flip over 64 patterns: |sum| >= 11 pp when the flipped set sums to <= 0 ({}, {-1}, {-1, +1}) or to 11
+    # (their complements): 6 / 64 = 0.09375; one row, so Holm leaves it.
+    assert f"| `supcon-metrix` | `supcon` | 6 | {mean:+.2f} | [{ci.low:+.2f}, {ci.high:+.2f}] | 0.0938 | 0.0938 |" in text
+    assert "Holm across the rows" in text and "proxyanchor" not in text
     assert variant_section([clean, other], accuracy) == ""
     assert variant_section([replace(variant, grid=()), clean], accuracy) == ""  # no common run: no row
 

@@ -48,11 +48,12 @@ def write_dataset(root: Path, dataset: str, rows: list[tuple[int, str, str]], la
 
 
 def write_split(root: Path, card_path: Path, train: list[int], eval_: list[int], seed: int,
-                dataset: str | None = None) -> Path:
+                dataset: str | None = None, dev: list[int] | None = None) -> Path:
     card = json.loads(card_path.read_text())
     split = {"dataset": dataset or card["dataset"], "size": len(train), "seed": seed, "protocol": "kfold",
-             "folds": 2, "eval_fold": 0, "eval_max": 0, "n_examples": card["n_examples"],
-             "table_sha256": card["table_sha256"], "train": train, "eval": sorted(eval_)}
+             "folds": 2, "eval_fold": 0, "eval_max": 0, "dev_ratio": len(dev or []) / len(train),
+             "n_examples": card["n_examples"], "table_sha256": card["table_sha256"], "train": train,
+             "dev": sorted(dev or []), "eval": sorted(eval_)}
     path = root / f"{split['dataset']}-{len(train)}-{seed}.json"
     path.write_text(json.dumps(split))
     return path
@@ -148,8 +149,8 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     timing = tmp_path / "timing" / "toy-8-0-proxyanchor.json"
     metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True, timing=timing)
     # The wall time lives outside the run directory (a DVC output): it would change the output's hash.
-    assert {p.name for p in out.iterdir()} == {"eval.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json",
-                                               "run.json", "model"}
+    assert {p.name for p in out.iterdir()} == {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv",
+                                               "metrics.json", "run.json", "model"}
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary directory left behind
     with np.load(out / "eval.npz") as ev:
         assert sorted(ev.files) == ["embeddings", "indices", "labels", "logits"]
@@ -170,8 +171,10 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert all(r["pairs_ok"] == "1" and float(r["dml"]) > 0 for r in curve)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics and metrics["accuracy"] == pytest.approx(accuracy)
-    assert set(metrics) == {"accuracy", "macro_f1", "n_train", "n_eval", "num_classes", "steps",
-                            "batches_without_pairs", "device", "degenerate"}
+    assert set(metrics) == {"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "majority_accuracy", "n_train",
+                            "n_dev", "n_eval", "num_classes", "steps", "batches_without_pairs", "device", "degenerate"}
+    assert metrics["dev_accuracy"] is None and metrics["n_dev"] == 0  # this split has no development set
+    assert metrics["majority_accuracy"] == 0.5  # 8 of 16 rows per class: class 0 (lowest id) on a 4/4 eval set
     assert isinstance(metrics["degenerate"], list)
     assert json.loads(timing.read_text())["seconds"] > 0
     assert (metrics["n_train"], metrics["n_eval"], metrics["steps"], metrics["device"]) == (8, 8, 3, "cpu")
@@ -205,6 +208,49 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     assert read_curve(a)[0]["cce"] == read_curve(base)[0]["cce"]  # same head, batch and dropout at step 1
     assert torch.load(base / "loss_state.pt", weights_only=True) == {}
     assert all(r["dml"] == "" for r in read_curve(base))
+
+
+def test_the_development_set_is_embedded_and_scored_apart_from_eval(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
+                                                                     tmp_path: Path) -> None:
+    table, card, _ = toy
+    split = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10], [4, 5, 12, 13], seed=0, dev=[3, 11, 6, 14])
+    out = tmp_path / "dev-run"
+    metrics = run(tiny_bert_dir, toy, out, split=split, steps=2)
+    with np.load(out / "dev.npz") as dev, np.load(out / "eval.npz") as ev:
+        assert dev["indices"].tolist() == [3, 6, 11, 14] and dev["labels"].tolist() == [1, 1, 0, 0]
+        assert dev["logits"].shape == (4, 2) and dev["embeddings"].shape == (4, 32)
+        assert metrics["dev_accuracy"] == pytest.approx(float(np.mean(dev["logits"].argmax(1) == dev["labels"])))
+        assert ev["indices"].tolist() == [4, 5, 12, 13]
+    assert metrics["n_dev"] == 4
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_setfit_arm_is_deterministic_and_writes_every_artifact(tiny_bert_dir: Path, tmp_path: Path, pair: bool) -> None:
+    rows = [(1, t, "and so on" if pair else "") for t in POSITIVE] + [(0, t, "but no" if pair else "") for t in NEGATIVE]
+    table, card = write_dataset(tmp_path, "toy", rows, ["negative", "positive"])
+    split = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10], [4, 5, 12, 13], seed=0, dev=[3, 11])
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        metrics = run(tiny_bert_dir, (table, card, split), out, loss="setfit")
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for p in a.iterdir():
+        assert p.read_bytes() == (b / p.name).read_bytes(), p.name
+    curve = read_curve(a)
+    assert curve and all(r["cce"] == "" and float(r["dml"]) >= 0 for r in curve)  # SetFit's pair loss per step
+    assert metrics["steps"] == len(curve) and metrics["n_dev"] == 2 and metrics["dev_accuracy"] is not None
+    assert "setfit" in json.loads((a / "run.json").read_text())["versions"]
+    result = inference.run_inference(a, PARAMS.infer, tmp_path / "a.json")
+    assert result["proxy"] is None and result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_setfit_arm_without_the_library_says_how_to_install_it(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "setfit", None)  # `import setfit` raises ImportError
+    with pytest.raises(ImportError, match=r"the setfit arm needs the `setfit` library .*pip install 'setfit"):
+        run(tiny_bert_dir, toy, tmp_path / "out", loss="setfit")
+    assert not (tmp_path / "out").exists()
 
 
 def test_embed_returns_input_order(tiny_bert_dir: Path) -> None:

@@ -16,8 +16,9 @@ from fewshot_dml.data import FetchError
 from fewshot_dml.logs import setup_logging
 
 TRACEBACK_ENV = "FEWSHOT_DML_TRACEBACK"
-# ParamsError is a ValueError; FileNotFoundError an OSError; a diverged run a FloatingPointError.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FetchError, FloatingPointError)
+# ParamsError is a ValueError; FileNotFoundError an OSError; a diverged run a FloatingPointError;
+# an optional library that is not installed (the setfit arm's) an ImportError saying what to install.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FetchError, FloatingPointError, ImportError)
 EXIT_USER_ERROR = 2
 
 

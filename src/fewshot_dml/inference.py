@@ -40,6 +40,13 @@ class RunArtifacts:
     train_labels: np.ndarray  # (M,) int64
 
 
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class (sklearn's convention)."""
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return confusion
+
+
 def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 over classes ``0..num_classes-1``.
 
@@ -51,8 +58,7 @@ def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dic
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
         raise ValueError(f"labels {y_true.shape} and predictions {y_pred.shape}: "
                          "expected two non-empty 1-d arrays of one length")
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
+    confusion = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(confusion)
     denom = confusion.sum(axis=0) + confusion.sum(axis=1)  # = 2TP + FP + FN
     f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
@@ -125,8 +131,10 @@ def knn_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_emb: n
 def infer(artifacts: RunArtifacts, params: InferParams) -> dict[str, Any]:
     """All inference results of one run, in the shape of ``data/infer/<run_id>.json``."""
     a, c = artifacts, artifacts.num_classes
+    predicted = a.eval_logits.argmax(axis=1)
     result: dict[str, Any] = {
-        "classifier": accuracy_f1(a.eval_labels, a.eval_logits.argmax(axis=1), c),
+        "classifier": {**accuracy_f1(a.eval_labels, predicted, c),
+                       "confusion": confusion_matrix(a.eval_labels, predicted, c).tolist()},
         "proxy": None,
         "proxy_curve": [],
     }

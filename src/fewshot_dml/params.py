@@ -24,6 +24,8 @@ from fewshot_dml.data.datasets import REGISTRY as _DATASET_REGISTRY
 # Every choice list of the params lives here, once; the modules that act on a choice import it.
 DATASETS = tuple(_DATASET_REGISTRY)
 BASELINE = "cce"
+SETFIT = "setfit"
+PEERS = (BASELINE, SETFIT)  # the arms every experiment trains beside its DML arm (dvc.yaml's train matrix)
 PROTOCOLS = ("kfold", "per_class")
 POOLINGS = ("cls", "mean")
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
@@ -99,6 +101,7 @@ class SampleParams:
     protocol: Literal[PROTOCOLS]
     folds: int = spec(2, 100)
     eval_max: int = spec(0)  # 0 = evaluate on the whole held-out set
+    dev_ratio: float = spec(0, 100)  # development rows per training row; 0 = no development set
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,9 @@ class InferParams:
 
 @dataclass(frozen=True)
 class AggregateParams:
-    bootstrap: int = spec(100, 1_000_000)
-    confidence: float = spec(0.5, 1, low_open=True)
-    seed: int = spec(0)
+    confidence: float = spec(0.5, 1, low_open=True)  # of the t-intervals
+    alpha: float = spec(0, 0.5, low_open=True)  # family-wise error rate of the Holm-corrected tests
+    seed: int = spec(0)  # Monte Carlo sign flips where exact enumeration is too large
 
 
 @dataclass(frozen=True)
@@ -193,9 +196,9 @@ class Params:
     aggregate: AggregateParams
 
     @property
-    def arms(self) -> tuple[str, str]:
-        """The two arms of the experiment: the baseline and the configured DML loss."""
-        return (BASELINE, self.loss)
+    def arms(self) -> tuple[str, ...]:
+        """The arms of the experiment: the peer arms (CCE, SetFit) and the configured DML loss."""
+        return (*PEERS, self.loss)
 
 
 def load_params(path: str | Path = "params.yaml", sections: Collection[str] | None = None) -> Params:
@@ -268,12 +271,12 @@ def _check_grid(p: Mapping[str, Any], loss_names: set[str], wanted: Callable[[st
         if seed < 0:
             raise ParamsError(f"seeds[{i}]: {seed} is negative; expected an integer >= 0")
     if p["loss"] is not None:
-        if p["loss"] == BASELINE:
-            raise ParamsError(f"loss: {BASELINE!r} is the baseline arm; expected a DML loss")
-        for arm in (BASELINE, p["loss"]):
+        if p["loss"] in PEERS:
+            raise ParamsError(f"loss: {p['loss']!r} is a peer arm that always runs; expected a DML loss")
+        for arm in (*PEERS, p["loss"]):
             if arm not in loss_names:
-                role = "baseline" if arm == BASELINE else "configured"
-                raise ParamsError(f"losses.{arm}: missing section for the {role} loss")
+                role = "peer arm" if arm in PEERS else "configured loss"
+                raise ParamsError(f"losses.{arm}: missing section for the {role}")
 
 
 def _loss_section(name: str, raw: Any) -> LossParams:
@@ -295,11 +298,11 @@ def _loss_section(name: str, raw: Any) -> LossParams:
         loss_spec = get_spec(base if isinstance(base, str) else repr(base))
     except KeyError as err:
         raise ParamsError(f"{where}.variant_of: {err.args[0]}") from None
-    if base == BASELINE and name != BASELINE:
-        raise ParamsError(f"{where}.variant_of: {BASELINE!r} is the baseline; a variant needs a DML loss")
+    if loss_spec.kind != "dml" and name != base:
+        raise ParamsError(f"{where}.variant_of: {base!r} is a peer arm, not a DML loss; a variant needs a DML loss")
     metrix_raw = values.pop("metrix", None)
     declared = dict(loss_spec.hparams)
-    if name != BASELINE:
+    if loss_spec.kind == "dml":
         declared["beta"] = ("float", 0.0, 1.0)
         declared["dml_on"] = ("str", None, None)
         if loss_spec.has_proxies:

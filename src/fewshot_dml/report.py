@@ -1,31 +1,36 @@
-"""Outputs of the aggregate stage: ``results.md``, the PNG figures and the DVC plots CSVs.
-
-Figures are drawn on ``matplotlib.figure.Figure`` objects, whose ``savefig`` uses the Agg canvas,
-so no pyplot global state or backend switch is involved; rcParams are pinned per call for
-byte-stable PNGs (Agg output is deterministic once fonts, sizes and metadata are fixed).
-"""
+"""``results.md``: what was run, what it shows and how sure we are, in the order a reader asks."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import pandas as pd
 
-from fewshot_dml.params import BASELINE, Params
-from fewshot_dml.tables import MODES, Tables
+from fewshot_dml.params import BASELINE, SETFIT, Params
+from fewshot_dml.stats import detectable_note
+from fewshot_dml.tables import Tables
 
-# Published gains of CCE + DML over CCE alone, quoted for comparison; never computed here.
-REFERENCE = (
-    ("CCE+ProxyAnchor", "+3.27 pp on average (up to +10.38 pp)"),
-    ("CCE+SoftTriple", "+2.89 pp on average (+0.04 to +13.48 pp)"),
+CITATIONS = (
+    "Witold Sosnowski, Anna Wróblewska, Karolina Seweryn, Piotr Gawrysiak. *Revisiting Distance Metric Learning "
+    "for Few-Shot Natural Language Classification.* arXiv:2211.15202, 2022 (CCE + ProxyAnchor: +3.27 pp).",
+    "Witold Sosnowski, Karolina Seweryn, Anna Wróblewska, Piotr Gawrysiak. *Distance Metric Learning Loss Functions "
+    "in Few-Shot Scenarios of Supervised Language Models Fine-Tuning.* arXiv:2211.15195, 2022 (CCE + SoftTriple: "
+    "+2.89 pp).",
+    "Witold Sosnowski, Anna Wróblewska, Piotr Gawrysiak. *Applying SoftTriple Loss for Supervised Language Model "
+    "Fine Tuning* (TripleEntropy). arXiv:2112.08462, 2021.",
+    "Shashanka Venkataramanan, Bill Psomas, Ewa Kijak, Laurent Amsaleg, Konstantinos Karantzalos, Yannis Avrithis. "
+    "*It Takes Two to Tango: Mixup for Deep Metric Learning* (Metrix). ICLR 2022, arXiv:2106.04990.",
+    "Lewis Tunstall, Nils Reimers, Unso Eun Seo Jo, Luke Bates, Daniel Korat, Moshe Wasserblat, Oren Pereg. "
+    "*Efficient Few-Shot Learning Without Prompts* (SetFit). arXiv:2209.11055, 2022.",
+    "Tianyu Gao, Adam Fisch, Danqi Chen. *Making Pre-trained Language Models Better Few-shot Learners* (LM-BFF: "
+    "a development set as large as the training set). ACL 2021, arXiv:2012.15723.",
 )
-REFERENCE_SETUP = ("RoBERTa-large", "SentEval few-shot tasks, k-fold protocol of the studies")
-_RC = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
-       "svg.hashsalt": "fewshot-dml", "path.simplify": True}
+# Published gains of CCE + DML over CCE alone (RoBERTa-large, the studies' k-fold protocol); quoted, never computed.
+REFERENCE = (("CCE+ProxyAnchor", "proxyanchor", 3.27, "up to +10.38"), ("CCE+SoftTriple", "softtriple", 2.89,
+                                                                         "+0.04 to +13.48"))
 
 
 def pct(x: float | None) -> str:
@@ -37,15 +42,46 @@ def _pp(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:+.2f}"
 
 
+def _p(x: float | None) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.3g}"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def _verdict(params: Params, tables: Tables) -> str:
+    """The plain-language answer, derived only from the Holm-corrected blocked tests."""
+    o = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
+    dml, conf = tables.dml_arm, f"{tables.confidence:.0%}"
+
+    def say(treated: str, baseline: str) -> str:
+        r = o[(treated, baseline)]
+        shown = r.verdict != "not shown"
+        head = (f"`{treated}` {'beats' if r.gain_pp > 0 else 'trails'} `{baseline}`" if shown
+                else f"we cannot tell `{treated}` from `{baseline}`")
+        return (f"{head}: {_pp(r.gain_pp)} pp on average over {r.cells} dataset × size cells ({conf} CI "
+                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = {_p(r.p_holm)})")
+
+    g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
+                     & (tables.gains["mode"] == "classifier")]
+    won, lost = int((g["verdict"] == "won").sum()), int((g["verdict"] == "lost").sum())
+    positive = int((g["gain_pp"] > 0).sum())
+    return ("## Verdict\n\n"
+            f"On these {len(params.datasets)} datasets with `{params.train.model}`, {say(dml, BASELINE)}. "
+            f"For context, {say(SETFIT, BASELINE)}; and {say(dml, SETFIT)}. "
+            f"Per dataset, `{dml}` won {won} and lost {lost} of {len(g)} cells after Holm's correction "
+            f"(raw count of positive point estimates, not a test: {positive}/{len(g)}). "
+            "\"Cannot tell\" means the interval includes zero: these data neither show a gain nor rule out one "
+            "of the interval's size. The intervals treat the datasets as fixed; the overall table also gives "
+            "the wider interval for generalising to other datasets.")
+
+
 def _what_was_run(params: Params, dml: str) -> str:
     t, s, inf, agg = params.train, params.sample, params.infer, params.aggregate
-    loss = params.losses[dml]
+    loss, sf = params.losses[dml], params.losses[SETFIT]
     extra = [f"proxy lr {loss.proxy_lr:g}"] if loss.proxy_lr is not None else []
     extra += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(loss.hparams.items())]
     if loss.base != loss.name:
@@ -57,36 +93,104 @@ def _what_was_run(params: Params, dml: str) -> str:
         where = f"after encoder layer {m.layer}" if m.point == "feature" else f"at the {m.point}"
         extra.append(f"Metrix: mixing {where}, λ ~ Beta({m.alpha:g}, {m.alpha:g}), mixed loss weight {m.weight:g}")
     beta = loss.beta if loss.beta is not None else math.nan
+    n_seeds = len(params.seeds)
     rows = [
         ("model", f"`{t.model}` ({t.pooling} pooling, max length {t.max_length})"),
         ("datasets", ", ".join(params.datasets)),
         ("few-shot sizes", ", ".join(map(str, params.sample_sizes))),
-        ("seeds", ", ".join(map(str, params.seeds))),
+        ("seeds", f"{', '.join(map(str, params.seeds))} (n = {n_seeds})"),
         ("protocol", f"`{s.protocol}`, {s.folds} folds, evaluation set capped at "
-                     f"{s.eval_max if s.eval_max else 'no limit'}"),
+                     f"{s.eval_max if s.eval_max else 'no limit'}; development set of {s.dev_ratio:g}× the training "
+                     "set, disjoint from both"),
         ("training", f"{t.steps} steps, batch {t.batch_size} ({t.sampler} sampler), lr {t.lr:g} "
                      f"(head {t.head_lr:g}), {t.scheduler} schedule with {t.warmup_steps} warm-up steps, "
                      f"weight decay {t.weight_decay:g}, dropout {t.dropout:g}, max grad norm {t.max_grad_norm:g}"),
-        ("arms", f"`{BASELINE}` (cross-entropy) and `{dml}`: {beta:g}·CCE + {1 - beta:g}·{dml}"
+        ("arms", f"`{BASELINE}` (cross-entropy); `{SETFIT}` (the setfit library's recipe, its defaults: batch "
+                 f"{sf.hparams['batch_size']}, {sf.hparams['num_epochs']} epoch(s), body lr {sf.hparams['body_lr']:g}, "
+                 f"logistic-regression head); `{dml}`: {beta:g}·CCE + {1 - beta:g}·{dml}"
                  + (f" ({', '.join(extra)})" if extra else "")),
         ("inference", f"classifier head; proxy mix w·softmax(classifier) + (1−w)·softmax(proxies) at "
                       f"w = {inf.proxy_weight:g}; prototype (nearest class mean); kNN with k = {inf.knn_k}"),
-        ("statistics", f"paired by seed: {agg.confidence:.0%} percentile bootstrap CI ({agg.bootstrap} "
-                       f"resamples of seeds, seed {agg.seed}), two-sided Wilcoxon signed-rank test"),
+        ("statistics", f"paired by seed; {agg.confidence:.0%} Student-t intervals (n − 1 df); exact two-sided "
+                       "sign-flip permutation test of the mean difference; Holm's correction over every per-cell "
+                       "test of this report (one family) and over the overall tests (another); a cell is won or "
+                       f"lost only if its Holm p < {agg.alpha:g}. Overall: mean of the cell means, randomised-block "
+                       "t-interval (cells as blocks, variance pooled within cells) and the sign-flip test "
+                       "stratified by cell"),
+        ("tuning", "none on the evaluation set: every setting is a params.yaml default with its source; the "
+                   "development accuracy is reported for tuning (`python -m fewshot_dml.study` selects on it)"),
     ]
     return "## What was run\n\n" + _table(("setting", "value"), rows)
 
 
+def _power(params: Params, tables: Tables) -> str:
+    tests = int(tables.gains["dataset"].size)
+    n = len(params.seeds)
+    return ("## What this protocol can detect\n\n" + detectable_note(n, tests, params.aggregate.alpha) +
+            f" The {tests} per-cell tests (every comparison, mode and cell of this report) form one Holm family. "
+            "The blocked overall test pools every seed pair of a comparison, so it is the one that can show an "
+            "average gain.")
+
+
 def _accuracy_section(tables: Tables) -> str:
     acc = tables.accuracy
+    cls = acc[acc["mode"] == "classifier"]
     rows = []
-    for (dataset, size, arm), g in acc.groupby(["dataset", "size", "arm"], sort=False):
-        by_mode = {r.mode: f"{pct(r.accuracy_mean)} ± {pct(r.accuracy_std)} (n={r.n}"
-                   + (f", {r.flagged} degenerate ⚠)" if r.flagged else ")") for r in g.itertuples()}
-        rows.append((dataset, size, f"`{arm}`", *(by_mode.get(m, "–") for m in _modes(acc))))
-    return ("## Accuracy (%)\n\nMean ± sample std (ddof=1) over seeds on the held-out evaluation set; "
-            "⚠ counts the degenerate runs included in a cell (see below).\n\n"
-            + _table(("dataset", "size", "arm", *_modes(acc)), rows))
+    for (dataset, size), g in cls.groupby(["dataset", "size"], sort=False):
+        by_arm = {r.arm: r for r in g.itertuples()}
+        cells = [f"{pct(by_arm[a].accuracy_mean)} ± {pct(by_arm[a].accuracy_std)}"
+                 + (f" ⚠{by_arm[a].flagged}" if by_arm[a].flagged else "") for a in tables.arms]
+        f1 = [pct(by_arm[a].macro_f1_mean) for a in tables.arms]
+        dev = [pct(by_arm[a].dev_mean) for a in tables.arms]
+        rows.append((dataset, size, pct(g["majority_mean"].iloc[0]), *cells, *f1, " / ".join(dev)))
+    arms = [f"`{a}`" for a in tables.arms]
+    header = ("dataset", "size", "majority", *(f"{a} acc" for a in arms), *(f"{a} F1" for a in arms),
+              "dev acc (" + " / ".join(tables.arms) + ")")
+    other = acc[acc["mode"] != "classifier"]
+    other_rows = [(r.dataset, r.size, f"`{r.arm}`", r.mode, f"{pct(r.accuracy_mean)} ± {pct(r.accuracy_std)}",
+                   pct(r.macro_f1_mean)) for r in other.itertuples()]
+    return ("## Accuracy and macro-F1 (%)\n\nClassifier head, evaluation set: mean ± sample sd over seeds (n = "
+            f"{int(cls['n'].max())}); `majority` always predicts the dataset's most frequent class; ⚠k marks k "
+            "degenerate runs kept in the cell. The development accuracy is the one to tune on.\n\n"
+            + _table(header, rows)
+            + "\n\nOther inference modes (proxy: w·classifier + (1−w)·proxies; prototype: nearest class mean; "
+              "kNN over the training embeddings):\n\n"
+            + _table(("dataset", "size", "arm", "mode", "accuracy", "macro-F1"), other_rows))
+
+
+def _gains_section(tables: Tables) -> str:
+    g = tables.gains
+    conf = f"{tables.confidence:.0%} t-interval"
+    parts = []
+    for (treated, baseline), rows in g.groupby(["treated", "baseline"], sort=False):
+        lines = [(r.dataset, r.size, r.mode if r.mode == r.baseline_mode else f"{r.mode} vs {r.baseline_mode}",
+                  _pp(r.gain_pp), f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}]", r.n, _p(r.p_value), _p(r.p_min),
+                  _p(r.p_holm), r.verdict) for r in rows.itertuples()]
+        parts.append(f"### `{treated}` − `{baseline}`\n\n" + _table(
+            ("dataset", "size", "mode", "gain (pp)", conf, "n", "exact p", "min p", "Holm p", "verdict"), lines))
+    return (f"## Gains per dataset (pp)\n\nPaired by seed. `exact p`: two-sided sign-flip test over all 2^n sign "
+            f"patterns; `min p`: the smallest p that test can give with this n; `Holm p`: adjusted over all "
+            f"{len(g)} per-cell tests below. The verdict is `won`/`lost` only if Holm p < {tables.alpha:g}.\n\n"
+            + "\n\n".join(parts))
+
+
+def _overall_section(params: Params, tables: Tables) -> str:
+    conf = f"{tables.confidence:.0%}"
+    rows = [(f"`{r.treated}` − `{r.baseline}`", r.mode, r.cells, r.n, _pp(r.gain_pp),
+             f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}] ({r.df} df)", _p(r.p_value) + ("" if r.exact else " (MC)"),
+             _p(r.p_holm), r.verdict, f"[{_pp(r.across_low_pp)}, {_pp(r.across_high_pp)}] ({r.across_df} df)")
+            for r in tables.overall.itertuples()]
+    refs = [f"- {name} (published, RoBERTa-large, the studies' protocol): +{gain:.2f} pp on average ({span} pp)"
+            + (" — the same loss as this report's DML arm" if params.losses[tables.dml_arm].base == loss else "")
+            for name, loss, gain, span in REFERENCE]
+    return ("## Overall gain (pp)\n\nThe mean over dataset × size cells of the per-cell mean gains (every dataset "
+            "counts once, as in the studies' averages). `blocked CI`: randomised-block t-interval over all seed "
+            f"pairs, cells as fixed blocks; `p`: sign-flip test stratified by cell (exact up to 16 pairs, else "
+            f"20 000 Monte Carlo flips, MC); `Holm p` over the {len(rows)} rows. `across datasets`: the {conf} "
+            "t-interval of the cell means, the one to quote for datasets not in this study.\n\n"
+            + _table(("comparison", "mode", "cells", "pairs", "gain", f"{conf} blocked CI", "p", "Holm p", "verdict",
+                      "across datasets"), rows)
+            + "\n\nPublished references (context, not a target: another model and protocol):\n\n" + "\n".join(refs))
 
 
 def _degenerate_section(tables: Tables, n_runs: int) -> str:
@@ -104,28 +208,6 @@ def _degenerate_section(tables: Tables, n_runs: int) -> str:
             + _table(("dataset", "size", "seed", "arm", "evidence"), rows))
 
 
-def _modes(acc: pd.DataFrame) -> list[str]:
-    return [m for m in MODES if m in set(acc["mode"])]
-
-
-def _gains_section(tables: Tables) -> str:
-    g = tables.gains
-    conf = f"{tables.confidence:.0%} CI (pp)"
-    rows = [
-        (r.dataset, r.size, r.mode, r.baseline_mode, _pp(r.gain_pp), f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}]",
-         "–" if r.p_value is None or pd.isna(r.p_value) else f"{r.p_value:.3g}", r.n, "yes" if r.win else "no")
-        for r in g.itertuples()
-    ]
-    wins = [f"- `{mode}`: {int(s['win'].sum())}/{len(s)} cells won, mean gain {_pp(s['gain_pp'].mean())} pp"
-            for mode, s in g.groupby("mode", sort=False)]
-    notes = sorted({f"- {r.dataset}/{r.size}/{r.mode}: {r.note}" for r in g.itertuples() if r.note})
-    text = (f"## Gain of `{tables.dml_arm}` over `{BASELINE}` (pp)\n\nPaired by seed; each mode of the DML arm "
-            "against the same mode of the baseline (`vs`), or its classifier where the baseline has no such "
-            "mode.\n\n" + _table(("dataset", "size", "mode", "vs", "gain", conf, "Wilcoxon p", "n", "win"), rows)
-            + "\n\nCells won:\n\n" + "\n".join(wins))
-    return text + ("\n\nNotes:\n\n" + "\n".join(notes) if notes else "")
-
-
 def _proxy_section(tables: Tables) -> str:
     curve = tables.proxy_curve
     head = "## Proxy-weight curve (%)\n\n"
@@ -140,146 +222,13 @@ def _proxy_section(tables: Tables) -> str:
             + _table(("w", *(f"{d}/{s}" for d, s in columns)), rows))
 
 
-def _reference_section(params: Params, tables: Tables, metrics: Mapping[str, Mapping[str, float]]) -> str:
-    g = tables.gains[tables.gains["mode"] == "classifier"]["gain_pp"]
-    ours = (f"{_pp(metrics['overall']['gain_pp'])} pp on average ({_pp(g.min())} to {_pp(g.max())} pp)")
-    model, protocol = REFERENCE_SETUP
-    rows = [(f"{name} (**published reference**)", gain, model, protocol) for name, gain in REFERENCE]
-    rows.append((f"CCE+{tables.dml_arm} (**this run**)", ours, f"`{params.train.model}`",
-                 f"`{params.sample.protocol}`, sizes {', '.join(map(str, params.sample_sizes))}, "
-                 f"{len(params.seeds)} seeds, {params.train.steps} steps"))
-    return ("## Published reference gains\n\nThe reference rows are quoted from the published few-shot DML "
-            "studies, not computed by this pipeline; they were measured with a different model and protocol, "
-            "so they are context, not a target.\n\n" + _table(("arm", "gain over CCE", "model", "protocol"), rows))
-
-
-def render_results(
-    params: Params, tables: Tables, metrics: Mapping[str, Mapping[str, float]], figures: Sequence[str]
-) -> str:
+def render_results(params: Params, tables: Tables, figures: Sequence[str]) -> str:
     """The full ``results.md``; ``figures`` are paths relative to the reports directory."""
-    overall = metrics["overall"]
-    n_runs = len(params.datasets) * len(params.sample_sizes) * len(params.seeds) * len(params.arms)
-    flagged = overall["degenerate_cce"] + overall["degenerate_dml"]
-    summary = (f"Over {overall['cells']} dataset × size cells, `{tables.dml_arm}` (classifier) "
-               f"{_pp(overall['gain_pp'])} pp over `{BASELINE}` on average, winning {overall['wins']} "
-               f"of {overall['cells']} cells (mean accuracy {pct(overall['cce'])} → {pct(overall['dml'])}). "
-               + (f"**{flagged} of {n_runs} runs are degenerate** ({overall['degenerate_cce']} `{BASELINE}`, "
-                  f"{overall['degenerate_dml']} `{tables.dml_arm}`; included and marked, see below)."
-                  if flagged else f"No run of the {n_runs} was flagged as degenerate."))
-    figs = "## Figures\n\n" + "\n".join(f"![{Path(f).stem}]({f})" for f in figures)
-    parts = [f"# Results: `{BASELINE}` vs `{BASELINE}` + `{tables.dml_arm}`", summary,
-             _what_was_run(params, tables.dml_arm), _accuracy_section(tables), _degenerate_section(tables, n_runs),
-             _gains_section(tables),
-             _proxy_section(tables), _reference_section(params, tables, metrics), figs]
+    n_runs = len(tables.runs)
+    figs = "## Figures\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figures)
+    sources = "## Sources\n\n" + "\n".join(f"- {c}" for c in CITATIONS)
+    parts = [f"# Results: `{BASELINE}`, `{SETFIT}` and `{BASELINE}` + `{tables.dml_arm}`",
+             _verdict(params, tables), _what_was_run(params, tables.dml_arm), _power(params, tables),
+             _accuracy_section(tables), _overall_section(params, tables), _gains_section(tables),
+             _degenerate_section(tables, n_runs), _proxy_section(tables), figs, sources]
     return "\n\n".join(parts) + "\n"
-
-
-def write_plots(tables: Tables, plots_dir: Path) -> None:
-    """The CSVs that dvc.yaml's ``plots`` section points at (fixed order and float format)."""
-    acc = tables.accuracy[["dataset", "size", "arm", "mode", "accuracy_mean", "accuracy_std"]]
-    # Column names are the x/y fields of the top-level ``plots`` section of dvc.yaml.
-    proxy = tables.proxy_curve.drop(columns="n").rename(columns={"accuracy_mean": "accuracy"})
-    frames = {"accuracy.csv": acc, "proxy_weight.csv": proxy,
-              "loss_curves.csv": tables.loss_curves.rename(columns={"loss_mean": "loss"})}
-    for name, frame in frames.items():
-        frame.to_csv(plots_dir / name, index=False, float_format="%.6f", na_rep="", lineterminator="\n")
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(4, n)
-    return -(-n // cols), cols
-
-
-_STYLES = ("-", "--", ":", "-.")
-
-
-def _color(values: Sequence[Any], value: Any) -> str:
-    """A fixed colour per value (tab10 cycle), the same in every subplot."""
-    return f"C{list(values).index(value) % 10}"
-
-
-def _save(fig: Any, path: Path) -> None:
-    # No "Software" text chunk: it carries the matplotlib version into otherwise identical bytes.
-    fig.savefig(path, format="png", metadata={"Software": None})
-
-
-_MARKERS = ("o", "s", "^", "D", "v", "P")
-
-
-def _accuracy_figure(tables: Tables, path: Path) -> None:
-    """Mean ± std per dataset: colour = arm, marker = inference mode, sizes as categories.
-
-    Series are dodged sideways around each size so that error bars of the arms and modes do not
-    hide each other (with a single few-shot size they would all stand on one vertical line).
-    """
-    from matplotlib.figure import Figure
-
-    acc = tables.accuracy
-    datasets, modes = list(dict.fromkeys(acc["dataset"])), _modes(acc)
-    arms, sizes = list(dict.fromkeys(acc["arm"])), sorted(acc["size"].unique())
-    series = [(arm, mode) for arm in arms for mode in modes]
-    rows, cols = _grid(len(datasets))
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, dataset in zip(axes, datasets, strict=False):
-        for (arm, mode), s in acc[acc["dataset"] == dataset].groupby(["arm", "mode"], sort=False):
-            offset = 0.6 * (series.index((arm, mode)) + 0.5) / len(series) - 0.3
-            x = [sizes.index(size) + offset for size in s["size"]]
-            ax.errorbar(x, 100 * s["accuracy_mean"], yerr=100 * s["accuracy_std"].fillna(0.0),
-                        marker=_MARKERS[modes.index(mode) % len(_MARKERS)], capsize=2, label=f"{arm} / {mode}",
-                        color=_color(arms, arm), linestyle="--" if arm == BASELINE else "-")
-        ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)", xlim=(-0.5, len(sizes) - 0.5))
-        ax.set_xticks(range(len(sizes)), [str(size) for size in sizes])
-    for ax in axes[len(datasets):]:
-        ax.set_axis_off()
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(modes))
-    _save(fig, path)
-
-
-def _proxy_figure(tables: Tables, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5), layout="constrained")
-    ax = fig.subplots()
-    curve = tables.proxy_curve
-    datasets, sizes = list(dict.fromkeys(curve["dataset"])), list(dict.fromkeys(curve["size"]))
-    for (dataset, size), s in curve.groupby(["dataset", "size"], sort=False):
-        ax.plot(s["weight"], 100 * s["accuracy_mean"], marker=".", label=f"{dataset}/{size}",
-                color=_color(datasets, dataset), linestyle=_STYLES[sizes.index(size) % len(_STYLES)])
-    if curve.empty:
-        ax.text(0.5, 0.5, f"{tables.dml_arm} has no proxies", ha="center", va="center", transform=ax.transAxes)
-    else:
-        ax.legend(fontsize="small")
-    ax.set(title=f"{tables.dml_arm}: w·classifier + (1−w)·proxies", xlabel="w", ylabel="accuracy (%)")
-    _save(fig, path)
-
-
-def _loss_figure(tables: Tables, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    curves = tables.loss_curves
-    datasets, sizes, arms = (list(dict.fromkeys(curves[c])) for c in ("dataset", "size", "arm"))
-    rows, cols = _grid(len(datasets))
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, dataset in zip(axes, datasets, strict=False):
-        for (size, arm), s in curves[curves["dataset"] == dataset].groupby(["size", "arm"], sort=False):
-            ax.plot(s["step"], s["loss_mean"], label=f"{arm} (size {size})", color=_color(arms, arm),
-                    linestyle=_STYLES[sizes.index(size) % len(_STYLES)])
-        ax.set(title=dataset, xlabel="step", ylabel="training loss")
-        ax.legend(fontsize="small")
-    for ax in axes[len(datasets):]:
-        ax.set_axis_off()
-    _save(fig, path)
-
-
-def write_figures(tables: Tables, out_dir: Path) -> list[str]:
-    """Draw the three figures into ``out_dir``; return their file names."""
-    # Pinned rcParams (from matplotlib's defaults, not the user's matplotlibrc) for stable bytes.
-    rc = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC
-    names = {"accuracy.png": _accuracy_figure, "proxy_weight.png": _proxy_figure, "loss_curves.png": _loss_figure}
-    with matplotlib.rc_context(rc):
-        for name, draw in names.items():
-            draw(tables, Path(out_dir) / name)
-    return list(names)

@@ -18,6 +18,7 @@ import numpy as np
 from fewshot_dml import io
 
 EVAL = "eval.npz"
+DEV = "dev.npz"  # the development set (zero rows when sample.dev_ratio is 0)
 TRAIN = "train.npz"
 LOSS_STATE = "loss_state.pt"
 CURVE = "curve.csv"
@@ -28,7 +29,8 @@ CURVE_COLUMNS = ("step", "lr", "loss", "cce", "dml", "pairs_ok")
 _NPZ_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip entry timestamp (the earliest zip allows)
 
 
-def write(out_dir: Path, *, eval_arrays: Mapping[str, np.ndarray], train_arrays: Mapping[str, np.ndarray],
+def write(out_dir: Path, *, eval_arrays: Mapping[str, np.ndarray], dev_arrays: Mapping[str, np.ndarray],
+          train_arrays: Mapping[str, np.ndarray],
           loss_state: Mapping[str, Any], curve: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any],
           record: Mapping[str, Any], save_model: Callable[[Path], None] | None = None) -> None:
     """Write a complete run directory atomically (a failure leaves no directory behind)."""
@@ -36,6 +38,7 @@ def write(out_dir: Path, *, eval_arrays: Mapping[str, np.ndarray], train_arrays:
 
     with io.atomic_dir(out_dir) as tmp:
         write_npz(tmp / EVAL, **eval_arrays)
+        write_npz(tmp / DEV, **dev_arrays)
         write_npz(tmp / TRAIN, **train_arrays)
         torch.save(dict(loss_state), tmp / LOSS_STATE)
         write_curve(tmp / CURVE, curve)
@@ -59,12 +62,17 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def write_curve(path: Path, curve: Sequence[Mapping[str, Any]]) -> None:
-    """``curve.csv``: ``dml`` is empty where there was no DML term; ``pairs_ok`` is 1 or 0."""
+    """``curve.csv``: ``cce``/``dml`` are empty where the arm has no such term; ``pairs_ok`` is 1 or 0.
+
+    ``loss`` is what was optimised: beta * cce + (1 - beta) * dml (+ Metrix's mixed term) for a DML
+    arm, cce for the baseline, SetFit's pair loss (in ``dml``) for SetFit.
+    """
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(CURVE_COLUMNS)
         for row in curve:
-            writer.writerow([row["step"], repr(float(row["lr"])), repr(row["loss"]), repr(row["cce"]),
+            writer.writerow([row["step"], repr(float(row["lr"])), repr(row["loss"]),
+                             "" if row["cce"] is None else repr(row["cce"]),
                              "" if row["dml"] is None else repr(row["dml"]), int(row["pairs_ok"])])
 
 
@@ -85,14 +93,15 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in keys}
 
 
-def read_curve(path: Path) -> tuple[tuple[int, float], ...]:
-    """``(step, loss)`` per optimisation step of ``curve.csv``."""
+def read_curve(path: Path) -> tuple[tuple[int, float, float, float], ...]:
+    """``(step, loss, cce, dml)`` per optimisation step of ``curve.csv`` (NaN for an absent term)."""
     import pandas as pd
 
     curve = pd.read_csv(path)
-    for column in ("step", "loss"):
+    for column in ("step", "loss", "cce", "dml"):
         if column not in curve.columns:
             raise ValueError(f"{path}: missing column {column!r}; columns are {list(curve.columns)}")
     if curve.empty:
         raise ValueError(f"{path}: no optimisation steps recorded")
-    return tuple(zip(curve["step"].astype(int).tolist(), curve["loss"].astype(float).tolist(), strict=True))
+    return tuple(zip(curve["step"].astype(int).tolist(), *(curve[c].astype(float).tolist() for c in ("loss", "cce", "dml")),
+                     strict=True))

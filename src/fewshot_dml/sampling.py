@@ -1,4 +1,4 @@
-"""Few-shot splits as pure functions of (labels, protocol, size, seed, folds, eval_max).
+"""Few-shot splits as pure functions of (labels, protocol, size, seed, folds, eval_max, dev_ratio).
 
 Two protocols:
 
@@ -10,8 +10,14 @@ Two protocols:
 * ``per_class`` -- SetFit's protocol (``setfit.sample_dataset``): ``size`` examples of every class
   from a shuffled pool; every remaining row is the evaluation set.
 
+A development set (``dev_ratio`` x the training set, LM-BFF's choice of 1; Gao et al. 2021,
+arXiv:2012.15723) is drawn from the rows that are neither training nor evaluation rows: ``kfold``
+draws it uniformly from the training folds, ``per_class`` takes ``dev_ratio x size`` more rows of
+every class. Tuning reads it; nothing reads the evaluation set before the final report.
+
 Randomness comes only from ``numpy.random.SeedSequence(seed)``, spawned into independent streams
-for the partition, the training draw and the evaluation cap. Consequences (tested): the ``kfold``
+for the partition, the training draw, the evaluation cap and the development draw (the fourth
+stream is new: adding it left the first three, and so every earlier split, unchanged). Consequences (tested): the ``kfold``
 evaluation set does not depend on ``size``, and for one seed a smaller training set is a prefix
 of a larger one, so results across sizes are paired.
 """
@@ -31,23 +37,29 @@ from fewshot_dml.params import PROTOCOLS, SampleParams
 
 log = logging.getLogger(__name__)
 
-SPLIT_KEYS = ("dataset", "size", "seed", "protocol", "folds", "eval_fold", "eval_max",
-              "n_examples", "table_sha256", "train", "eval")
+SPLIT_KEYS = ("dataset", "size", "seed", "protocol", "folds", "eval_fold", "eval_max", "dev_ratio",
+              "n_examples", "table_sha256", "train", "dev", "eval")
 
 
 @dataclass(frozen=True)
 class Split:
-    """Row indices of the few-shot training set (draw order) and the evaluation set (ascending)."""
+    """Row indices of the training set (draw order), the development and evaluation sets (ascending)."""
 
     train: tuple[int, ...]
     eval: tuple[int, ...]
     eval_fold: int | None
+    dev: tuple[int, ...] = ()
 
 
-def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: int, eval_max: int) -> Split:
+def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: int, eval_max: int,
+               dev_ratio: float = 0.0) -> Split:
     """Draw the split of one (size, seed) cell; see the module docstring for the protocols."""
     labels = _check_args(labels, protocol, size, seed, folds, eval_max)
-    partition_rng, train_rng, cap_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    if isinstance(dev_ratio, bool) or not isinstance(dev_ratio, (int, float)) or not 0 <= dev_ratio <= 100:
+        raise ValueError(f"dev_ratio={dev_ratio!r} is invalid; expected a number in [0, 100]")
+    dev_n = int(round(dev_ratio * size))
+    streams = np.random.SeedSequence(seed).spawn(4)
+    partition_rng, train_rng, cap_rng, dev_rng = (np.random.default_rng(s) for s in streams)
     order = partition_rng.permutation(labels.size)
     if protocol == "kfold":
         if folds > labels.size:
@@ -62,15 +74,24 @@ def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: i
                              f"({labels.size} examples, folds={folds}); expected size <= {pool.size}")
         # A prefix of a permutation is a uniform draw without replacement, nested across sizes.
         train = train_rng.permutation(pool)[:size]
+        rest = np.setdiff1d(pool, train)
+        if dev_n > rest.size:
+            raise ValueError(f"dev_ratio={dev_ratio} asks for {dev_n} development rows but only {rest.size} "
+                             f"training-fold rows are left after size={size}; expected a smaller dev_ratio")
+        dev = dev_rng.permutation(rest)[:dev_n]
     else:
         eval_fold = None
-        train = _per_class(labels, order, size)
-        held_out = np.setdiff1d(np.arange(labels.size), train)
+        train = _per_class(labels, order, size + dev_n)
+        # The first `size` of each class train; the next dev_n of each class are the development set.
+        ranks = _rank_within_class(labels[train])
+        train, dev = train[ranks < size], train[ranks >= size]
+        held_out = np.setdiff1d(np.arange(labels.size), np.concatenate([train, dev]))
         if held_out.size == 0:
-            raise ValueError(f"per_class size={size} uses all {labels.size} examples; nothing is left to evaluate on")
+            raise ValueError(f"per_class size={size} (+ {dev_n} dev) uses all {labels.size} examples; "
+                             "nothing is left to evaluate on")
     evaluation = _cap_eval(held_out, labels, eval_max, cap_rng)
     return Split(train=tuple(int(i) for i in train), eval=tuple(int(i) for i in np.sort(evaluation)),
-                 eval_fold=eval_fold)
+                 eval_fold=eval_fold, dev=tuple(int(i) for i in np.sort(dev)))
 
 
 def _check_args(labels: Any, protocol: Any, size: Any, seed: Any, folds: Any, eval_max: Any) -> np.ndarray:
@@ -159,15 +180,16 @@ def write_split(table_path: Path, card_path: Path, params: SampleParams, dataset
     for key, expected in (("dataset", dataset), ("n_examples", labels.size)):
         if card[key] != expected:
             raise ValueError(f"{card_path}: {key}={card[key]!r} but expected {expected!r} (table {table_path})")
-    split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max)
+    split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max, params.dev_ratio)
     record = {
         "dataset": dataset, "size": int(size), "seed": int(seed), "protocol": params.protocol, "folds": params.folds,
-        "eval_fold": split.eval_fold, "eval_max": params.eval_max, "n_examples": int(labels.size),
-        "table_sha256": card["table_sha256"], "train": list(split.train), "eval": list(split.eval),
+        "eval_fold": split.eval_fold, "eval_max": params.eval_max, "dev_ratio": params.dev_ratio,
+        "n_examples": int(labels.size), "table_sha256": card["table_sha256"], "train": list(split.train),
+        "dev": list(split.dev), "eval": list(split.eval),
     }
     io.write_json(out_path, record)
-    log.info("%s size=%d seed=%d (%s): %d train, %d eval of %d rows -> %s", dataset, size, seed,
-             params.protocol, len(split.train), len(split.eval), labels.size, out_path)
+    log.info("%s size=%d seed=%d (%s): %d train, %d dev, %d eval of %d rows -> %s", dataset, size, seed,
+             params.protocol, len(split.train), len(split.dev), len(split.eval), labels.size, out_path)
     return record
 
 
@@ -181,21 +203,24 @@ def check_split(split: dict, dataset: str, n_examples: int, table_sha256: str) -
             raise ValueError(f"split {key}={split[key]!r} does not match the table's {expected!r}; "
                              "re-run the sample stage")
     sets = {}
-    for part in ("train", "eval"):
+    for part in ("train", "dev", "eval"):
         rows = split[part]
-        if not isinstance(rows, list) or not rows or any(isinstance(i, bool) or not isinstance(i, int) for i in rows):
-            raise ValueError(f"split {part}: expected a non-empty list of integer row indices")
+        if not isinstance(rows, list) or (not rows and part != "dev") or any(
+                isinstance(i, bool) or not isinstance(i, int) for i in rows):
+            raise ValueError(f"split {part}: expected a {'' if part == 'dev' else 'non-empty '}list of integer row indices")
         bad = [i for i in rows if not 0 <= i < n_examples]
         if bad:
             raise ValueError(f"split {part}: index {bad[0]} is out of range; expected 0 <= index < {n_examples}")
         if len(set(rows)) != len(rows):
             raise ValueError(f"split {part}: duplicate row indices; expected each row at most once")
         sets[part] = set(rows)
-    if split["eval"] != sorted(split["eval"]):
-        raise ValueError("split eval: indices are not sorted ascending")
-    overlap = sorted(sets["train"] & sets["eval"])
-    if overlap:
-        raise ValueError(f"split: rows {overlap[:5]} are in both train and eval; expected disjoint sets")
+    for part in ("dev", "eval"):
+        if split[part] != sorted(split[part]):
+            raise ValueError(f"split {part}: indices are not sorted ascending")
+    for a, b in (("train", "eval"), ("train", "dev"), ("dev", "eval")):
+        overlap = sorted(sets[a] & sets[b])
+        if overlap:
+            raise ValueError(f"split: rows {overlap[:5]} are in both {a} and {b}; expected disjoint sets")
     size, n_train = split["size"], len(split["train"])
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"split size={size!r} is invalid; expected an integer >= 1")

@@ -9,6 +9,7 @@ docs/architecture.md atomically (a run that fails half-way leaves no directory b
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import logging
 import math
 import random
@@ -51,33 +52,67 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
+    fit = _fit_setfit if get_spec(loss.base).kind == "setfit" else _fit_finetune
     with torch_settings(device, train.threads):
-        model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device)
+        fitted = fit(train, loss, table, split, num_classes, device)
+    curve, arrays = fitted["curve"], fitted["arrays"]
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
         logger.warning("%d of %d batches had no positive and negative pair: their DML term was skipped",
                        no_pairs, train.steps)
-    ev = arrays["eval"]
+    ev, dev = arrays["eval"], arrays["dev"]
     degenerate = diagnose([row["loss"] for row in curve], ev["logits"], ev["embeddings"], ev["labels"])
     for symptom in degenerate:
         logger.warning("%s is degenerate: %s", Path(out_dir).name, symptom)
+    dev_scores = (accuracy_f1(dev["labels"], dev["logits"].argmax(axis=1), num_classes) if len(dev["labels"])
+                  else {"accuracy": None, "macro_f1": None})
     metrics = {
         **accuracy_f1(ev["labels"], ev["logits"].argmax(axis=1), num_classes),
-        "n_train": len(split["train"]), "n_eval": len(split["eval"]), "num_classes": num_classes,
-        "steps": train.steps, "batches_without_pairs": no_pairs, "device": device.type,
-        "degenerate": degenerate,
+        "dev_accuracy": dev_scores["accuracy"], "dev_macro_f1": dev_scores["macro_f1"],
+        "majority_accuracy": majority_accuracy(table["label"].to_numpy(np.int64), ev["labels"]),
+        "n_train": len(split["train"]), "n_dev": len(split["dev"]), "n_eval": len(split["eval"]),
+        "num_classes": num_classes, "steps": len(curve), "batches_without_pairs": no_pairs,
+        "device": device.type, "degenerate": degenerate,
     }
     timing = {"seconds": round(time.perf_counter() - started, 3)}
     rundir.write(
-        out_dir, eval_arrays=arrays["eval"], train_arrays=arrays["train"],
-        loss_state={} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
-        curve=curve, metrics=metrics, record=_run_record(card, split, train, loss, model, num_classes),
-        save_model=(lambda path: model.cpu().save(path, tokenizer)) if train.save_weights else None)
+        out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
+        curve=curve, metrics=metrics,
+        record=_run_record(card, split, train, loss, fitted["embedding_size"], num_classes),
+        save_model=fitted["save_model"] if train.save_weights else None)
     if timing_path is not None:
         io.write_json(timing_path, timing)
     logger.info("%s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", Path(out_dir).name,
-                metrics["accuracy"], metrics["macro_f1"], train.steps, timing["seconds"], device.type)
+                metrics["accuracy"], metrics["macro_f1"], len(curve), timing["seconds"], device.type)
     return metrics
+
+
+def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> float:
+    """Accuracy on the evaluation set of always predicting the table's most frequent class (ties: lowest id)."""
+    majority = int(np.bincount(table_labels).argmax())
+    return float(np.mean(np.asarray(eval_labels) == majority))
+
+
+def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
+                num_classes: int, device: torch.device) -> dict[str, Any]:
+    from fewshot_dml.setfit_arm import fit_setfit
+
+    fitted = fit_setfit(train, loss, table, split, num_classes, device)
+    arrays = {part: {k: _float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
+                     for k, v in fitted["arrays"][part].items()} for part in ("eval", "dev", "train")}
+    model = fitted.pop("model")
+    return {**fitted, "arrays": arrays, "loss_state": {}, "save_model": lambda path: model.save_pretrained(str(path))}
+
+
+def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
+                  num_classes: int, device: torch.device) -> dict[str, Any]:
+    """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
+    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device)
+    return {
+        "curve": curve, "arrays": arrays, "embedding_size": model.embedding_size,
+        "loss_state": {} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
+        "save_model": lambda path: model.cpu().save(path, tokenizer),
+    }
 
 
 def _check_loss(train: TrainParams, loss: LossParams) -> None:
@@ -103,18 +138,18 @@ def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, 
     objective.to(device)
     pair = is_pair_table(table)
     labels = table["label"].to_numpy(np.int64)
-    train_rows, eval_rows = list(split["train"]), list(split["eval"])
+    train_rows = list(split["train"])
     train_features = tokenize(tokenizer, table, train_rows, train.max_length, pair)
     curve = _fit(model, objective, tokenizer, train_features, labels[train_rows], train, loss, device, generator)
-    eval_features = tokenize(tokenizer, table, eval_rows, train.max_length, pair)
-    eval_logits, eval_emb = embed(model, tokenizer, eval_features, train.eval_batch_size, device)
-    _, train_emb = embed(model, tokenizer, train_features, train.eval_batch_size, device)
-    arrays = {
-        "eval": {"logits": eval_logits.astype(np.float32), "embeddings": _float16(eval_emb),
-                 "labels": labels[eval_rows], "indices": np.asarray(eval_rows, np.int64)},
-        "train": {"embeddings": _float16(train_emb), "labels": labels[train_rows],
-                  "indices": np.asarray(train_rows, np.int64)},
-    }
+    arrays = {}
+    for part in ("eval", "dev", "train"):
+        rows = list(split[part])
+        features = (train_features if part == "train" else
+                    tokenize(tokenizer, table, rows, train.max_length, pair) if rows else [])
+        logits, emb = embed(model, tokenizer, features, train.eval_batch_size, device, model.num_labels)
+        arrays[part] = {"logits": logits.astype(np.float32), "embeddings": _float16(emb),
+                        "labels": labels[rows], "indices": np.asarray(rows, np.int64)}
+    del arrays["train"]["logits"]
     return model, tokenizer, objective, curve, arrays
 
 
@@ -221,8 +256,10 @@ def _fit(model: TextClassifier, objective: Objective, tokenizer: Any, features: 
 
 @torch.no_grad()
 def embed(model: TextClassifier, tokenizer: Any, features: Sequence[dict], batch_size: int,
-          device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+          device: torch.device, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, C) and pooled embeddings (N, D), float32, in eval mode, in the order of ``features``."""
+    if not features:  # e.g. no development set
+        return np.zeros((0, num_classes or 0), np.float32), np.zeros((0, model.embedding_size), np.float32)
     model.eval()
     precision = precision_for(device)
     # Batches of similar length waste less compute on padding; results go back to input order.
@@ -246,7 +283,7 @@ def _float16(embeddings: np.ndarray) -> np.ndarray:
 
 
 def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainParams, loss: LossParams,
-                model: TextClassifier, num_classes: int) -> dict[str, Any]:
+                embedding_size: int, num_classes: int) -> dict[str, Any]:
     """``run.json``: the resolved inputs of the run."""
     import pytorch_metric_learning
     import transformers
@@ -257,9 +294,10 @@ def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainP
         "loss": {"name": loss.name, "base": loss.base, "beta": loss.beta, "proxy_lr": loss.proxy_lr,
                  "hparams": dict(loss.hparams), "dml_on": loss.dml_on,
                  "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix)},
-        "model_path": resolve_model(train.model), "embedding_size": model.embedding_size,
+        "model_path": resolve_model(train.model), "embedding_size": embedding_size,
         "num_classes": num_classes, "label_names": list(card["label_names"]),
         "table_sha256": card["table_sha256"],
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "pytorch_metric_learning": pytorch_metric_learning.__version__},
+                     "pytorch_metric_learning": pytorch_metric_learning.__version__,
+                     **({"setfit": importlib.metadata.version("setfit")} if get_spec(loss.base).kind == "setfit" else {})},
     }

@@ -52,6 +52,9 @@ class Objective(torch.nn.Module):
     def __init__(self, spec: LossSpec, beta: float | None, dml: torch.nn.Module | None, *,
                  dml_on: str = "pooled", metrix: Metrix | None = None) -> None:
         super().__init__()
+        if spec.kind == "setfit":
+            raise ValueError(f"loss {spec.name!r} is trained by the setfit library (fewshot_dml.setfit_arm), "
+                             "not through an Objective")
         if (dml is None) != (spec.name == BASELINE):
             raise ValueError(f"loss {spec.name!r}: a DML module is needed iff the loss is not {BASELINE!r}")
         if dml is not None and (beta is None or not 0.0 <= beta <= 1.0):

@@ -45,6 +45,9 @@ class LossSpec:
     # fewshot_dml.losses.soft, (module, anchors, candidates, pos, neg) for a pair loss and
     # (module, embeddings, pos, neg) for a proxy loss; None: the loss has no Metrix form.
     soft: str | None = None
+    # "dml": a DML loss added to CCE (an experiment's `loss`); "baseline": CCE alone; "setfit": the
+    # SetFit library's recipe (fewshot_dml.setfit_arm). The last two are peer arms of every experiment.
+    kind: str = "dml"
     # True: the mixed examples are scored among the clean batch (a softmax over one candidate is
     # always 1, so SupCon's mixed term is SupCon over the batch plus the mixed examples).
     soft_in_batch: bool = False
@@ -73,6 +76,11 @@ def _pml(cls_name: str, loss: str, *, proxies: bool, rename: Mapping[str, str] |
 def _build_none(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> None:
     if hparams:
         raise ValueError(f"loss 'cce': hyperparameters {sorted(hparams)}; expected none")
+    return None
+
+
+def _build_setfit(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> None:
+    # SetFit's settings are read by fewshot_dml.setfit_arm; it has no loss module to save or restore.
     return None
 
 
@@ -109,20 +117,26 @@ def _scores_weights(module: Any, embeddings: torch.Tensor) -> torch.Tensor:
 
 def _spec(name: str, doc: str, cls_name: str | None, hparams: Mapping[str, HParam], *,
           proxies: bool = False, pairs: bool = False, scores: ClassScores | None = None,
-          rename: Mapping[str, str] | None = None, metrix: bool = False, in_batch: bool = False) -> LossSpec:
-    build = _pml(cls_name, name, proxies=proxies, rename=rename) if cls_name else _build_none
+          rename: Mapping[str, str] | None = None, metrix: bool = False, in_batch: bool = False,
+          kind: str = "dml") -> LossSpec:
+    build = {"dml": None, "baseline": _build_none, "setfit": _build_setfit}[kind] or _pml(
+        cls_name, name, proxies=proxies, rename=rename)
     if proxies != (scores is not None):
         raise AssertionError(f"loss {name!r}: class scores must be given iff the loss has proxies")
     return LossSpec(name=name, doc=doc, hparams=types.MappingProxyType(dict(hparams)), has_proxies=proxies,
                     needs_pairs=pairs, build=build, class_scores=scores, soft=name if metrix else None,
-                    soft_in_batch=in_batch)
+                    soft_in_batch=in_batch, kind=kind)
 
 
 _F_POS = HParam("float", _POSITIVE, None)
 _F_NONNEG = HParam("float", 0.0, None)
 
 _SPECS = (
-    _spec("cce", "Cross-entropy on the classification head alone: the baseline arm.", None, {}),
+    _spec("cce", "Cross-entropy on the classification head alone: the baseline arm.", None, {}, kind="baseline"),
+    _spec("setfit", "SetFit: contrastive pair fine-tuning + logistic-regression head (Tunstall et al., 2022); "
+          "a peer arm trained by the setfit library.", None,
+          {"batch_size": HParam("int", 1, 4096), "num_epochs": HParam("int", 1, 1000), "body_lr": _F_POS},
+          kind="setfit"),
     _spec("softtriple", "SoftTriple: several learned centres per class (Qian et al., ICCV 2019).",
           "SoftTripleLoss", {"centers_per_class": HParam("int", 1, 100), "la": _F_POS,
                              "gamma": _F_POS, "margin": _F_NONNEG},

@@ -199,3 +199,13 @@ def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
     assert "train@trec-12-0-softtriple" in ran(out)
     assert json.loads((repo / "data/runs/trec-12-0-softtriple/run.json").read_text())["loss"]["dml_on"] == "tokens"
     assert "DML on every token" in (repo / "reports/results.md").read_text()
+
+
+def test_the_study_lists_every_sweep_point_and_marks_the_dev_selected_one(repo: Path) -> None:
+    # The Metrix-point tests above are a three-point sweep of losses.proxyanchor-metrix.metrix.point.
+    run([sys.executable, "-m", "fewshot_dml.study", "--out", "reports/study.md"], repo)
+    text = (repo / "reports/study.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `proxyanchor-metrix`")]
+    assert sorted(re.search(r"metrix\.point=(\w+)", r).group(1) for r in rows) == ["embedding", "feature", "input"]
+    assert sum("✓" in r for r in rows) == 1
+    assert "### Best arm per dataset" in text and "| trec |" in text

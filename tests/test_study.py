@@ -141,7 +141,8 @@ def test_best_arm_per_dataset_is_chosen_on_dev_and_reported_with_its_eval_interv
 
 GO = """import json, os, yaml
 p = yaml.safe_load(open("params.yaml"))
-loss, alpha = p["loss"], p["losses"]["proxyanchor"]["alpha"]
+loss = p["loss"]
+alpha = p["losses"]["proxyanchor"]["alpha"] if loss == "proxyanchor" else 32
 dml = {("softtriple", 32): 0.75, ("proxyanchor", 32): 0.72, ("proxyanchor", 16): 0.74}[(loss, alpha)]
 dev = {("softtriple", 32): 0.6, ("proxyanchor", 32): 0.7, ("proxyanchor", 16): 0.65}[(loss, alpha)]
 m = {"mr": {"cce": 0.7, "setfit": 0.71, "dml": dml, "gain_pp": round((dml - 0.7) * 100, 2), "dev_dml": dev,
@@ -170,7 +171,7 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
     (tmp_path / "dvc.yaml").write_text(
         f"stages:\n  agg:\n    cmd: {sys.executable} go.py\n    deps: [go.py]\n    params: [loss, losses]\n"
         "    outs: [data/runs]\n    metrics:\n      - reports/metrics.json:\n          cache: false\n")
-    sh("git", "init", "-q")
+    sh("git", "init", "-q", "-b", "main")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "root")
     sh(sys.executable, "-m", "dvc", "init", "-q")
     sh(sys.executable, "-m", "dvc", "repro", "-q")

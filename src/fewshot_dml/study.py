@@ -188,8 +188,9 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
             rows.append((d, f"`{label}`", pct(dev), pct(acc), "–", "–"))
             continue
         res = blocked_gain(diffs, confidence=CONFIDENCE)
+        interval = (f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]" if math.isfinite(res.ci_low_pp) else "–")
         rows.append((d, f"`{label}`" + (f" (`{e.name}`)" if arm not in PEERS else ""), pct(dev), pct(acc),
-                     f"{res.gain_pp:+.2f}", f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}] (n={res.n})"))
+                     f"{res.gain_pp:+.2f}", f"{interval} (n={res.n})"))
     header = ("dataset", "best arm on dev", "dev acc", "eval acc", "eval gain over cce (pp)", "95% t-interval")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return ("### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "

@@ -86,25 +86,38 @@ def _forest(tables: Tables, path: Path) -> None:
 
 
 def _by_size(tables: Tables, path: Path) -> None:
-    """Classifier accuracy vs few-shot size per dataset: mean over seeds with a ±1 sd band."""
+    """Classifier accuracy vs few-shot size per dataset: mean over seeds with a ±1 sd band.
+
+    With a single size a band has no width, so each arm is a point with a ±1 sd bar, side by side.
+    """
     acc = tables.accuracy[tables.accuracy["mode"] == "classifier"]
     datasets, sizes = unique(acc["dataset"]), sorted(acc["size"].unique())
+    single = len(sizes) == 1
     fig, axes = _panels(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=False):
         here = acc[acc["dataset"] == dataset]
-        for arm in tables.arms:
+        for k, arm in enumerate(tables.arms):
             s = here[here["arm"] == arm].sort_values("size")
             mean, sd = 100 * s["accuracy_mean"].to_numpy(), 100 * s["accuracy_std"].fillna(0).to_numpy()
-            ax.plot(s["size"], mean, marker="o", color=_color(tables.arms, arm), label=arm,
-                    linestyle="--" if arm == BASELINE else "-")
-            ax.fill_between(s["size"], mean - sd, mean + sd, color=_color(tables.arms, arm), alpha=0.15, linewidth=0)
-        majority = here.groupby("size")["majority_mean"].mean()
-        ax.plot(majority.index, 100 * majority.to_numpy(), color="0.5", linestyle=":", label="majority class")
-        ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        if len(sizes) == 1:
-            ax.set_xlim(sizes[0] * 0.8, sizes[0] * 1.2)
-    _finish(fig, axes, path, "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)")
+            color, style = _color(tables.arms, arm), "--" if arm == BASELINE else "-"
+            if single:
+                ax.errorbar([k], mean, yerr=sd, marker="o", color=color, capsize=3, label=arm)
+            else:
+                ax.plot(s["size"], mean, marker="o", color=color, label=arm, linestyle=style)
+                ax.fill_between(s["size"], mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+        majority = 100 * here.groupby("size")["majority_mean"].mean()
+        if single:
+            ax.axhline(float(majority.iloc[0]), color="0.5", linestyle=":", label="majority class")
+            ax.set_xticks(range(len(tables.arms)), list(tables.arms))
+            ax.set_xlim(-0.6, len(tables.arms) - 0.4)
+            ax.set(title=f"{dataset} (size {sizes[0]})", ylabel="accuracy (%)")
+        else:
+            ax.plot(majority.index, majority.to_numpy(), color="0.5", linestyle=":", label="majority class")
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)")
+    title = ("Accuracy per arm (classifier; bar = ±1 sd over seeds; one few-shot size)" if single
+             else "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)")
+    _finish(fig, axes, path, title)
 
 
 def _proxy(tables: Tables, path: Path) -> None:
@@ -149,7 +162,7 @@ def _losses(tables: Tables, path: Path) -> None:
         for arm, column, label, style in series:
             s = curves[(curves["dataset"] == dataset) & (curves["arm"] == arm)]
             ax.plot(s["step"], s[column], color=_color(tables.arms, arm), linestyle=style, label=label)
-        ax.set(title=dataset, xlabel="step", ylabel="loss (unweighted)")
+        ax.set(title=dataset, xlabel="step", ylabel="loss (unweighted, log scale)", yscale="log")
     _finish(fig, axes, path, f"Training loss components (size {size}, mean over seeds; SetFit's pair loss is not comparable)")
 
 

@@ -314,3 +314,17 @@ def test_a_report_without_degenerate_runs_says_so(grid) -> None:
     run_aggregate(params, root / "runs", root / "infer", root / "reports")
     text = (root / "reports" / "results.md").read_text(encoding="utf-8")
     assert "None of the 18 runs was flagged." in text
+
+
+def test_two_sizes_give_a_blocked_gain_per_dataset_and_every_figure(tmp_path: Path) -> None:
+    params = make_params(sizes=(8, 16))
+    write_grid(tmp_path, params)
+    metrics = run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
+    assert metrics["mr"]["n"] == 6 and metrics["overall"]["cells"] == 4  # per dataset: blocked over both sizes
+    assert metrics["mr"]["gain_pp"] == 4.33  # the same runs at both sizes: the mean of the two cell means
+    with (tmp_path / "reports" / "plots" / "accuracy_vs_size.csv").open(newline="") as fh:
+        assert [row[0] for row in csv.reader(fh)] == ["size", "8", "16"]
+    text = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
+    assert "| few-shot sizes | 8, 16 |" in text and "over 4 dataset × size cells" in text
+    for fig in ("forest", "accuracy_vs_size", "proxy_weight", "loss_curves", "confusion"):
+        assert (tmp_path / "reports" / "figures" / f"{fig}.png").stat().st_size > 10_000

@@ -70,6 +70,15 @@ def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -
     assert "## Grid: 2 datasets, sizes [16], seeds [0, 1, 2]" in text
 
 
+def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
+    same = {"losses.proxyanchor.alpha": 32.0}
+    records = [record("pa-32", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params=same),
+               record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49}, params=same)]
+    chosen, notes = select_experiments(records)
+    assert [e.name for e in chosen] == ["pa-32"]
+    assert notes == ["`main` (proxyanchor): the same params and metrics as `pa-32`, listed once"]
+
+
 def test_dev_selection_picks_the_highest_mean_dev_accuracy_per_loss() -> None:
     from fewshot_dml.study import dev_selected
 

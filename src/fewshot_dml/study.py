@@ -104,6 +104,7 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
     ranked = [r for r in records if r.get("typ") != "baseline"] + [
         r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"]
     chosen: list[Experiment] = []
+    seen: dict[tuple, str] = {}
     for record in ranked:
         name = record.get("Experiment") or str(record.get("rev"))
         loss, state = _column(record, PARAMS_FILE, "loss"), record.get("State")
@@ -115,9 +116,15 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
         elif not any(g in metrics and "dml" in metrics[g] and "dev_dml" in metrics[g] for g in DATASETS):
             notes.append(f"`{name}` ({loss}): no metrics (with development accuracy) in {METRICS_FILE}, skipped")
         else:
+            params = _params(record)
+            key = (tuple(sorted((k, v) for k, v in params.items() if not k.startswith(_IGNORED))),
+                   json.dumps(metrics, sort_keys=True))
+            if key in seen:  # e.g. a sweep point equal to the committed default, restored from the run-cache
+                notes.append(f"`{name}` ({loss}): the same params and metrics as `{seen[key]}`, listed once")
+                continue
+            seen[key] = name
             chosen.append(Experiment(name, loss, metrics, str(record.get("rev", "")),
-                                     _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record),
-                                     _params(record)))
+                                     _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record), params))
     return chosen, notes
 
 
@@ -281,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write the cross-loss study from the DVC experiments.")
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
     ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
-    ap.add_argument("--rev", default=None, help="baseline commit of the experiments (default: HEAD)")
+    ap.add_argument("--rev", action="append", default=None,
+                    help="baseline commit of the experiments (default: HEAD); repeat for several")
     ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
     args = ap.parse_args(argv)
     setup_logging()

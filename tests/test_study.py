@@ -76,6 +76,9 @@ def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
                record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49}, params=same)]
     chosen, notes = select_experiments(records)
     assert [e.name for e in chosen] == ["pa-32"]
+    tie = record("pa-16", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, dev={"mr": 0.69, "trec": 0.44},
+                 params={"losses.proxyanchor.alpha": 16.0})
+    assert "proxyanchor: development accuracy ties (56.50) between `pa-16` and `pa-32`" in study([tie, *records], {})
     assert notes == ["`main` (proxyanchor): the same params and metrics as `pa-32`, listed once"]
 
 

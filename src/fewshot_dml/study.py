@@ -203,7 +203,9 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
     return ("### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "
             "dev-selected configuration; the evaluation numbers are then read, never used to choose. The interval "
             "is Student's t over the paired seeds (blocked over sizes when there are several). Choosing among "
-            "several arms per dataset is itself a comparison: read these as the recommendation, not as a test.\n\n"
+            "several arms per dataset is itself a comparison: read these as the recommendation, not as a test. Ties "
+            "(a development set of 16 examples moves in steps of 6.25 pp per seed) go to the first candidate: "
+            "`cce`, `setfit`, then the losses.\n\n"
             + "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
 
 
@@ -274,6 +276,14 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float])
         if len({round(e.metrics.get("overall", {}).get("cce", math.nan), 4) for e in group}) > 1:
             notes.append(f"`cce` differs across these experiments ({', '.join(sorted(cce))}): a shared setting "
                          "changed, so each gain is against its own experiment's `cce`; the `cce` row shows the first")
+        for loss, chosen in dev_selected(group).items():
+            best = chosen.metrics.get("overall", {}).get("dev_dml")
+            tied = [e.name for e in group if e.loss == loss and e is not chosen
+                    and e.metrics.get("overall", {}).get("dev_dml") == best]
+            if tied:
+                notes.append(f"{loss}: development accuracy ties ({pct(best)}) between `{chosen.name}` and "
+                             f"{', '.join(f'`{t}`' for t in tied)}; the first listed (`{chosen.name}`) is marked. "
+                             "A tie says the development set cannot tell these configurations apart.")
         if all((e.name, arm, *c) in accuracy for e in group for arm in (*PEERS, e.loss) for c in e.grid):
             text += ["", best_arm_section(group, accuracy)]
             section = variant_section(group, accuracy)

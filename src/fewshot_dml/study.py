@@ -80,8 +80,9 @@ def _metrics(record: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _params(record: Mapping[str, Any]) -> dict[str, str]:
-    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or ("." in k or k in ("loss", "datasets",
-            "sample_sizes", "seeds")) and k.partition(".")[0] not in (*DATASETS, "overall")]
+    """The params of an exp_show row; not its metrics, and not its deps (file paths with their hashes)."""
+    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or "/" not in k and ("." in k or k in (
+            "loss", "datasets", "sample_sizes", "seeds")) and k.partition(".")[0] not in (*DATASETS, "overall")]
     return {k.removeprefix(f"{PARAMS_FILE}:"): _text(record[k]) for k in keys}
 
 

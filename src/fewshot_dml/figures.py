@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot_dml.params import BASELINE, SETFIT
+from fewshot_dml.report import fmt_p
 from fewshot_dml.summary import unique
 from fewshot_dml.tables import Tables
 
@@ -77,8 +78,7 @@ def _forest(tables: Tables, path: Path) -> None:
         ax.errorbar([o.gain_pp], [0], xerr=[[o.gain_pp - o.ci_low_pp], [o.ci_high_pp - o.gain_pp]], fmt="D",
                     color="C3", capsize=3, markersize=6)
         ax.axvline(0, color="0.3", linewidth=0.8)
-        holm = "–" if o.p_holm is None or pd.isna(o.p_holm) else f"{o.p_holm:.3g}"
-        ax.set_title(f"{comparison_label(treated, baseline)}\n(overall Holm p = {holm})")
+        ax.set_title(f"{comparison_label(treated, baseline)}\n(overall Holm p = {fmt_p(o.p_holm)})")
         ax.set_xlabel("accuracy gain (pp)")
     axes[0].set_yticks([0, *(np.arange(len(labels))[::-1] + 1.5)], ["overall (blocked)", *labels])
     fig.suptitle(f"Paired gains, classifier: mean and {tables.confidence:.0%} t-interval over seeds")

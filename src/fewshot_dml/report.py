@@ -42,7 +42,8 @@ def _pp(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:+.2f}"
 
 
-def _p(x: float | None) -> str:
+def fmt_p(x: float | None) -> str:
+    """A p-value with three significant digits; a dash when undefined."""
     return "–" if x is None or pd.isna(x) else f"{x:.3g}"
 
 
@@ -63,7 +64,7 @@ def _verdict(params: Params, tables: Tables) -> str:
         head = (f"`{treated}` {'beats' if r.gain_pp > 0 else 'trails'} `{baseline}`" if shown
                 else f"we cannot tell `{treated}` from `{baseline}`")
         return (f"{head}: {_pp(r.gain_pp)} pp on average over {r.cells} dataset × size cells ({conf} CI "
-                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = {_p(r.p_holm)})")
+                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = {fmt_p(r.p_holm)})")
 
     g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
                      & (tables.gains["mode"] == "classifier")]
@@ -164,8 +165,8 @@ def _gains_section(tables: Tables) -> str:
     parts = []
     for (treated, baseline), rows in g.groupby(["treated", "baseline"], sort=False):
         lines = [(r.dataset, r.size, r.mode if r.mode == r.baseline_mode else f"{r.mode} vs {r.baseline_mode}",
-                  _pp(r.gain_pp), f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}]", r.n, _p(r.p_value), _p(r.p_min),
-                  _p(r.p_holm), r.verdict) for r in rows.itertuples()]
+                  _pp(r.gain_pp), f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}]", r.n, fmt_p(r.p_value), fmt_p(r.p_min),
+                  fmt_p(r.p_holm), r.verdict) for r in rows.itertuples()]
         parts.append(f"### `{treated}` − `{baseline}`\n\n" + _table(
             ("dataset", "size", "mode", "gain (pp)", conf, "n", "exact p", "min p", "Holm p", "verdict"), lines))
     return (f"## Gains per dataset (pp)\n\nPaired by seed. `exact p`: two-sided sign-flip test over all 2^n sign "
@@ -177,8 +178,8 @@ def _gains_section(tables: Tables) -> str:
 def _overall_section(params: Params, tables: Tables) -> str:
     conf = f"{tables.confidence:.0%}"
     rows = [(f"`{r.treated}` − `{r.baseline}`", r.mode, r.cells, r.n, _pp(r.gain_pp),
-             f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}] ({r.df} df)", _p(r.p_value) + ("" if r.exact else " (MC)"),
-             _p(r.p_holm), r.verdict, f"[{_pp(r.across_low_pp)}, {_pp(r.across_high_pp)}] ({r.across_df} df)")
+             f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}] ({r.df} df)", fmt_p(r.p_value) + ("" if r.exact else " (MC)"),
+             fmt_p(r.p_holm), r.verdict, f"[{_pp(r.across_low_pp)}, {_pp(r.across_high_pp)}] ({r.across_df} df)")
             for r in tables.overall.itertuples()]
     refs = [f"- {name} (published, RoBERTa-large, the studies' protocol): +{gain:.2f} pp on average ({span} pp)"
             + (" — the same loss as this report's DML arm" if params.losses[tables.dml_arm].base == loss else "")

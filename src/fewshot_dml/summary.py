@@ -37,11 +37,11 @@ def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
     dml = [a for a in arms if a not in (BASELINE, SETFIT)]
     if BASELINE not in arms or SETFIT not in arms or len(dml) != 1:
         raise ValueError(f"expected the arms {BASELINE!r}, {SETFIT!r} and one DML loss; got {arms}")
-    gains = _gains_table(df, dml[0], agg)
+    pairs = _all_pairs(df, dml[0])
     return Tables(
         dml_arm=dml[0], arms=tuple(arms),
         runs=df[["dataset", "size", "seed", "arm", *MODES, "dev_accuracy", "majority_accuracy"]].copy(),
-        accuracy=_accuracy_table(df), gains=gains, overall=_overall_table(df, dml[0], agg),
+        accuracy=_accuracy_table(df), gains=_gains_table(pairs, agg), overall=_overall_table(pairs, agg),
         proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]), loss_curves=_loss_curve_table(df),
         confusion=_confusion(df), degenerate=_degenerate_table(df), confidence=agg.confidence, alpha=agg.alpha,
     )
@@ -86,22 +86,42 @@ def _paired(cell: pd.DataFrame, treated: str, baseline: str, mode: str) -> tuple
     return t.loc[seeds, mode].to_numpy(), b.loc[seeds, base_mode].to_numpy(), base_mode
 
 
-def _gains_table(df: pd.DataFrame, dml: str, agg: AggregateParams) -> pd.DataFrame:
-    rows = []
+Pairs = dict[tuple[str, str, str], list[tuple[str, int, np.ndarray, np.ndarray, str]]]
+
+
+def _all_pairs(df: pd.DataFrame, dml: str) -> Pairs:
+    """Per comparison: ``(dataset, size, treated, baseline, baseline_mode)`` of every cell it applies to.
+
+    Computed once and read by both the per-cell and the overall table.
+    """
+    pairs: Pairs = {}
     for treated, baseline, mode in comparisons(dml):
+        pairs[(treated, baseline, mode)] = []
         for dataset, size in _cells(df):
             paired = _paired(df[(df["dataset"] == dataset) & (df["size"] == size)], treated, baseline, mode)
-            if paired is None:
-                continue
-            res = paired_gain(paired[0], paired[1], confidence=agg.confidence)
-            rows.append({"treated": treated, "baseline": baseline, "dataset": dataset, "size": size, "mode": mode,
-                         "baseline_mode": paired[2], "n": res.n, "gain_pp": res.gain_pp, "ci_low_pp": res.ci_low_pp,
-                         "ci_high_pp": res.ci_high_pp, "p_value": res.p_value, "p_min": res.p_min,
-                         "note": "; ".join(res.notes)})
+            if paired is not None:
+                pairs[(treated, baseline, mode)].append((dataset, size, *paired))
+    return pairs
+
+
+def _corrected(rows: list[dict], alpha: float) -> pd.DataFrame:
+    """The rows as a table with Holm-adjusted p-values (one family) and the verdict they support."""
     out = pd.DataFrame(rows)
     out["p_holm"] = holm([None if pd.isna(p) else p for p in out["p_value"]])
-    out["verdict"] = [_verdict(g, p, agg.alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
+    out["verdict"] = [_verdict(g, p, alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
     return out
+
+
+def _gains_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
+    rows = []
+    for (treated, baseline, mode), cells in pairs.items():
+        for dataset, size, t, b, base_mode in cells:
+            res = paired_gain(t, b, confidence=agg.confidence)
+            rows.append({"treated": treated, "baseline": baseline, "dataset": dataset, "size": size, "mode": mode,
+                         "baseline_mode": base_mode, "n": res.n, "gain_pp": res.gain_pp, "ci_low_pp": res.ci_low_pp,
+                         "ci_high_pp": res.ci_high_pp, "p_value": res.p_value, "p_min": res.p_min,
+                         "note": "; ".join(res.notes)})
+    return _corrected(rows, agg.alpha)
 
 
 def _verdict(gain: float, p_holm: float | None, alpha: float) -> str:
@@ -110,15 +130,11 @@ def _verdict(gain: float, p_holm: float | None, alpha: float) -> str:
     return "won" if gain > 0 else "lost"
 
 
-def _overall_table(df: pd.DataFrame, dml: str, agg: AggregateParams) -> pd.DataFrame:
+def _overall_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
     """Per comparison: the blocked mean gain over every dataset x size cell (see stats.blocked_gain)."""
     rows = []
-    for treated, baseline, mode in comparisons(dml):
-        cells = []
-        for dataset, size in _cells(df):
-            paired = _paired(df[(df["dataset"] == dataset) & (df["size"] == size)], treated, baseline, mode)
-            if paired is not None:
-                cells.append(paired_differences(paired[0], paired[1]))
+    for (treated, baseline, mode), paired in pairs.items():
+        cells = [paired_differences(t, b) for _, _, t, b, _ in paired]
         if not cells:
             continue
         res = blocked_gain(cells, confidence=agg.confidence, seed=agg.seed)
@@ -127,10 +143,7 @@ def _overall_table(df: pd.DataFrame, dml: str, agg: AggregateParams) -> pd.DataF
                      "df": res.df, "gain_pp": res.gain_pp, "ci_low_pp": res.ci_low_pp, "ci_high_pp": res.ci_high_pp,
                      "p_value": res.p_value, "p_min": res.p_min, "exact": res.exact, "across_low_pp": low,
                      "across_high_pp": high, "across_df": df_across})
-    out = pd.DataFrame(rows)
-    out["p_holm"] = holm([None if pd.isna(p) else p for p in out["p_value"]])
-    out["verdict"] = [_verdict(g, p, agg.alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
-    return out
+    return _corrected(rows, agg.alpha)
 
 
 def _degenerate_table(df: pd.DataFrame) -> pd.DataFrame:

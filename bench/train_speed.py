@@ -4,6 +4,11 @@
    `train.max_length` (what a fixed-shape pipeline would do).
 2. Embedding the evaluation set in length-sorted batches (what `embed` does) vs in input order.
 3. The AdamW step: the fused kernel (what `build_optimizer` uses) vs PyTorch's per-tensor loop.
+4. Our whole training step (CCE + ProxyAnchor on the pooled embedding, dynamic padding, fused
+   AdamW) vs a step written the studies' way on the same model, batch and loss (padded to
+   `max_length`, the DML loss over every real token, PyTorch's default AdamW, as under HF Trainer):
+   examples/s and real tokens/s; and our step's achieved FLOP/s (counted by
+   torch.utils.flop_counter) against this machine's measured matmul peak, in the same run.
 
 Usage (after `dvc repro fetch`, from the repository root):
     python bench/train_speed.py --dataset mr --out bench/results.json
@@ -23,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_dml.batching import collate, is_pair_table, tokenize
+from fewshot_dml.batching import collate, is_pair_table, make_batches, tokenize
 from fewshot_dml.data.table import read_table
 from fewshot_dml.device import cpu_threads
 from fewshot_dml.io import write_json
 from fewshot_dml.models import load_classifier
 from fewshot_dml.params import load_params
-from fewshot_dml.training import embed
+from fewshot_dml.losses.objective import build_objective
+from fewshot_dml.training import build_optimizer, embed
 
 
 def train_step_seconds(model, tokenizer, features, pad_to: int | None, repeats: int) -> list[float]:
@@ -78,6 +84,80 @@ def adamw_step_seconds(model, fused: bool, repeats: int) -> list[float]:
     return times
 
 
+def matmul_peak_flops(repeats: int = 10) -> float:
+    """The best FLOP/s of a float32 matmul over a few shapes (square and the encoder's own)."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (1024, 384, 1536), (1024, 1536, 384)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * m * k * n / (time.perf_counter() - start))
+    return best
+
+
+def full_step(model, objective, optimizer, batch, labels, max_grad_norm: float) -> None:
+    """One optimisation step as training._fit takes it (forward, objective, backward, clip, step)."""
+    logits, pooled, states = model.forward_features(batch, objective.hidden_layer)
+    out = objective(logits.float(), pooled.float(), labels, states, model.encode_from)
+    optimizer.zero_grad(set_to_none=True)
+    out.total.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+
+
+def reference_comparison(train, loss, num_classes: int, few, labels, repeats: int) -> dict:
+    """Our step vs the studies-style step (see the module docstring), interleaved; FLOP/s vs peak."""
+    from dataclasses import replace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    arms = {}
+    for name, dml_on in (("ours", "pooled"), ("studies", "tokens")):
+        torch.manual_seed(0)
+        model, tokenizer = load_classifier(train, num_classes)
+        objective = build_objective(replace(loss, dml_on=dml_on), num_classes, model.embedding_size)
+        model.train()
+        if name == "ours":
+            optimizer = build_optimizer(model, objective, train, loss)
+            batch = collate(tokenizer, few, torch.device("cpu"))
+        else:  # PyTorch's default AdamW (a per-tensor loop on CPU), padding to max_length
+            params = list(model.parameters()) + objective.proxy_parameters()
+            optimizer = torch.optim.AdamW(params, lr=train.lr, eps=train.adam_eps)
+            batch = dict(tokenizer.pad(list(few), padding="max_length", max_length=train.max_length,
+                                       return_tensors="pt"))
+        arms[name] = (model, objective, optimizer, batch)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    times: dict[str, list[float]] = {"ours": [], "studies": []}
+    for name, (model, objective, optimizer, batch) in arms.items():  # warm-up
+        full_step(model, objective, optimizer, batch, y, train.max_grad_norm)
+    for _ in range(repeats):
+        for name, (model, objective, optimizer, batch) in arms.items():
+            start = time.perf_counter()
+            full_step(model, objective, optimizer, batch, y, train.max_grad_norm)
+            times[name].append(time.perf_counter() - start)
+    model, objective, optimizer, batch = arms["ours"]
+    with FlopCounterMode(display=False) as counter:
+        full_step(model, objective, optimizer, batch, y, train.max_grad_norm)
+    peak = matmul_peak_flops()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    real_tokens = int(sum(len(f["input_ids"]) for f in few))
+    flops = counter.get_total_flops()
+    return {
+        "step_s": {k: round(v, 4) for k, v in med.items()},
+        "examples_per_s": {k: round(len(few) / v, 1) for k, v in med.items()},
+        "real_tokens_per_s": {k: round(real_tokens / v, 1) for k, v in med.items()},
+        "padded_tokens": {"ours": int(arms["ours"][3]["input_ids"].numel()),
+                          "studies": int(arms["studies"][3]["input_ids"].numel()), "real": real_tokens},
+        "speedup": round(med["studies"] / med["ours"], 2),
+        "our_step_gflop": round(flops / 1e9, 2),
+        "our_gflops_per_s": round(flops / med["ours"] / 1e9, 1),
+        "matmul_peak_gflops_per_s": round(peak / 1e9, 1),
+        "share_of_peak": round(flops / med["ours"] / peak, 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="mr")
@@ -119,6 +199,13 @@ def main(argv: list[str] | None = None) -> None:
         "adamw_step_s": {"fused": round(med(fused), 4), "per_tensor": round(med(looped), 4)},
         "adamw_speedup": round(med(looped) / med(fused), 2),
     }
+    labels = table["label"].to_numpy(np.int64)
+    batch_rows = next(make_batches(train.sampler, labels[rows[:64]].tolist(), train.batch_size,
+                                   torch.Generator().manual_seed(0)))
+    chosen = [int(rows[i]) for i in batch_rows]
+    result["reference"] = reference_comparison(
+        train, params.losses["proxyanchor"], int(labels.max()) + 1,
+        tokenize(tokenizer, table, chosen, train.max_length, pair), labels[chosen], args.repeats)
     write_json(args.out, result)
     print(json.dumps(result, indent=2))
 

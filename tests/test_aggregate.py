@@ -98,25 +98,25 @@ def test_collect_runs_ignores_runs_outside_the_grid(grid) -> None:
 
 def test_missing_runs_lists_every_missing_file(grid) -> None:
     params, root = grid
-    (root / "runs" / "mr-16-1-cce" / "metrics.json").unlink()
-    (root / "runs" / "trec-16-2-proxyanchor" / "curve.csv").unlink()
-    (root / "infer" / "trec-16-0-setfit.json").unlink()
+    (root / "runs" / "mr-16-cce" / "1" / "metrics.json").unlink()
+    (root / "runs" / "trec-16-proxyanchor" / "2" / "curve.csv").unlink()
+    (root / "infer" / "trec-16-setfit" / "0.json").unlink()
     with pytest.raises(MissingRunsError, match="3 file") as err:
         collect_runs(params, root / "runs", root / "infer")
-    for part in ("mr-16-1-cce/metrics.json", "trec-16-2-proxyanchor/curve.csv", "trec-16-0-setfit.json"):
+    for part in ("mr-16-cce/1/metrics.json", "trec-16-proxyanchor/2/curve.csv", "trec-16-setfit/0.json"):
         assert part in str(err.value)
 
 
 def test_run_json_of_another_run_is_rejected(grid) -> None:
     params, root = grid
-    io.write_json(root / "runs" / "mr-16-0-cce" / "run.json", {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce"})
-    with pytest.raises(ValueError, match=r"mr-16-0-cce/run.json: seed=1, expected 0"):
+    io.write_json(root / "runs" / "mr-16-cce" / "0" / "run.json", {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce"})
+    with pytest.raises(ValueError, match=r"mr-16-cce/0/run.json: seed=1, expected 0"):
         collect_runs(params, root / "runs", root / "infer")
 
 
 def test_inconsistent_classifier_accuracy_is_rejected(grid) -> None:
     params, root = grid
-    path = root / "infer" / "mr-16-0-cce.json"
+    path = root / "infer" / "mr-16-cce" / "0.json"
     doc = io.read_json(path)
     doc["classifier"]["accuracy"] = 0.1
     io.write_json(path, doc)
@@ -306,7 +306,7 @@ def test_degenerate_runs_are_counted_marked_and_listed_never_silently_averaged(g
     assert "| 76.33 ± 3.21 ⚠1 |" in text
     assert "1 of the 18 runs were flagged (`proxyanchor`: 1)" in text
     assert f"| mr | 16 | 1 | `proxyanchor` | {collapsed}; embeddings have no variance |" in text
-    assert "degenerate run mr-16-1-proxyanchor: predictions collapsed" in caplog.text
+    assert "degenerate run mr-16-proxyanchor/1: predictions collapsed" in caplog.text
 
 
 def test_a_report_without_degenerate_runs_says_so(grid) -> None:

@@ -48,8 +48,8 @@ def test_a_typo_in_train_is_reported_by_train_not_by_fetch(tmp_path: Path, param
     fetch = stage(ROOT / "stages/fetch.py", "--dataset", "trec", "--table", "t.jsonl", "--card", "c.json",
                   "--params", str(params), cwd=tmp_path)
     assert fetch.returncode == 0, fetch.stderr
-    train = stage(ROOT / "stages/train.py", "--arm", "cce", "--table", "t.jsonl", "--card", "c.json", "--split",
-                  "s.json", "--out", "run", "--params", str(params), cwd=tmp_path)
+    train = stage(ROOT / "stages/train.py", "--arm", "cce", "--table", "t.jsonl", "--card", "c.json", "--splits",
+                  "splits", "--out", "runs", "--params", str(params), cwd=tmp_path)
     assert train.returncode == 2
     assert len(train.stderr.splitlines()) == 1 and train.stderr.startswith("error: train.lrr: unknown key")
     assert "Traceback" not in train.stderr
@@ -92,3 +92,28 @@ def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.Captur
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the setfit arm needs the `setfit` library") and "pip install" in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, params_with) -> None:
+    """FEWSHOT_DML_TIMING (set by bench/pipeline.py): one JSON line per successful stage process."""
+    import json
+
+    params = params_with(lambda raw: None)
+    args = ("--dataset", "trec", "--table", "t.jsonl", "--card", "c.json", "--params", str(params))
+    assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path).returncode == 0
+    assert not list(tmp_path.glob("*.jsonl.timing"))
+    timing = tmp_path / "timing.jsonl"
+    env = {"FEWSHOT_DML_TIMING": str(timing)}
+    assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path, env=env).returncode == 0
+    sample = stage(ROOT / "stages/sample.py", "--dataset", "trec", "--size", "8", "--table", "t.jsonl", "--card",
+                   "c.json", "--out", "splits", "--params", str(params), cwd=tmp_path, env=env)
+    assert sample.returncode == 0, sample.stderr
+    failed = stage(ROOT / "stages/sample.py", "--dataset", "mr", "--size", "8", "--table", "t.jsonl", "--card",
+                   "c.json", "--out", "bad", "--params", str(params), cwd=tmp_path, env=env)
+    assert failed.returncode == 2  # a failed stage records nothing
+    records = [json.loads(line) for line in timing.read_text().splitlines()]
+    assert [r["stage"] for r in records] == ["fetch", "sample"]
+    for r in records:
+        assert 0 < r["imports_s"] < r["wall_s"] and r["phases"] == {}
+    assert records[1]["argv"][:4] == ["--dataset", "trec", "--size", "8"]
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [f"{k}.json" for k in (0, 1, 2, 3, 4)]

@@ -43,31 +43,34 @@ def test_every_registered_loss_has_a_params_section(name: str) -> None:
 
 def test_matrix_expands_to_readable_names_from_the_grid(stages: dict) -> None:
     p = PARAMS
-    cells = [(d, s, k) for d in p.datasets for s in p.sample_sizes for k in p.seeds]
+    pairs = [(d, s) for d in p.datasets for s in p.sample_sizes]
     expected = {f"fetch@{d}" for d in p.datasets}
-    expected |= {f"sample@{layout.split_id(*c)}" for c in cells}
-    expected |= {f"{v}@{layout.run_id(*c, arm)}" for c in cells for arm in p.arms for v in ("train", "infer")}
-    expected |= {"check", "aggregate"}
+    expected |= {f"sample@{layout.split_group(*c)}" for c in pairs}
+    expected |= {f"train@{layout.run_group(*c, arm)}" for c in pairs for arm in p.arms}
+    expected |= {"check", "infer", "aggregate"}
     assert set(stages) == expected
 
 
 def test_paths_follow_the_layout(stages: dict) -> None:
-    d, s, k = PARAMS.datasets[0], PARAMS.sample_sizes[0], PARAMS.seeds[0]
-    split = f"data/splits/{layout.split_id(d, s, k)}{layout.SPLIT_SUFFIX}"
+    d, s = PARAMS.datasets[0], PARAMS.sample_sizes[0]
+    splits = f"data/splits/{layout.split_group(d, s)}"
     assert stages[f"fetch@{d}"]["outs"] == [f"data/raw/{d}{layout.TABLE_SUFFIX}", f"data/raw/{d}{layout.CARD_SUFFIX}"]
-    assert stages[f"sample@{layout.split_id(d, s, k)}"]["outs"] == [split]
+    assert stages[f"sample@{layout.split_group(d, s)}"]["outs"] == [splits]
     for arm in PARAMS.arms:
-        rid = layout.run_id(d, s, k, arm)
-        assert stages[f"train@{rid}"]["outs"] == [f"data/runs/{rid}"]
-        assert split in stages[f"train@{rid}"]["deps"]
-        assert stages[f"infer@{rid}"]["outs"] == [f"data/infer/{rid}{layout.INFER_SUFFIX}"]
-        assert f"data/runs/{rid}" in stages[f"infer@{rid}"]["deps"]
+        group = layout.run_group(d, s, arm)
+        assert stages[f"train@{group}"]["outs"] == [f"data/runs/{group}"]
+        assert splits in stages[f"train@{group}"]["deps"]
+    # One run of the group is data/runs/<run_id>, its inference data/infer/<run_id>.json.
+    assert layout.run_id(d, s, 3, "cce") == f"{layout.run_group(d, s, 'cce')}/3"
+    assert layout.split_id(d, s, 3) + layout.SPLIT_SUFFIX == f"{layout.split_group(d, s)}/3.json"
+    assert stages["infer"]["outs"] == ["data/infer"] and "data/runs" in stages["infer"]["deps"]
+    assert {"data/runs", "data/infer"} <= set(stages["aggregate"]["deps"])
 
 
 def test_each_arm_depends_only_on_its_own_loss_section(stages: dict) -> None:
-    rid = layout.run_id(PARAMS.datasets[0], PARAMS.sample_sizes[0], PARAMS.seeds[0], "{}")
-    assert stages["train@" + rid.format("cce")]["params"] == ["train", "losses.cce"]
-    assert stages["train@" + rid.format(PARAMS.loss)]["params"] == ["train", f"losses.{PARAMS.loss}"]
+    group = layout.run_group(PARAMS.datasets[0], PARAMS.sample_sizes[0], "{}")
+    assert stages["train@" + group.format("cce")]["params"] == ["seeds", "train", "losses.cce"]
+    assert stages["train@" + group.format(PARAMS.loss)]["params"] == ["seeds", "train", f"losses.{PARAMS.loss}"]
 
 
 def test_sampling_and_fetching_do_not_depend_on_training_params(stages: dict) -> None:
@@ -158,7 +161,9 @@ def test_stage_scripts_are_thin_and_documented() -> None:
         text = script.read_text(encoding="utf-8")
         assert text.startswith('"""') and "->" in text.split('"""')[1], f"{script.name}: docstring 'inputs -> outputs'"
         assert "def main(argv: list[str] | None = None)" in text, script.name
-        assert "    run_stage(main)" in text, f"{script.name}: user errors must go through fewshot_dml.cli.run_stage"
+        assert "    run_stage(main, started=STARTED)" in text, f"{script.name}: user errors must go through fewshot_dml.cli.run_stage"
+        # STARTED is taken before the imports, so the stage's timing record counts them.
+        assert text.index("STARTED = time.perf_counter()") < text.index("from fewshot_dml"), script.name
         # The package of this checkout, not an installed one (a queued experiment runs its own commit).
         assert 'sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))' in text, script.name
         assert len(text.splitlines()) < 60, f"{script.name} is not thin"

@@ -82,21 +82,21 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
     for d in ("trec", "mrpc"):
         card = json.loads((repo / f"data/raw/{d}.card.json").read_text())
         assert card["n_examples"] == {"trec": 5452, "mrpc": 3668}[d]
-    split = json.loads((repo / "data/splits/trec-12-0.json").read_text())
+    split = json.loads((repo / "data/splits/trec-12/0.json").read_text())
     assert len(split["train"]) == 12 and len(split["eval"]) == 24
-    before = {p: p.read_bytes() for p in (repo / "data/splits").iterdir()}
+    before = {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
     out = run(["dvc", "repro", "sample"], repo)
     assert ran(out) == ["check"]  # the always-run check only
-    assert before == {p: p.read_bytes() for p in (repo / "data/splits").iterdir()}
+    assert before == {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
 
 
 def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     run(["dvc", "repro"], repo)
     for arm in ("cce", "setfit", "proxyanchor"):
-        run_dir = repo / f"data/runs/mrpc-12-1-{arm}"
+        run_dir = repo / f"data/runs/mrpc-12-{arm}/1"
         assert {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {
             p.name for p in run_dir.iterdir()}
-        infer = json.loads((repo / f"data/infer/mrpc-12-1-{arm}.json").read_text())
+        infer = json.loads((repo / f"data/infer/mrpc-12-{arm}/1.json").read_text())
         assert (infer["proxy"] is None) == (arm != "proxyanchor")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics) >= {"trec", "mrpc", "overall"}
@@ -130,8 +130,8 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "study"], repo)
     out = run(["dvc", "exp", "run", "-S", "loss=softtriple"], repo)
-    assert "Running stage 'train@trec-12-0-softtriple'" in out
-    assert "Running stage 'train@trec-12-0-cce'" not in out and "Running stage 'train@trec-12-0-setfit'" not in out
+    assert "Running stage 'train@trec-12-softtriple'" in out
+    assert "Running stage 'train@trec-12-cce'" not in out and "Running stage 'train@trec-12-setfit'" not in out
     assert "Running stage 'sample@" not in out and "Running stage 'fetch@" not in out
     diff = run(["dvc", "metrics", "diff", "--json"], repo)
     changed = json.loads(diff)["reports/metrics.json"]
@@ -155,7 +155,7 @@ def commit_marked_code(repo: Path) -> None:
 def test_temp_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
     commit_marked_code(repo)
     out = run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.00001", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert "Running stage 'train@trec-12-0-cce'" in out and "mrpc" not in " ".join(ran(out))
+    assert "Running stage 'train@trec-12-cce'" in out and "mrpc" not in " ".join(ran(out))
     # The package came from the experiment's own copy of the commit, not from the workspace.
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", out), out[-3000:]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))
@@ -177,7 +177,7 @@ def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
     run(["dvc", "queue", "stop", "--kill"], repo) if re.search(r"\b(Queued|Running)\b", status) else None
     assert re.search(r"queued-supcon\s.*Success", status), status
     logs = run(["dvc", "queue", "logs", "queued-supcon"], repo)
-    assert "Running stage 'train@trec-12-1-supcon'" in logs
+    assert "Running stage 'train@trec-12-supcon'" in logs
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]
 
 
@@ -185,10 +185,10 @@ def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
 def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path, point: str) -> None:
     out = run(["dvc", "exp", "run", "-S", "loss=proxyanchor-metrix", "-S", f"losses.proxyanchor-metrix.metrix.point={point}",
                "-S", "losses.proxyanchor-metrix.metrix.layer=1", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert {"train@trec-12-0-proxyanchor-metrix", "infer@trec-12-0-proxyanchor-metrix", "aggregate"} <= set(ran(out))
-    run_json = json.loads((repo / "data/runs/trec-12-0-proxyanchor-metrix/run.json").read_text())
+    assert {"train@trec-12-proxyanchor-metrix", "infer", "aggregate"} <= set(ran(out))
+    run_json = json.loads((repo / "data/runs/trec-12-proxyanchor-metrix/0/run.json").read_text())
     assert run_json["loss"]["metrix"] == {"point": point, "layer": 1, "alpha": 2.0, "weight": 0.4}
-    assert json.loads((repo / "data/infer/trec-12-0-proxyanchor-metrix.json").read_text())["proxy"] is not None
+    assert json.loads((repo / "data/infer/trec-12-proxyanchor-metrix/0.json").read_text())["proxy"] is not None
     results = (repo / "reports/results.md").read_text()
     assert "a variant of `proxyanchor`" in results and "Metrix: mixing" in results
 
@@ -196,8 +196,8 @@ def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path, point: str) -> No
 def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
     out = run(["dvc", "exp", "run", "-S", "loss=softtriple", "-S", "losses.softtriple.dml_on=tokens",
                "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert "train@trec-12-0-softtriple" in ran(out)
-    assert json.loads((repo / "data/runs/trec-12-0-softtriple/run.json").read_text())["loss"]["dml_on"] == "tokens"
+    assert "train@trec-12-softtriple" in ran(out)
+    assert json.loads((repo / "data/runs/trec-12-softtriple/0/run.json").read_text())["loss"]["dml_on"] == "tokens"
     assert "DML on every token" in (repo / "reports/results.md").read_text()
 
 

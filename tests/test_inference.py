@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,8 @@ import pytest
 import torch
 
 from fewshot_dml import io
-from fewshot_dml.inference import accuracy_f1, knn_predictions, load_run, prototype_predictions, run_inference
+from fewshot_dml.inference import (_softmax, accuracy_f1, infer_grid, knn_predictions, load_run,
+                                   mixture_predictions, prototype_predictions, run_inference)
 from fewshot_dml.losses.registry import LOSSES, get_spec
 from fewshot_dml.params import InferParams, Params, load_params
 
@@ -56,20 +61,29 @@ def make_run(root: Path, params: Params, loss: str) -> Path:
     logits = np.eye(C)[eval_labels] * 2.0
     wrong = np.arange(len(eval_labels)) % 3 == 0
     logits[wrong] = np.eye(C)[(eval_labels[wrong] + 1) % C] * 2.0
-    np.savez(run / "eval.npz", logits=logits.astype(np.float32), embeddings=eval_emb, labels=eval_labels,
-             indices=np.arange(len(eval_labels), dtype=np.int64))
-    np.savez(run / "train.npz", embeddings=train_emb, labels=train_labels,
-             indices=np.arange(len(train_labels), dtype=np.int64) + 100)
     section = params.losses[loss]
     torch.manual_seed(0)
     module = get_spec(loss).build(C, D, section.hparams)
     state = {} if module is None else (axis_state(module) if get_spec(loss).has_proxies else module.state_dict())
+    if module is not None:
+        module.load_state_dict(state)
+    scores = {"scores": class_scores(loss, module, eval_emb)} if get_spec(loss).has_proxies else {}
+    np.savez(run / "eval.npz", logits=logits.astype(np.float32), embeddings=eval_emb, labels=eval_labels,
+             indices=np.arange(len(eval_labels), dtype=np.int64), **scores)
+    np.savez(run / "train.npz", embeddings=train_emb, labels=train_labels,
+             indices=np.arange(len(train_labels), dtype=np.int64) + 100)
     torch.save(state, run / "loss_state.pt")
     io.write_json(run / "run.json", {
         "arm": loss, "num_classes": C, "embedding_size": D,
         "loss": {"name": loss, "base": section.base, "beta": section.beta, "proxy_lr": section.proxy_lr, "hparams": dict(section.hparams)},
     })
     return run
+
+
+def class_scores(loss: str, module: torch.nn.Module, embeddings: np.ndarray) -> np.ndarray:
+    """What the train stage stores as ``scores``: the registry's class scores of the float16 embeddings."""
+    with torch.no_grad():
+        return get_spec(loss).class_scores(module.float().eval(), torch.from_numpy(embeddings.astype(np.float32))).numpy()
 
 
 @pytest.mark.parametrize("loss", PROXY)
@@ -92,11 +106,10 @@ def test_weight_zero_is_proxy_only(tmp_path: Path, params: Params, loss: str) ->
     run = make_run(tmp_path, params, loss)
     torch.manual_seed(3)
     module = get_spec(loss).build(C, D, params.losses[loss].hparams)
-    torch.save(module.state_dict(), run / "loss_state.pt")
     artifacts = load_run(run)
-    with torch.no_grad():
-        scores = get_spec(loss).class_scores(module, torch.from_numpy(artifacts.eval_embeddings))
-    expected = accuracy_f1(artifacts.eval_labels, scores.argmax(dim=1).numpy(), C)
+    scores = class_scores(loss, module, artifacts.eval_embeddings.astype(np.float16))
+    rewrite_npz(run / "eval.npz", scores=scores)
+    expected = accuracy_f1(artifacts.eval_labels, scores.argmax(axis=1), C)
     weighted = InferParams(proxy_weight=0.0, curve_points=2, knn_k=3)
     out = run_inference(run, weighted, tmp_path / "out.json")
     assert {k: out["proxy"][k] for k in expected} == expected
@@ -122,7 +135,7 @@ def test_knn_k_is_capped_by_the_training_set(tmp_path: Path, params: Params) -> 
     assert out["knn"]["k"] == 12
 
 
-@pytest.mark.parametrize("name", ["eval.npz", "train.npz", "loss_state.pt", "run.json"])
+@pytest.mark.parametrize("name", ["eval.npz", "train.npz", "run.json"])
 def test_missing_artifact(tmp_path: Path, params: Params, name: str) -> None:
     run = make_run(tmp_path, params, "proxyanchor")
     (run / name).unlink()
@@ -151,20 +164,60 @@ def test_bad_eval_arrays(tmp_path: Path, params: Params, change: dict[str, Any],
         load_run(run)
 
 
-def test_state_from_another_shape(tmp_path: Path, params: Params) -> None:
+@pytest.mark.parametrize(("change", "match"), [
+    ({"scores": None}, r"missing arrays \['scores'\]"),
+    ({"scores": np.zeros((18, C + 1), np.float32)}, r"scores has shape \(18, 4\); expected \(18, 3\)"),
+    ({"scores": np.full((18, C), np.nan, np.float32)}, "scores holds non-finite values"),
+])
+def test_bad_class_scores(tmp_path: Path, params: Params, change: dict[str, Any], match: str) -> None:
+    """A proxy loss's run needs the class scores the train stage stores (an older run has none)."""
     run = make_run(tmp_path, params, "proxyanchor")
-    torch.save({"proxies": torch.zeros(C + 1, D)}, run / "loss_state.pt")
-    with pytest.raises(ValueError, match="does not match loss 'proxyanchor'"):
+    rewrite_npz(run / "eval.npz", **change)
+    with pytest.raises(ValueError, match=match):
         load_run(run)
 
 
-def test_loading_keeps_the_global_rng(tmp_path: Path, params: Params) -> None:
-    run = make_run(tmp_path, params, "proxynca")
-    torch.manual_seed(7)
-    expected = torch.rand(3)
-    torch.manual_seed(7)
-    load_run(run)
-    assert torch.equal(torch.rand(3), expected)
+def test_inference_needs_neither_torch_nor_pml() -> None:
+    """The infer stage's whole import closure stays free of torch and PML (its start-up is the cost)."""
+    code = ("import sys; sys.argv = ['infer']; import runpy; "
+            "runpy.run_path('stages/infer.py', run_name='not_main'); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_metric_learning', "
+            "'transformers', 'pandas')); print(bad); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_numpy_softmax_matches_torch_and_keeps_the_mixture_predictions() -> None:
+    """The numpy softmax that replaced torch's: equal to float32 rounding, same mixture argmax."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((500, 6)) * 5).astype(np.float32)
+    scores = (rng.standard_normal((500, 6)) * 30).astype(np.float32)
+    ref = torch.softmax(torch.from_numpy(scores), dim=1).numpy()
+    np.testing.assert_allclose(_softmax(scores), ref, rtol=1e-6, atol=1e-7)
+    for w in np.linspace(0, 1, 11):
+        torch_mix = (np.float32(w) * torch.softmax(torch.from_numpy(logits), 1).numpy()
+                     + (np.float32(1) - np.float32(w)) * ref).argmax(axis=1)
+        assert np.array_equal(mixture_predictions(logits, scores, float(w)), torch_mix)
+
+
+def test_infer_grid_writes_every_cell_of_the_grid(tmp_path: Path, params: Params) -> None:
+    """The infer stage's function: one JSON per run the params imply, each as run_inference alone."""
+    grid = dataclasses.replace(params, datasets=("mr",), sample_sizes=(16,), seeds=(0, 1), loss="proxyanchor")
+    runs = tmp_path / "runs"
+    for arm in grid.arms:
+        (runs / f"mr-16-{arm}").mkdir(parents=True)
+        for seed in (0, 1):
+            made = make_run(tmp_path, params, "proxyanchor" if arm == "proxyanchor" else "cce")
+            made.rename(runs / f"mr-16-{arm}" / str(seed))
+    (runs / "mr-16-softtriple").mkdir()  # a stale run of another loss: ignored
+    assert infer_grid(grid, runs, tmp_path / "infer") == 6
+    written = sorted(str(p.relative_to(tmp_path / "infer")) for p in (tmp_path / "infer").rglob("*.json"))
+    assert written == [f"mr-16-{arm}/{seed}.json" for arm in sorted(grid.arms) for seed in (0, 1)]
+    alone = run_inference(runs / "mr-16-proxyanchor/1", grid.infer, tmp_path / "alone.json")
+    assert io.read_json(tmp_path / "infer/mr-16-proxyanchor/1.json") == alone
+    shutil.rmtree(runs / "mr-16-cce/1")
+    with pytest.raises(FileNotFoundError, match="run directory not found"):
+        infer_grid(grid, runs, tmp_path / "infer2")
+    assert not (tmp_path / "infer2").exists()
 
 
 def test_accuracy_f1_matches_sklearn() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fewshot_dml.params import SampleParams
-from fewshot_dml.sampling import Split, check_split, make_split, stratified_quotas, write_split
+from fewshot_dml.sampling import Split, check_split, make_split, split_file, stratified_quotas, write_splits
 
 REPO = Path(__file__).resolve().parents[1]
 TREC = REPO.parent / "shared" / "senteval" / "TREC" / "trec.tsv"
@@ -242,13 +242,20 @@ PARAMS = SampleParams(protocol="kfold", folds=4, eval_max=30, dev_ratio=0.0)
 SHA = object()  # write_table: the real checksum of the table written
 
 
+def write_split(table: Path, card: Path, params: SampleParams, dataset: str, size: int, seed: int,
+                out_dir: Path) -> dict:
+    """One seed through ``write_splits`` (the sample stage's function): its record."""
+    return write_splits(table, card, params, dataset, size, [seed], out_dir)[seed]
+
+
 def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
     table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
     sha = hashlib.sha256(table.read_bytes()).hexdigest()
-    out_a, out_b = tmp_path / "a" / "toy-8-1.json", tmp_path / "b" / "toy-8-1.json"
-    record = write_split(table, card, PARAMS, "toy", 8, 1, out_a)
-    write_split(table, card, PARAMS, "toy", 8, 1, out_b)
-    assert out_a.read_bytes() == out_b.read_bytes()
+    dir_a, dir_b = tmp_path / "a" / "toy-8", tmp_path / "b" / "toy-8"
+    record = write_split(table, card, PARAMS, "toy", 8, 1, dir_a)
+    write_split(table, card, PARAMS, "toy", 8, 1, dir_b)
+    out_a = dir_a / "1.json"
+    assert out_a.read_bytes() == (dir_b / "1.json").read_bytes()
     assert json.loads(out_a.read_text()) == record
     split = make_split(LABELS, "kfold", 8, 1, 4, 30)
     assert record == {
@@ -257,7 +264,28 @@ def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
         "train": list(split.train), "dev": [], "eval": list(split.eval),
     }
     check_split(record, "toy", 400, sha)
-    assert [p.name for p in out_a.parent.iterdir()] == ["toy-8-1.json"]  # no temp file left behind
+    assert [p.name for p in dir_a.parent.iterdir()] == ["toy-8"]  # no temp directory left behind
+    assert [p.name for p in dir_a.iterdir()] == ["1.json"]
+
+
+def test_write_splits_writes_every_seed_exactly_as_one_seed_alone(tmp_path: Path) -> None:
+    """The per-(dataset, size) stage draws each seed's split exactly as a stage per seed did."""
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
+    params = SampleParams(protocol="kfold", folds=4, eval_max=30, dev_ratio=1.0)
+    records = write_splits(table, card, params, "toy", 8, [0, 1, 2], tmp_path / "all")
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [split_file(s) for s in (0, 1, 2)]
+    for seed in (0, 1, 2):
+        alone = write_split(table, card, params, "toy", 8, seed, tmp_path / f"alone-{seed}")
+        assert alone == records[seed]
+        assert (tmp_path / f"alone-{seed}" / split_file(seed)).read_bytes() == (tmp_path / "all" / split_file(seed)).read_bytes()
+    assert records[0]["train"] != records[1]["train"]
+
+
+def test_write_splits_leaves_nothing_when_a_seed_fails(tmp_path: Path) -> None:
+    table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
+    with pytest.raises(ValueError, match="seed"):
+        write_splits(table, card, PARAMS, "toy", 8, [0, -1], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_write_split_per_class_and_an_incomplete_card(tmp_path: Path) -> None:

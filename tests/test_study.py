@@ -165,8 +165,8 @@ m["overall"] = dict(m["mr"], won=0, cells=1)
 json.dump(m, open("reports/metrics.json", "w"))
 for seed in (0, 1):
     for arm, a in (("cce", 0.7), ("setfit", 0.71), (loss, dml)):
-        os.makedirs(f"data/runs/mr-16-{seed}-{arm}", exist_ok=True)
-        json.dump({"accuracy": a + 0.01 * seed}, open(f"data/runs/mr-16-{seed}-{arm}/metrics.json", "w"))
+        os.makedirs(f"data/runs/mr-16-{arm}/{seed}", exist_ok=True)
+        json.dump({"accuracy": a + 0.01 * seed}, open(f"data/runs/mr-16-{arm}/{seed}/metrics.json", "w"))
 """
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -19,10 +22,12 @@ from fewshot_dml import inference, rundir, training
 from fewshot_dml.batching import balanced_batches, make_batches, random_batches, tokenize
 from fewshot_dml.data.table import make_table
 from fewshot_dml.losses.objective import Objective, ObjectiveOutput, build_objective
+from fewshot_dml.losses.registry import get_spec
 from fewshot_dml.models import HEAD_FILE, load_classifier
 from fewshot_dml.params import load_params
 from fewshot_dml.rundir import CURVE_COLUMNS, write_npz
-from fewshot_dml.training import build_optimizer, embed, train_run
+from fewshot_dml.timing import Phases
+from fewshot_dml.training import build_optimizer, embed, train_group, train_run
 from tiny_models import tiny_train_params as train_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +74,21 @@ def toy(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def run(model_dir: Path, toy: tuple[Path, Path, Path], out: Path, loss: str = "proxyanchor", split: Path | None = None,
-        timing: Path | None = None, **train) -> dict:
+        phases: Phases | None = None, **train) -> dict:
     table, card, default_split = toy
-    return train_run(train_params(model_dir, **train), LOSSES[loss], table, card, split or default_split, out, timing)
+    return train_run(train_params(model_dir, **train), LOSSES[loss], table, card, split or default_split, out, phases)
+
+
+def rebuilt_scores(run_dir: Path, part: str = "eval") -> np.ndarray:
+    """The class scores as the infer stage computed them before they were stored: the loss module
+    rebuilt from ``loss_state.pt`` and applied to the stored float16 embeddings."""
+    info = json.loads((run_dir / "run.json").read_text())
+    spec = get_spec(info["loss"]["base"])
+    with torch.random.fork_rng(devices=[]):
+        module = spec.build(info["num_classes"], info["embedding_size"], info["loss"]["hparams"])
+    module.load_state_dict(torch.load(run_dir / "loss_state.pt", weights_only=True))
+    with np.load(run_dir / f"{part}.npz") as npz, torch.no_grad():
+        return spec.class_scores(module.float().eval(), torch.from_numpy(npz["embeddings"].astype(np.float32))).numpy()
 
 
 def read_curve(run_dir: Path) -> list[dict[str, str]]:
@@ -146,14 +163,16 @@ def test_optimizer_groups(tiny_bert_dir: Path) -> None:
 
 def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "runs" / "toy-8-0-proxyanchor"
-    timing = tmp_path / "timing" / "toy-8-0-proxyanchor.json"
-    metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True, timing=timing)
+    phases = Phases()
+    metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True, phases=phases)
     # The wall time lives outside the run directory (a DVC output): it would change the output's hash.
+    assert set(phases.seconds) == {"read", "load", "fit", "embed", "write"} and min(phases.seconds.values()) > 0
     assert {p.name for p in out.iterdir()} == {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv",
                                                "metrics.json", "run.json", "model"}
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary directory left behind
     with np.load(out / "eval.npz") as ev:
-        assert sorted(ev.files) == ["embeddings", "indices", "labels", "logits"]
+        assert sorted(ev.files) == ["embeddings", "indices", "labels", "logits", "scores"]
+        assert ev["scores"].dtype == np.float32 and ev["scores"].shape == (8, 2)
         assert ev["logits"].dtype == np.float32 and ev["logits"].shape == (8, 2)
         assert ev["embeddings"].dtype == np.float16 and ev["embeddings"].shape == (8, 32)
         assert ev["indices"].dtype == np.int64 and ev["indices"].tolist() == [4, 5, 6, 7, 12, 13, 14, 15]
@@ -176,7 +195,6 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert metrics["dev_accuracy"] is None and metrics["n_dev"] == 0  # this split has no development set
     assert metrics["majority_accuracy"] == 0.5  # 8 of 16 rows per class: class 0 (lowest id) on a 4/4 eval set
     assert isinstance(metrics["degenerate"], list)
-    assert json.loads(timing.read_text())["seconds"] > 0
     assert (metrics["n_train"], metrics["n_eval"], metrics["steps"], metrics["device"]) == (8, 8, 3, "cpu")
     info = json.loads((out / "run.json").read_text())
     assert (info["dataset"], info["size"], info["seed"], info["arm"]) == ("toy", 8, 0, "proxyanchor")
@@ -187,7 +205,7 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert AutoModel.from_pretrained(out / "model").config.hidden_size == 32
     assert torch.load(out / "model" / HEAD_FILE, weights_only=True)["out_proj"]["weight"].shape == (2, 32)
     artifacts = inference.load_run(out)  # the infer stage reads what the train stage wrote
-    assert artifacts.loss_module is not None and artifacts.eval_logits.shape == (8, 2)
+    assert artifacts.eval_scores is not None and artifacts.eval_logits.shape == (8, 2)
 
 
 def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
@@ -195,8 +213,8 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     table, card, split = toy
     other_seed = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10, 3, 11], [4, 5, 6, 7, 12, 13, 14, 15], seed=1)
     a, b, c, base = (tmp_path / name for name in ("a", "b", "c", "cce"))
-    run(tiny_bert_dir, toy, a, pooling="mean", timing=tmp_path / "timing-a.json")
-    run(tiny_bert_dir, toy, b, pooling="mean", timing=tmp_path / "timing-b.json")
+    run(tiny_bert_dir, toy, a, pooling="mean")
+    run(tiny_bert_dir, toy, b, pooling="mean")
     run(tiny_bert_dir, toy, c, pooling="mean", split=other_seed)
     run(tiny_bert_dir, toy, base, loss="cce", pooling="mean")
     for name in ("eval.npz", "train.npz", "loss_state.pt", "curve.csv", "run.json", "metrics.json"):
@@ -208,6 +226,39 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     assert read_curve(a)[0]["cce"] == read_curve(base)[0]["cce"]  # same head, batch and dropout at step 1
     assert torch.load(base / "loss_state.pt", weights_only=True) == {}
     assert all(r["dml"] == "" for r in read_curve(base))
+
+
+def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert_dir: Path,
+                                                                      toy: tuple[Path, Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """train_group (the train stage) gives each seed the bytes of a run trained alone, in a fresh process."""
+    table, card, split0 = toy
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    split0.rename(splits / "0.json")
+    write_split(tmp_path, card, [8, 0, 9, 1, 10, 2, 11, 3], [4, 5, 6, 7, 12, 13, 14, 15], seed=1).rename(splits / "1.json")
+    phases = Phases()
+    train = train_params(tiny_bert_dir, steps=3)
+    metrics = train_group(train, LOSSES["proxyanchor"], table, card, splits, [1, 0], tmp_path / "group", phases)
+    assert sorted(metrics) == [0, 1] and sorted(p.name for p in (tmp_path / "group").iterdir()) == ["0", "1"]
+    assert phases.seconds["fit"] > 0
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(dataclasses.asdict(train)))
+    for seed in (0, 1):  # each seed alone in a new interpreter: no state carried over from an earlier seed
+        code = ("import json, sys; from pathlib import Path; from fewshot_dml.params import TrainParams; "
+                "from fewshot_dml.training import train_run; from test_training import LOSSES; "
+                f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
+                f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
+                f"Path({str(splits / f'{seed}.json')!r}), Path({str(tmp_path / f'alone-{seed}')!r}))")
+        subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, check=True)
+        group, alone = tmp_path / "group" / str(seed), tmp_path / f"alone-{seed}"
+        assert sorted(p.name for p in group.iterdir()) == sorted(p.name for p in alone.iterdir())
+        for f in group.iterdir():
+            assert f.read_bytes() == (alone / f.name).read_bytes(), (seed, f.name)
+    bad = train_params(tiny_bert_dir, steps=3)
+    with pytest.raises(FileNotFoundError):
+        train_group(bad, LOSSES["cce"], table, card, splits, [0, 2], tmp_path / "partial")
+    assert not (tmp_path / "partial").exists()  # a seed that fails leaves no group behind
 
 
 def test_the_development_set_is_embedded_and_scored_apart_from_eval(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
@@ -379,6 +430,10 @@ def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple
         torch.manual_seed(0)
         initial = build_objective(section, 2, 32).dml.state_dict()
         assert any(not torch.equal(initial[k], state[k]) for k in state), "proxies did not train"
+    with np.load(out / "eval.npz") as ev, np.load(out / "dev.npz") as dev:
+        assert ("scores" in ev.files) == ("scores" in dev.files) == spec.has_proxies
+        if spec.has_proxies:  # stored at training = what inference computed from the saved state, bit for bit
+            assert np.array_equal(ev["scores"], rebuilt_scores(out, "eval"))
     result = inference.run_inference(out, PARAMS.infer, tmp_path / f"{loss}.json")
     assert result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
     assert (result["proxy"] is not None) == spec.has_proxies

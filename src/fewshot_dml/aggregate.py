@@ -46,13 +46,7 @@ def run_files(runs_dir: Path, infer_dir: Path, rid: str) -> dict[str, Path]:
 
 def collect_runs(params: Params, runs_dir: Path, infer_dir: Path) -> pd.DataFrame:
     """One row per (dataset, size, seed, arm) of the grid; raise listing every missing file."""
-    grid = [
-        (d, size, seed, arm)
-        for d in params.datasets
-        for size in params.sample_sizes
-        for seed in params.seeds
-        for arm in params.arms
-    ]
+    grid = layout.grid(params.datasets, params.sample_sizes, params.seeds, params.arms)
     files = {cell: run_files(runs_dir, infer_dir, layout.run_id(*cell)) for cell in grid}
     missing = [str(p) for f in files.values() for p in f.values() if not p.is_file()]
     if missing:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 from fewshot_dml.data import FetchError
 from fewshot_dml.logs import setup_logging
+from fewshot_dml.timing import record_stage
 
 TRACEBACK_ENV = "FEWSHOT_DML_TRACEBACK"
 # ParamsError is a ValueError; FileNotFoundError an OSError; a diverged run a FloatingPointError;
@@ -22,14 +24,22 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FetchError,
 EXIT_USER_ERROR = 2
 
 
-def run_stage(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
-    """Call ``main(argv)`` with logging set up; a user error exits 2 with one line on stderr."""
+def run_stage(main: Callable[[list[str] | None], Mapping[str, float] | None], argv: list[str] | None = None,
+              started: float | None = None) -> None:
+    """Call ``main(argv)`` with logging set up; a user error exits 2 with one line on stderr.
+
+    ``started`` (``time.perf_counter()`` before the script's imports) and the phase seconds that
+    ``main`` may return go to the stage's timing record (:mod:`fewshot_dml.timing`).
+    """
+    main_started = time.perf_counter()
     setup_logging()
     try:
-        main(argv)
+        phases = main(argv)
     except USER_ERRORS as err:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+    record_stage(main_started if started is None else started, main_started,
+                 phases if isinstance(phases, Mapping) else None)

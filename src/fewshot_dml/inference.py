@@ -1,8 +1,10 @@
 """Inference from a run's saved artifacts: classifier, proxy mixture, class prototypes and kNN.
 
-Nothing here runs the encoder: the train stage saved the evaluation logits and embeddings
-(``eval.npz``), the few-shot training embeddings (``train.npz``) and the DML loss module's state
-(``loss_state.pt``); see docs/architecture.md. All math is float32 (embeddings are stored float16).
+Nothing here runs the encoder or the loss: the train stage saved the evaluation logits, embeddings
+and (for a loss with proxies) the loss's class scores in ``eval.npz``, and the few-shot training
+embeddings in ``train.npz``; see docs/architecture.md. So this module is numpy alone, without
+torch or PML, and one process infers every run of the grid in about a second (bench/results.md).
+All math is float32 (embeddings are stored float16).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from tqdm.auto import tqdm
 
-from fewshot_dml import io, rundir
+from fewshot_dml import io, layout, rundir
 from fewshot_dml.losses.registry import LossSpec, get_spec
-from fewshot_dml.params import InferParams
+from fewshot_dml.params import InferParams, Params
+from fewshot_dml.timing import Phases
 
 logger = logging.getLogger(__name__)
 
 EVAL_KEYS = ("logits", "embeddings", "labels", "indices")
 TRAIN_KEYS = ("embeddings", "labels", "indices")
+SCORES = "scores"  # eval.npz / dev.npz of a loss with proxies: its class scores (N, C), higher = more likely
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class RunArtifacts:
 
     spec: LossSpec
     num_classes: int
-    loss_module: torch.nn.Module | None  # None for cce
+    eval_scores: np.ndarray | None  # (N, C) float32: the loss's class scores; None without proxies
     eval_logits: np.ndarray  # (N, C) float32
     eval_embeddings: np.ndarray  # (N, D) float32
     eval_labels: np.ndarray  # (N,) int64
@@ -66,7 +70,10 @@ def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dic
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(np.ascontiguousarray(scores, np.float32)), dim=1).numpy()
+    """Row-wise softmax in float32 (the max subtracted first, as torch.softmax does)."""
+    scores = np.asarray(scores, np.float32)
+    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -76,11 +83,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def proxy_scores(artifacts: RunArtifacts) -> np.ndarray | None:
     """The loss's own class scores of the eval embeddings (higher = more likely), or None."""
-    if not artifacts.spec.has_proxies:
-        return None
-    with torch.no_grad():
-        scores = artifacts.spec.class_scores(artifacts.loss_module, torch.from_numpy(artifacts.eval_embeddings))
-    return scores.float().numpy()
+    return artifacts.eval_scores if artifacts.spec.has_proxies else None
 
 
 def mixture_predictions(logits: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:
@@ -164,6 +167,26 @@ def run_inference(run_dir: Path, params: InferParams, out_path: Path) -> dict[st
     return result
 
 
+def infer_grid(params: Params, runs_dir: Path, out_dir: Path, phases: Phases | None = None) -> int:
+    """Infer every run the grid params imply: ``out_dir/<run_id>.json``, written atomically as a whole.
+
+    Reads exactly those runs (stale runs of other losses in ``runs_dir`` are ignored); returns how many.
+    """
+    phases = Phases() if phases is None else phases
+    cells = layout.grid(params.datasets, params.sample_sizes, params.seeds, params.arms)
+    with io.atomic_dir(out_dir) as tmp:
+        for cell in tqdm(cells, desc="infer", unit="run", disable=None):
+            rid = layout.run_id(*cell)
+            with phases("read"):
+                artifacts = load_run(Path(runs_dir) / rid)
+            with phases("infer"):
+                result = infer(artifacts, params.infer)
+            with phases("write"):
+                io.write_json(tmp / f"{rid}{layout.INFER_SUFFIX}", result)
+    logger.info("inferred %d runs of %s -> %s", len(cells), runs_dir, out_dir)
+    return len(cells)
+
+
 # ---- reading a run directory ----
 
 
@@ -171,35 +194,17 @@ def _check_arrays(path: Path, arrays: Mapping[str, np.ndarray], num_classes: int
     n = len(arrays["labels"])
     if n == 0:
         raise ValueError(f"{path}: no examples")
-    shapes = {"embeddings": (n, emb_dim), "labels": (n,), "indices": (n,), "logits": (n, num_classes)}
+    shapes = {"embeddings": (n, emb_dim), "labels": (n,), "indices": (n,), "logits": (n, num_classes),
+              SCORES: (n, num_classes)}
     for key, array in arrays.items():
         if array.shape != shapes[key]:
             raise ValueError(f"{path}: {key} has shape {array.shape}; expected {shapes[key]} (run.json)")
-        if key in ("embeddings", "logits") and not np.isfinite(array).all():
+        if key in ("embeddings", "logits", SCORES) and not np.isfinite(array).all():
             raise ValueError(f"{path}: {key} holds non-finite values")
     labels = arrays["labels"]
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"{path}: labels {labels.dtype} in [{labels.min()}, {labels.max()}]; "
                          f"expected integers in [0, {num_classes - 1}]")
-
-
-def _load_loss_module(path: Path, spec: LossSpec, loss: Mapping[str, Any], num_classes: int,
-                      emb_dim: int) -> torch.nn.Module | None:
-    state = torch.load(rundir.require(path), map_location="cpu", weights_only=True)
-    # The factory initialises proxies from torch's global RNG before the state overwrites them:
-    # fork it so loading a run leaves the caller's random stream untouched.
-    with torch.random.fork_rng(devices=[]):
-        module = spec.build(num_classes, emb_dim, loss["hparams"])
-    if module is None:
-        if state:
-            raise ValueError(f"{path}: loss {spec.name!r} has no state; found keys {sorted(state)}")
-        return None
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: does not match loss {spec.name!r} "
-                         f"(num_classes={num_classes}, embedding_size={emb_dim}): {err}") from None
-    return module.float().eval()
 
 
 def load_run(run_dir: Path) -> RunArtifacts:
@@ -214,13 +219,13 @@ def load_run(run_dir: Path) -> RunArtifacts:
     if run["arm"] != loss["name"]:
         raise ValueError(f"{run_dir / rundir.RUN}: arm {run['arm']!r} but loss {loss['name']!r}; expected the same")
     spec = get_spec(loss["base"])
-    ev = rundir.read_npz(run_dir / rundir.EVAL, EVAL_KEYS)
+    ev = rundir.read_npz(run_dir / rundir.EVAL, EVAL_KEYS + ((SCORES,) if spec.has_proxies else ()))
     tr = rundir.read_npz(run_dir / rundir.TRAIN, TRAIN_KEYS)
     _check_arrays(run_dir / rundir.EVAL, ev, c, d)
     _check_arrays(run_dir / rundir.TRAIN, tr, c, d)
     return RunArtifacts(
         spec=spec, num_classes=c,
-        loss_module=_load_loss_module(run_dir / rundir.LOSS_STATE, spec, loss, c, d),
+        eval_scores=ev[SCORES].astype(np.float32) if spec.has_proxies else None,
         eval_logits=ev["logits"].astype(np.float32), eval_embeddings=ev["embeddings"].astype(np.float32),
         eval_labels=ev["labels"].astype(np.int64), train_embeddings=tr["embeddings"].astype(np.float32),
         train_labels=tr["labels"].astype(np.int64),

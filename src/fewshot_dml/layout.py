@@ -1,17 +1,38 @@
 """Names of the pipeline's per-cell files. Directories come from dvc.yaml; names come from here.
 
-A contract test checks that the patterns in dvc.yaml produce the same names.
+Stage granularity follows cost (bench/results.md): one ``sample`` stage per (dataset, size) writes a
+directory with one split file per seed, and one ``train`` stage per (dataset, size, arm) writes a
+directory with one run directory per seed, so a cell's path is ``<group>/<seed>``. A contract test
+checks that the patterns in dvc.yaml produce the same names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+
+def split_group(dataset: str, size: int) -> str:
+    """data/splits/<split_group>/: the sample stage of (dataset, size), one file per seed."""
+    return f"{dataset}-{size}"
+
 
 def split_id(dataset: str, size: int, seed: int) -> str:
-    return f"{dataset}-{size}-{seed}"
+    return f"{split_group(dataset, size)}/{seed}"
+
+
+def run_group(dataset: str, size: int, arm: str) -> str:
+    """data/runs/<run_group>/: the train stage of (dataset, size, arm), one run directory per seed."""
+    return f"{dataset}-{size}-{arm}"
 
 
 def run_id(dataset: str, size: int, seed: int, arm: str) -> str:
-    return f"{dataset}-{size}-{seed}-{arm}"
+    return f"{run_group(dataset, size, arm)}/{seed}"
+
+
+def grid(datasets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
+         arms: Sequence[str]) -> list[tuple[str, int, int, str]]:
+    """Every (dataset, size, seed, arm) cell of an experiment, in the order reports list them."""
+    return [(d, size, seed, arm) for d in datasets for size in sizes for seed in seeds for arm in arms]
 
 
 TABLE_SUFFIX = ".jsonl"  # data/raw/<dataset>.jsonl

@@ -25,6 +25,7 @@ of a larger one, so results across sizes are paired.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 
 from fewshot_dml import io
 from fewshot_dml.data.table import read_card_and_table
+from fewshot_dml.layout import SPLIT_SUFFIX
 from fewshot_dml.params import PROTOCOLS, SampleParams
 
 log = logging.getLogger(__name__)
@@ -172,25 +174,38 @@ def stratified_quotas(counts: np.ndarray, total: int) -> np.ndarray:
     return quotas
 
 
-def write_split(table_path: Path, card_path: Path, params: SampleParams, dataset: str, size: int, seed: int,
-                out_path: Path) -> dict:
-    """Draw the split of (dataset, size, seed) and write it atomically as canonical JSON."""
+def write_splits(table_path: Path, card_path: Path, params: SampleParams, dataset: str, size: int,
+                 seeds: Sequence[int], out_dir: Path) -> dict[int, dict]:
+    """Draw the split of (dataset, size, seed) for every seed; write ``out_dir/<seed>.json`` atomically.
+
+    One process for every seed of a (dataset, size): drawing a split takes milliseconds, so one
+    stage per seed would cost more in start-up and DVC bookkeeping than in work (bench/results.md).
+    """
     card, table = read_card_and_table(card_path, table_path, ("dataset", "n_examples"))
     labels = table["label"].to_numpy(np.int64)
     for key, expected in (("dataset", dataset), ("n_examples", labels.size)):
         if card[key] != expected:
             raise ValueError(f"{card_path}: {key}={card[key]!r} but expected {expected!r} (table {table_path})")
-    split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max, params.dev_ratio)
-    record = {
-        "dataset": dataset, "size": int(size), "seed": int(seed), "protocol": params.protocol, "folds": params.folds,
-        "eval_fold": split.eval_fold, "eval_max": params.eval_max, "dev_ratio": params.dev_ratio,
-        "n_examples": int(labels.size), "table_sha256": card["table_sha256"], "train": list(split.train),
-        "dev": list(split.dev), "eval": list(split.eval),
-    }
-    io.write_json(out_path, record)
-    log.info("%s size=%d seed=%d (%s): %d train, %d dev, %d eval of %d rows -> %s", dataset, size, seed,
-             params.protocol, len(split.train), len(split.dev), len(split.eval), labels.size, out_path)
-    return record
+    records = {}
+    for seed in seeds:
+        split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max, params.dev_ratio)
+        records[int(seed)] = {
+            "dataset": dataset, "size": int(size), "seed": int(seed), "protocol": params.protocol,
+            "folds": params.folds, "eval_fold": split.eval_fold, "eval_max": params.eval_max,
+            "dev_ratio": params.dev_ratio, "n_examples": int(labels.size), "table_sha256": card["table_sha256"],
+            "train": list(split.train), "dev": list(split.dev), "eval": list(split.eval),
+        }
+        log.info("%s size=%d seed=%d (%s): %d train, %d dev, %d eval of %d rows", dataset, size, seed,
+                 params.protocol, len(split.train), len(split.dev), len(split.eval), labels.size)
+    with io.atomic_dir(out_dir) as tmp:
+        for seed, record in records.items():
+            io.write_json(tmp / split_file(seed), record)
+    return records
+
+
+def split_file(seed: int) -> str:
+    """The file name of a seed's split inside its (dataset, size) directory."""
+    return f"{int(seed)}{SPLIT_SUFFIX}"
 
 
 def check_split(split: dict, dataset: str, n_examples: int, table_sha256: str) -> None:

@@ -22,6 +22,7 @@ import torch
 from fewshot_dml.batching import is_pair_table
 from fewshot_dml.models import resolve_model
 from fewshot_dml.params import LossParams, TrainParams
+from fewshot_dml.timing import Phases
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +45,25 @@ def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
 
 
 def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-               num_classes: int, device: torch.device) -> dict[str, Any]:
+               num_classes: int, device: torch.device, phases: Phases | None = None) -> dict[str, Any]:
     """Train SetFit on ``split['train']``; embed and score the eval, dev and train rows.
 
     Returns the pieces ``training.train_run`` writes: ``curve``, ``arrays``, ``model`` and
     ``embedding_size``. Logits are the head's log-probabilities (argmax = its prediction).
     """
-    setfit = _import_setfit()
-    from datasets import Dataset
+    phases = Phases() if phases is None else phases
+    with phases("load"):
+        setfit = _import_setfit()
+        from datasets import Dataset
 
-    hp, seed = loss.hparams, int(split["seed"])
-    model = setfit.SetFitModel.from_pretrained(resolve_model(train.model), device=device.type)
-    model.model_body.max_seq_length = train.max_length
+        hp, seed = loss.hparams, int(split["seed"])
+        model = setfit.SetFitModel.from_pretrained(resolve_model(train.model), device=device.type)
+        model.model_body.max_seq_length = train.max_length
     sep = model.model_body.tokenizer.sep_token or "[SEP]"
     labels = table["label"].to_numpy(np.int64)
     rows = {part: list(split[part]) for part in ("train", "dev", "eval")}
     data = Dataset.from_dict({"text": texts(table, rows["train"], sep), "label": labels[rows["train"]].tolist()})
-    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
+    with phases("fit"), tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
         args = setfit.TrainingArguments(
             output_dir=scratch, batch_size=hp["batch_size"], num_epochs=hp["num_epochs"],
             body_learning_rate=hp["body_lr"], max_length=train.max_length, seed=seed,
@@ -72,13 +75,14 @@ def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split:
               "cce": None, "dml": float(h["embedding_loss"]), "pairs_ok": True}
              for h in history if "embedding_loss" in h]
     arrays = {}
-    for part in ("train", "dev", "eval"):  # train first: it is never empty and gives an empty part its width
-        indices = rows[part]
-        emb = _encode(model, texts(table, indices, sep), train.eval_batch_size,
-                      arrays["train"]["embeddings"].shape[1] if part != "train" else 0)
-        arrays[part] = {"embeddings": emb, "labels": labels[indices], "indices": np.asarray(indices, np.int64)}
-        if part != "train":
-            arrays[part]["logits"] = _log_proba(model, emb, num_classes)
+    with phases("embed"):
+        for part in ("train", "dev", "eval"):  # train first: it is never empty and gives an empty part its width
+            indices = rows[part]
+            emb = _encode(model, texts(table, indices, sep), train.eval_batch_size,
+                          arrays["train"]["embeddings"].shape[1] if part != "train" else 0)
+            arrays[part] = {"embeddings": emb, "labels": labels[indices], "indices": np.asarray(indices, np.int64)}
+            if part != "train":
+                arrays[part]["logits"] = _log_proba(model, emb, num_classes)
     arrays = {part: arrays[part] for part in ("eval", "dev", "train")}
     return {"curve": curve, "arrays": arrays, "model": model, "embedding_size": int(arrays["eval"]["embeddings"].shape[1])}
 

@@ -8,6 +8,7 @@ docs/architecture.md atomically (a run that fails half-way leaves no directory b
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.metadata
 import logging
@@ -34,27 +35,44 @@ from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
 from fewshot_dml.models import TextClassifier, load_classifier, resolve_model
 from fewshot_dml.params import LossParams, TrainParams
-from fewshot_dml.sampling import check_split
+from fewshot_dml.sampling import check_split, split_file
+from fewshot_dml.timing import Phases
 
 logger = logging.getLogger(__name__)
 
 
 
+def train_group(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, splits_dir: Path,
+                seeds: Sequence[int], out_dir: Path, phases: Phases | None = None) -> dict[int, dict[str, Any]]:
+    """Every seed's run of one (dataset, size, arm): ``out_dir/<seed>/``, written atomically as a whole.
+
+    One process trains every seed: the imports and the model files are paid once, not once per
+    seed, and DVC has one stage to record instead of five (bench/results.md). Each seed's run is
+    exactly the run ``train_run`` writes on its own (tested byte for byte).
+    """
+    with io.atomic_dir(out_dir) as tmp:
+        return {int(seed): train_run(train, loss, table_path, card_path, Path(splits_dir) / split_file(seed),
+                                     tmp / str(int(seed)), phases)
+                for seed in seeds}
+
+
 def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, split_path: Path,
-              out_dir: Path, timing_path: Path | None = None) -> dict[str, Any]:
+              out_dir: Path, phases: Phases | None = None) -> dict[str, Any]:
     """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
 
-    The wall time goes to ``timing_path``, outside the run directory: a DVC output must hash the
-    same for the same params and seed, or a byte-identical retrain would rerun everything downstream.
+    ``phases`` collects where the wall time goes (:mod:`fewshot_dml.timing`); it never goes into
+    the run directory: a DVC output must hash the same for the same params and seed.
     """
-    card, split, table = _read_inputs(Path(table_path), Path(card_path), Path(split_path))
+    phases = Phases() if phases is None else phases
+    with phases("read"):
+        card, split, table = _read_inputs(Path(table_path), Path(card_path), Path(split_path))
     _check_loss(train, loss)
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
     fit = _fit_setfit if get_spec(loss.base).kind == "setfit" else _fit_finetune
     with torch_settings(device, train.threads):
-        fitted = fit(train, loss, table, split, num_classes, device)
+        fitted = fit(train, loss, table, split, num_classes, device, phases)
     curve, arrays = fitted["curve"], fitted["arrays"]
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
@@ -74,16 +92,15 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
         "num_classes": num_classes, "steps": len(curve), "batches_without_pairs": no_pairs,
         "device": device.type, "degenerate": degenerate,
     }
-    timing = {"seconds": round(time.perf_counter() - started, 3)}
-    rundir.write(
-        out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
-        curve=curve, metrics=metrics,
-        record=_run_record(card, split, train, loss, fitted["embedding_size"], num_classes),
-        save_model=fitted["save_model"] if train.save_weights else None)
-    if timing_path is not None:
-        io.write_json(timing_path, timing)
-    logger.info("%s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", Path(out_dir).name,
-                metrics["accuracy"], metrics["macro_f1"], len(curve), timing["seconds"], device.type)
+    seconds = time.perf_counter() - started
+    with phases("write"):
+        rundir.write(
+            out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
+            curve=curve, metrics=metrics,
+            record=_run_record(card, split, train, loss, fitted["embedding_size"], num_classes),
+            save_model=fitted["save_model"] if train.save_weights else None)
+    logger.info("%s seed %s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", loss.name, split["seed"],
+                metrics["accuracy"], metrics["macro_f1"], len(curve), seconds, device.type)
     return metrics
 
 
@@ -94,10 +111,10 @@ def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> floa
 
 
 def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                num_classes: int, device: torch.device) -> dict[str, Any]:
+                num_classes: int, device: torch.device, phases: Phases) -> dict[str, Any]:
     from fewshot_dml.setfit_arm import fit_setfit
 
-    fitted = fit_setfit(train, loss, table, split, num_classes, device)
+    fitted = fit_setfit(train, loss, table, split, num_classes, device, phases)
     arrays = {part: {k: _float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
                      for k, v in fitted["arrays"][part].items()} for part in ("eval", "dev", "train")}
     model = fitted.pop("model")
@@ -105,9 +122,13 @@ def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split
 
 
 def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                  num_classes: int, device: torch.device) -> dict[str, Any]:
+                  num_classes: int, device: torch.device, phases: Phases) -> dict[str, Any]:
     """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
-    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device)
+    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device,
+                                                                  phases)
+    if get_spec(loss.base).has_proxies:
+        with phases("embed"):
+            _add_class_scores(objective, arrays)
     return {
         "curve": curve, "arrays": arrays, "embedding_size": model.embedding_size,
         "loss_state": {} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
@@ -125,32 +146,52 @@ def _check_loss(train: TrainParams, loss: LossParams) -> None:
 
 
 def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                     num_classes: int, device: torch.device) -> tuple[TextClassifier, Any, Objective, list, dict]:
+                     num_classes: int, device: torch.device,
+                     phases: Phases) -> tuple[TextClassifier, Any, Objective, list, dict]:
     """Seed, build, fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
     seed = int(split["seed"])
-    generator = _seed_everything(seed)
-    model, tokenizer = load_classifier(train, num_classes)
-    # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
-    model.to(device)
-    objective.to(device)
-    pair = is_pair_table(table)
-    labels = table["label"].to_numpy(np.int64)
-    train_rows = list(split["train"])
-    train_features = tokenize(tokenizer, table, train_rows, train.max_length, pair)
-    curve = _fit(model, objective, tokenizer, train_features, labels[train_rows], train, loss, device, generator)
+    with phases("load"):
+        generator = _seed_everything(seed)
+        model, tokenizer = load_classifier(train, num_classes)
+        # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
+        model.to(device)
+        objective.to(device)
+    with phases("fit"):
+        pair = is_pair_table(table)
+        labels = table["label"].to_numpy(np.int64)
+        train_rows = list(split["train"])
+        train_features = tokenize(tokenizer, table, train_rows, train.max_length, pair)
+        curve = _fit(model, objective, tokenizer, train_features, labels[train_rows], train, loss, device, generator)
     arrays = {}
-    for part in ("eval", "dev", "train"):
-        rows = list(split[part])
-        features = (train_features if part == "train" else
-                    tokenize(tokenizer, table, rows, train.max_length, pair) if rows else [])
-        logits, emb = embed(model, tokenizer, features, train.eval_batch_size, device, model.num_labels)
-        arrays[part] = {"logits": logits.astype(np.float32), "embeddings": _float16(emb),
-                        "labels": labels[rows], "indices": np.asarray(rows, np.int64)}
+    with phases("embed"):
+        for part in ("eval", "dev", "train"):
+            rows = list(split[part])
+            features = (train_features if part == "train" else
+                        tokenize(tokenizer, table, rows, train.max_length, pair) if rows else [])
+            logits, emb = embed(model, tokenizer, features, train.eval_batch_size, device, model.num_labels)
+            arrays[part] = {"logits": logits.astype(np.float32), "embeddings": _float16(emb),
+                            "labels": labels[rows], "indices": np.asarray(rows, np.int64)}
     del arrays["train"]["logits"]
     return model, tokenizer, objective, curve, arrays
+
+
+@torch.no_grad()
+def _add_class_scores(objective: Objective, arrays: dict[str, dict[str, np.ndarray]]) -> None:
+    """The loss's own class scores of the stored (float16) eval and dev embeddings, as ``scores``.
+
+    Computed here, once, on a float32 CPU copy of the trained loss module, so that inference is
+    numpy on saved arrays and needs neither torch nor PML (bench/results.md).
+    """
+    module = copy.deepcopy(objective.dml).cpu().float().eval()
+    spec = objective.spec
+    for part in ("eval", "dev"):
+        emb = torch.from_numpy(arrays[part]["embeddings"].astype(np.float32))
+        scores = (spec.class_scores(module, emb).float().numpy() if len(emb)
+                  else np.zeros(arrays[part]["logits"].shape, np.float32))
+        arrays[part]["scores"] = scores.astype(np.float32)
 
 
 def _read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[dict, dict, pd.DataFrame]:

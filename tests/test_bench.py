@@ -1,0 +1,65 @@
+"""bench/pipeline.py's attribution of wall time and its report (the measurement itself is the bench)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pipeline import attribute, render_results, targets  # noqa: E402
+
+RECORDS = [
+    {"stage": "sample", "wall_s": 1.0, "imports_s": 0.6, "phases": {}},
+    {"stage": "train", "wall_s": 100.0, "imports_s": 3.0,
+     "phases": {"read": 0.5, "load": 5.0, "fit": 80.0, "embed": 10.0, "write": 0.5}},
+    {"stage": "train", "wall_s": 50.0, "imports_s": 3.0, "phases": {"load": 2.0, "fit": 40.0, "embed": 4.0}},
+    {"stage": "infer", "wall_s": 2.0, "imports_s": 0.5, "phases": {"read": 0.5, "infer": 0.8, "write": 0.1}},
+]
+
+
+def test_attribute_splits_every_second_into_one_category() -> None:
+    result = attribute(RECORDS, total_s=170.0)
+    overall = result["overall_s"]
+    assert overall["training compute"] == 120.0 and overall["evaluation compute"] == pytest.approx(14.8)
+    assert overall["imports"] == pytest.approx(7.1) and overall["model load"] == 7.0
+    assert overall["DVC bookkeeping"] == pytest.approx(17.0)  # 170 - (1 + 100 + 50 + 2)
+    assert sum(overall.values()) == pytest.approx(170.0, abs=0.2)  # nothing counted twice or lost
+    assert result["stages"]["train"]["count"] == 2
+    assert result["stages"]["train"]["other stage work"] == pytest.approx(2.0)  # (100 - 99) + (50 - 49)
+    assert result["overhead_share"] == pytest.approx(1 - 134.8 / 170, abs=1e-3)
+
+
+def pipe(total: float, noop: float) -> dict:
+    result = attribute(RECORDS, total_s=total)
+    result.update(noop_repro_s=noop, runs=10, changed_tracked_files=[],
+                  machine={"cpu_count": 2, "platform": "linux", "python": "3.11", "torch": "2", "transformers": "5",
+                           "pytorch-metric-learning": "2", "setfit": "1", "dvc": "3"})
+    return result
+
+
+def test_targets_are_judged_and_a_miss_names_its_measured_cause() -> None:
+    judged = {t["key"]: t for t in targets(pipe(900.0, 2.0), None)}
+    assert not judged["study_s"]["met"] and "135 s for 10 runs" in judged["study_s"]["why"]
+    assert judged["noop_repro_s"]["met"] and judged["noop_repro_s"]["why"] == ""
+    assert judged["infer_s_per_run"]["value"] == 0.2 and judged["infer_s_per_run"]["met"]
+    assert judged["train_startup_s"]["value"] == pytest.approx(6.5)  # (3 + 3 + 5 + 2) / 2 stages
+    assert "step_speedup" not in judged  # no train_speed results: not claimed
+
+
+def test_render_shows_every_target_and_the_identity_check() -> None:
+    speed = {"batch_size": 16, "max_length": 64, "dataset": "mr", "mean_tokens_per_example": 30.0, "machine": "x",
+             "train_step_speedup": 1.3, "eval_embed_speedup": 1.5, "adamw_speedup": 4.8,
+             "adamw_step_s": {"fused": 0.01, "per_tensor": 0.05},
+             "reference": {"step_s": {"ours": 0.5, "studies": 0.8}, "examples_per_s": {"ours": 32, "studies": 20},
+                           "real_tokens_per_s": {"ours": 900, "studies": 560},
+                           "padded_tokens": {"ours": 640, "studies": 1024, "real": 450}, "speedup": 1.6,
+                           "our_step_gflop": 30.0, "our_gflops_per_s": 60.0, "matmul_peak_gflops_per_s": 120.0,
+                           "share_of_peak": 0.5}}
+    text = render_results(pipe(170.0, 4.0), speed)
+    assert text.count("| **no** |") == 3  # the 3 s no-op, the 3x step speed-up and the 2.5 s start-up
+    assert "1024 vs 640 tokens per batch" in text and "| yes |" in text
+    assert "byte-identical to the committed `dvc.lock` and reports: **yes**" in text

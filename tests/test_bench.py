@@ -61,5 +61,7 @@ def test_render_shows_every_target_and_the_identity_check() -> None:
                            "share_of_peak": 0.5}}
     text = render_results(pipe(170.0, 4.0), speed)
     assert text.count("| **no** |") == 3  # the 3 s no-op, the 3x step speed-up and the 2.5 s start-up
-    assert "1024 vs 640 tokens per batch" in text and "| yes |" in text
-    assert "byte-identical to the committed `dvc.lock` and reports: **yes**" in text
+    assert "we save padding (1024 vs 640 tokens for 450 real ones" in text and "| yes |" in text
+    assert "committed ones): **none, byte-identical**" in text
+    changed = pipe(170.0, 4.0) | {"changed_tracked_files": ["reports/results.md"]}
+    assert "committed ones): **`reports/results.md`**" in render_results(changed, None)

@@ -241,10 +241,13 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert
     train = train_params(tiny_bert_dir, steps=3)
     metrics = train_group(train, LOSSES["proxyanchor"], table, card, splits, [1, 0], tmp_path / "group", phases)
     assert sorted(metrics) == [0, 1] and sorted(p.name for p in (tmp_path / "group").iterdir()) == ["0", "1"]
+    first = tmp_path / "alone-1"  # the group's first seed, alone in this process
+    train_run(train, LOSSES["proxyanchor"], table, card, splits / "1.json", first)
+    assert all(f.read_bytes() == (first / f.name).read_bytes() for f in (tmp_path / "group" / "1").iterdir())
     assert phases.seconds["fit"] > 0
     params = tmp_path / "params.json"
     params.write_text(json.dumps(dataclasses.asdict(train)))
-    for seed in (0, 1):  # each seed alone in a new interpreter: no state carried over from an earlier seed
+    for seed in (0,):  # trained second in the group: alone in a new interpreter, nothing carried over from seed 1
         code = ("import json, sys; from pathlib import Path; from fewshot_dml.params import TrainParams; "
                 "from fewshot_dml.training import train_run; from test_training import LOSSES; "
                 f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "

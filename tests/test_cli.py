@@ -94,15 +94,17 @@ def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.Captur
     assert "\n" not in err and "Traceback" not in err
 
 
-def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, params_with) -> None:
+def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, params_with,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """FEWSHOT_DML_TIMING (set by bench/pipeline.py): one JSON line per successful stage process."""
     import json
 
     params = params_with(lambda raw: None)
     args = ("--dataset", "trec", "--table", "t.jsonl", "--card", "c.json", "--params", str(params))
-    assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path).returncode == 0
-    assert not list(tmp_path.glob("*.jsonl.timing"))
     timing = tmp_path / "timing.jsonl"
+    monkeypatch.delenv("FEWSHOT_DML_TIMING", raising=False)  # this test decides; stage() inherits the environment
+    assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "params.yaml", "t.jsonl"]  # no record
     env = {"FEWSHOT_DML_TIMING": str(timing)}
     assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path, env=env).returncode == 0
     sample = stage(ROOT / "stages/sample.py", "--dataset", "trec", "--size", "8", "--table", "t.jsonl", "--card",

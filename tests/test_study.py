@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_dml.study import main, select_experiments, study
+from fewshot_dml.study import Experiment, main, read_accuracies, select_experiments, study
 
 CCE = {"mr": 0.70, "trec": 0.50}
 SETFIT = {"mr": 0.72, "trec": 0.52}
@@ -237,3 +237,19 @@ def test_the_grid_is_read_from_exp_show_text_or_lists() -> None:
     assert _grid(as_text) == (("mr", 16, 0), ("mr", 16, 1), ("trec", 16, 0), ("trec", 16, 1))
     assert _grid({"datasets": ["mr"], "sample_sizes": [8], "seeds": [3]}) == (("mr", 8, 3),)
     assert _grid({"datasets": ["mr"]}) == ()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_read_accuracies_reads_an_experiment_of_the_per_seed_layout(tmp_path: Path) -> None:
+    """Experiments made before one train stage trained every seed keep runs at <d>-<size>-<seed>-<arm>/
+    (the current layout is read by the e2e study test)."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    for arm in ("cce", "setfit", "proxyanchor"):
+        for seed in (0, 1):
+            run = tmp_path / "data/runs" / f"mr-16-{seed}-{arm}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5 + seed / 10}))
+    e = Experiment(name="e", loss="proxyanchor", metrics={}, grid=(("mr", 16, 0), ("mr", 16, 1)))
+    got = read_accuracies([e], str(tmp_path), "data/runs")
+    assert got[("e", "setfit", "mr", 16, 1)] == 0.6 and len(got) == 6

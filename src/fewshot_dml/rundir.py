@@ -1,8 +1,8 @@
 """The run directory ``data/runs/<run_id>/``: the one module that names, writes and reads its files.
 
-The train stage writes it (atomically, through :func:`write`); inference reads the arrays, the
-loss state and ``run.json``; aggregate reads the metrics, ``run.json`` and the curve. The formats
-are specified in docs/architecture.md.
+The train stage writes it (atomically, through :func:`write`); inference reads the arrays (with
+the loss's stored class scores) and ``run.json``; aggregate reads the metrics, ``run.json`` and the
+curve. The formats are specified in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def require(path: Path) -> Path:
     """``path`` if it is a file; FileNotFoundError naming the run artifacts otherwise."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing run artifact; expected the train stage's output "
-                                f"({EVAL}, {TRAIN}, {LOSS_STATE}, {RUN})")
+                                f"({EVAL}, {DEV}, {TRAIN}, {LOSS_STATE}, {CURVE}, {METRICS}, {RUN})")
     return path
 
 

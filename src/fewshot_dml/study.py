@@ -249,6 +249,8 @@ def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str)
         for arm in (*PEERS, e.loss):
             for d, size, seed in e.grid:
                 path = f"{runs_dir}/{layout.run_id(d, size, seed, arm)}/{rundir.METRICS}"
+                if not fs.exists(path):  # an experiment made before one train stage trained every seed
+                    path = f"{runs_dir}/{d}-{size}-{seed}-{arm}/{rundir.METRICS}"
                 out[(e.name, arm, d, size, seed)] = json.loads(fs.read_text(path))["accuracy"]
     return out
 

@@ -46,9 +46,9 @@ def train_group(train: TrainParams, loss: LossParams, table_path: Path, card_pat
                 seeds: Sequence[int], out_dir: Path, phases: Phases | None = None) -> dict[int, dict[str, Any]]:
     """Every seed's run of one (dataset, size, arm): ``out_dir/<seed>/``, written atomically as a whole.
 
-    One process trains every seed: the imports and the model files are paid once, not once per
-    seed, and DVC has one stage to record instead of five (bench/results.md). Each seed's run is
-    exactly the run ``train_run`` writes on its own (tested byte for byte).
+    One process trains every seed: the imports are paid once, not once per seed, and DVC has one
+    stage to record instead of five (bench/results.md). Each seed loads the model afresh, so its run
+    is exactly the run ``train_run`` writes on its own (tested byte for byte).
     """
     with io.atomic_dir(out_dir) as tmp:
         return {int(seed): train_run(train, loss, table_path, card_path, Path(splits_dir) / split_file(seed),

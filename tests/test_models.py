@@ -140,3 +140,38 @@ def test_packaged_minilm_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
         logits, pooled = model(batch)
     assert logits.shape == (2, 2) and pooled.shape == (2, 384) and torch.isfinite(pooled).all()
     assert not torch.allclose(pooled[0], pooled[1])
+
+
+def test_reinit_top_layers_redraws_exactly_the_top_k(tiny_bert_dir: Path) -> None:
+    torch.manual_seed(0)
+    kept, _ = load_classifier(train_params(tiny_bert_dir), num_labels=2)
+    after_kept = torch.rand(1)
+    torch.manual_seed(0)
+    model, _ = load_classifier(train_params(tiny_bert_dir, reinit_layers=1), num_labels=2)
+    depth = model.depth
+    assert depth is not None and depth >= 2
+    before, after = dict(kept.named_parameters()), dict(model.named_parameters())
+    top = f"encoder.encoder.layer.{depth - 1}."
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all(n.startswith(top) for n in changed)
+    assert all(n.startswith(top) for n in changed) and not any("LayerNorm" in n for n in changed)  # LN was (1, 0)
+    assert torch.equal(after[f"{top}output.LayerNorm.weight"], torch.ones_like(after[f"{top}output.LayerNorm.weight"]))
+    assert torch.equal(kept.out_proj.weight, model.out_proj.weight)  # the head is drawn first, unchanged
+    # k = 0 draws nothing from the RNG: the stream after loading is the one of a plain load.
+    torch.manual_seed(0)
+    load_classifier(train_params(tiny_bert_dir, reinit_layers=0), num_labels=2)
+    assert torch.equal(torch.rand(1), after_kept)
+
+
+def test_reinit_beyond_the_encoder_depth_is_rejected(tiny_bert_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"train.reinit_layers=9: the encoder has 2 layers; expected 0..2"):
+        load_classifier(train_params(tiny_bert_dir, reinit_layers=9), num_labels=2)
+
+
+def test_encoder_depths_count_from_the_top(tiny_bert_dir: Path) -> None:
+    model, _ = load_classifier(train_params(tiny_bert_dir), num_labels=2)
+    depths = model.encoder_depths()
+    assert set(depths) == {n for n, _ in model.encoder.named_parameters()}
+    assert depths["embeddings.word_embeddings.weight"] == 2
+    assert depths["encoder.layer.0.attention.self.query.weight"] == 1
+    assert depths["encoder.layer.1.output.dense.weight"] == 0

@@ -24,7 +24,7 @@ from fewshot_dml.data.table import make_table
 from fewshot_dml.losses.objective import Objective, ObjectiveOutput, build_objective
 from fewshot_dml.losses.registry import get_spec
 from fewshot_dml.models import HEAD_FILE, load_classifier
-from fewshot_dml.params import load_params
+from fewshot_dml.params import load_params, training_steps
 from fewshot_dml.rundir import CURVE_COLUMNS, write_npz
 from fewshot_dml.timing import Phases
 from fewshot_dml.training import build_optimizer, embed, train_group, train_run
@@ -156,6 +156,31 @@ def test_optimizer_groups(tiny_bert_dir: Path) -> None:
     assert by[2][2] == {"dense.weight", "out_proj.weight"} and by[3][2] == {"dense.bias", "out_proj.bias"}
     assert by[4][2] == {"proxy"}
     assert sum(len(g["params"]) for g in groups) == len(names)
+
+
+def test_layerwise_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> None:
+    train = train_params(tiny_bert_dir, lr=1e-4, head_lr=1e-2, llrd=0.5)
+    model, _ = load_classifier(train, num_labels=2)
+    objective = build_objective(LOSSES["cce"], 2, model.embedding_size)
+    groups = build_optimizer(model, objective, train, LOSSES["cce"]).param_groups
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.encoder.named_parameters())
+    # 2 layers: the top layer (and the pooler above it) at lr, layer 0 at lr/2, the embeddings at lr/4.
+    assert lr_of[id(named["encoder.layer.1.attention.self.query.weight"])] == 1e-4
+    assert lr_of[id(named["pooler.dense.weight"])] == 1e-4
+    assert lr_of[id(named["encoder.layer.0.attention.self.query.weight"])] == 5e-5
+    assert lr_of[id(named["embeddings.word_embeddings.weight"])] == 2.5e-5
+    assert lr_of[id(model.out_proj.weight)] == 1e-2
+    assert len(lr_of) == len(list(model.parameters()))
+    assert groups[0]["lr"] == 1e-4  # the curve logs the top layer's rate
+
+
+def test_epochs_set_the_number_of_steps(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    assert training_steps(train_params(tiny_bert_dir, steps=7), 16) == 7
+    assert training_steps(train_params(tiny_bert_dir, batch_size=16, epochs=20), 16) == 20
+    assert training_steps(train_params(tiny_bert_dir, batch_size=4, epochs=3), 10) == 8  # ceil(30 / 4)
+    metrics = run(tiny_bert_dir, toy, tmp_path / "out", loss="cce", steps=50, epochs=2, batch_size=4)
+    assert metrics["steps"] == 4 and len(read_curve(tmp_path / "out")) == 4  # 2 passes over 8 rows
 
 
 # ---- the run directory ----

@@ -125,7 +125,7 @@ def build_tiny_roberta(out_dir: str | Path, vocab_size: int = 400) -> Path:
 def tiny_train_params(model: str | Path, **overrides: object) -> TrainParams:
     """Small, fast TrainParams for a tiny model on CPU (every field explicit, as params.yaml gives them)."""
     values: dict[str, object] = dict(
-        model=str(model), pooling="cls", max_length=16, batch_size=4, eval_batch_size=8, steps=3, lr=1e-3,
-        head_lr=1e-2, weight_decay=0.01, adam_eps=1e-8, warmup_steps=1, scheduler="linear", max_grad_norm=1.0,
+        model=str(model), pooling="cls", max_length=16, batch_size=4, eval_batch_size=8, steps=3, epochs=0,
+        lr=1e-3, llrd=1.0, reinit_layers=0, head_lr=1e-2, weight_decay=0.01, adam_eps=1e-8, warmup_steps=1, scheduler="linear", max_grad_norm=1.0,
         dropout=0.1, sampler="balanced", device="cpu", threads=1, save_weights=False)
     return TrainParams(**{**values, **overrides})  # type: ignore[arg-type]

@@ -116,12 +116,53 @@ class TextClassifier(nn.Module):
         layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
         return len(layers) if isinstance(layers, nn.ModuleList) else None
 
-    def _layers(self) -> nn.ModuleList:
+    def _layers(self, needs: str = "resuming from a layer (Metrix input/feature mixing)") -> nn.ModuleList:
         layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
         if not isinstance(layers, nn.ModuleList):
-            raise ValueError(f"{type(self.encoder).__name__} has no `encoder.layer` list; resuming from a layer "
-                             "(Metrix input/feature mixing) needs a BERT-style encoder (BERT, RoBERTa, MiniLM)")
+            raise ValueError(f"{type(self.encoder).__name__} has no `encoder.layer` list; {needs} "
+                             "needs a BERT-style encoder (BERT, RoBERTa, MiniLM)")
         return layers
+
+    def reinit_top_layers(self, k: int) -> None:
+        """Re-initialise the top ``k`` encoder layers as the encoder initialises a new model.
+
+        Zhang et al. (ICLR 2021, "Revisiting few-sample BERT fine-tuning"): the top layers hold
+        pre-training-specific features that transfer worse than a fresh start; re-initialising them
+        stabilises few-sample fine-tuning. Linear layers ~ N(0, initializer_range), LayerNorm = (1, 0),
+        drawn from torch's global RNG (seed before calling); ``k = 0`` draws nothing.
+        """
+        if k == 0:
+            return
+        layers = self._layers(needs="train.reinit_layers > 0")
+        if k > len(layers):
+            raise ValueError(f"train.reinit_layers={k}: the encoder has {len(layers)} layers; "
+                             f"expected 0..{len(layers)}")
+        std = float(getattr(self.encoder.config, "initializer_range", 0.02))
+        for layer in layers[len(layers) - k:]:
+            for module in layer.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, mean=0.0, std=std)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.LayerNorm):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+
+    def encoder_depths(self) -> dict[str, int]:
+        """Each encoder parameter's distance from the top: 0 for the top layer (and anything above
+        the layer list, e.g. a pooler), ``L - 1 - i`` for layer ``i``, ``L`` for the embeddings; the
+        exponent of layer-wise learning-rate decay."""
+        depth = len(self._layers(needs="train.llrd < 1"))
+        distances = {}
+        for name, _ in self.encoder.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "embeddings":
+                distances[name] = depth
+            elif parts[:2] == ["encoder", "layer"]:
+                distances[name] = depth - 1 - int(parts[2])
+            else:
+                distances[name] = 0
+        return distances
 
     def encode_from(self, hidden: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
         """Run the encoder's layers after ``layer`` on ``hidden`` (B, T, H) and pool: the pooled embedding
@@ -148,9 +189,10 @@ class TextClassifier(nn.Module):
 
 
 def load_classifier(train: TrainParams, num_labels: int) -> tuple[TextClassifier, object]:
-    """Load ``train.model``'s encoder and tokenizer and put a fresh head on top.
+    """Load ``train.model``'s encoder and tokenizer, put a fresh head on top, re-initialise the top
+    ``train.reinit_layers`` layers.
 
-    The head is initialised from torch's global RNG: seed before calling.
+    The head (and any re-initialised layer) is drawn from torch's global RNG: seed before calling.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -163,4 +205,6 @@ def load_classifier(train: TrainParams, num_labels: int) -> tuple[TextClassifier
             f"train.model={train.model!r}: cannot load {path!r}; expected one of the aliases {sorted(ALIASES)}, "
             f"a local model directory, or a hub id (needs the hub or its cache). Loader said: {err}") from err
     logger.info("model %s: %s, hidden size %d", train.model, path, encoder.config.hidden_size)
-    return TextClassifier(encoder, train.pooling, num_labels, train.dropout), tokenizer
+    model = TextClassifier(encoder, train.pooling, num_labels, train.dropout)
+    model.reinit_top_layers(train.reinit_layers)  # after the head: with k = 0 the RNG stream is unchanged
+    return model, tokenizer

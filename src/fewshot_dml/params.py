@@ -9,6 +9,7 @@ place where a default lives, next to the note on where it comes from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -111,8 +112,11 @@ class TrainParams:
     max_length: int = spec(8, 4096)
     batch_size: int = spec(2, 4096)
     eval_batch_size: int = spec(1, 4096)
-    steps: int = spec(1, 1_000_000)
+    steps: int = spec(1, 1_000_000)  # the training length when ``epochs`` is 0
+    epochs: int = spec(0, 100_000)  # 0 = ``steps``; n = n passes over the few-shot set (see :func:`training_steps`)
     lr: float = spec(0, 1, low_open=True)
+    llrd: float = spec(0, 1, low_open=True)  # layer-wise lr decay: lr * llrd**k for the k-th layer from the top
+    reinit_layers: int = spec(0, 1000)  # re-initialise the top k encoder layers before training
     head_lr: float = spec(0, 1, low_open=True)
     weight_decay: float = spec(0, 1)
     adam_eps: float = spec(0, 1, low_open=True)
@@ -124,6 +128,17 @@ class TrainParams:
     device: Literal[DEVICES]
     threads: int = spec(0, 1024)  # 0 = all cores
     save_weights: bool
+
+
+def training_steps(train: TrainParams, n_train: int) -> int:
+    """The number of optimisation steps: ``train.steps``, or ``ceil(epochs * n_train / batch_size)``.
+
+    With 16 examples and batches of 16, 20 epochs (Mosbach et al., ICLR 2021) are 20 steps; with
+    more examples, epochs keep the number of passes over the data fixed where steps do not.
+    """
+    if train.epochs == 0:
+        return train.steps
+    return max(1, math.ceil(train.epochs * n_train / train.batch_size))
 
 
 MIX_POINTS = ("input", "feature", "embedding")

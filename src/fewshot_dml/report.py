@@ -103,9 +103,12 @@ def _what_was_run(params: Params, dml: str) -> str:
         ("protocol", f"`{s.protocol}`, {s.folds} folds, evaluation set capped at "
                      f"{s.eval_max if s.eval_max else 'no limit'}; development set of {s.dev_ratio:g}× the training "
                      "set, disjoint from both"),
-        ("training", f"{t.steps} steps, batch {t.batch_size} ({t.sampler} sampler), lr {t.lr:g} "
-                     f"(head {t.head_lr:g}), {t.scheduler} schedule with {t.warmup_steps} warm-up steps, "
-                     f"weight decay {t.weight_decay:g}, dropout {t.dropout:g}, max grad norm {t.max_grad_norm:g}"),
+        ("training", f"{f'{t.epochs} epochs' if t.epochs else f'{t.steps} steps'}, batch {t.batch_size} "
+                     f"({t.sampler} sampler), lr {t.lr:g} (head {t.head_lr:g}"
+                     f"{f', layer-wise decay {t.llrd:g}' if t.llrd < 1 else ''}), {t.scheduler} schedule with "
+                     f"{t.warmup_steps} warm-up steps, weight decay {t.weight_decay:g}, dropout {t.dropout:g}, "
+                     f"max grad norm {t.max_grad_norm:g}"
+                     f"{f', top {t.reinit_layers} layer(s) re-initialised' if t.reinit_layers else ''}"),
         ("arms", f"`{BASELINE}` (cross-entropy); `{SETFIT}` (the setfit library's recipe, its defaults: batch "
                  f"{sf.hparams['batch_size']}, {sf.hparams['num_epochs']} epoch(s), body lr {sf.hparams['body_lr']:g}, "
                  f"logistic-regression head); `{dml}`: {beta:g}·CCE + {1 - beta:g}·{dml}"

@@ -1,8 +1,8 @@
 """The training loop of one (dataset, size, seed, arm) cell and its run directory.
 
 ``train_run`` reads the table, card and split, seeds everything from the split's seed, fine-tunes
-the classifier for a fixed budget of ``train.steps`` optimisation steps on the few-shot set, then
-embeds the evaluation and training sets with the final model and writes the run directory of
+the classifier for a fixed budget of optimisation steps (``train.steps`` or ``train.epochs``) on
+the few-shot set, then embeds the evaluation and training sets with the final model and writes the run directory of
 docs/architecture.md atomically (a run that fails half-way leaves no directory behind).
 """
 
@@ -34,7 +34,7 @@ from fewshot_dml.inference import accuracy_f1
 from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
 from fewshot_dml.models import TextClassifier, load_classifier, resolve_model
-from fewshot_dml.params import LossParams, TrainParams
+from fewshot_dml.params import LossParams, TrainParams, training_steps
 from fewshot_dml.sampling import check_split, split_file
 from fewshot_dml.timing import Phases
 
@@ -77,7 +77,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
         logger.warning("%d of %d batches had no positive and negative pair: their DML term was skipped",
-                       no_pairs, train.steps)
+                       no_pairs, len(curve))
     ev, dev = arrays["eval"], arrays["dev"]
     degenerate = diagnose([row["loss"] for row in curve], ev["logits"], ev["embeddings"], ev["labels"])
     for symptom in degenerate:
@@ -225,14 +225,22 @@ def _seed_everything(seed: int) -> torch.Generator:
 
 def build_optimizer(model: TextClassifier, objective: Objective, train: TrainParams,
                     loss: LossParams) -> torch.optim.AdamW:
-    """AdamW with groups: encoder (``lr``), head (``head_lr``), loss proxies (``proxy_lr``, no decay).
+    """AdamW with groups: encoder (``lr``, decayed per layer by ``llrd``), head (``head_lr``), loss
+    proxies (``proxy_lr``, no decay).
 
     Biases and LayerNorm weights get no weight decay (as transformers' Trainer).
     """
     groups: list[dict[str, Any]] = []
-    for module, lr in ((model.encoder, train.lr), (nn.ModuleList([model.dense, model.out_proj]), train.head_lr)):
-        no_decay = _no_decay_names(module)
-        params = list(module.named_parameters())
+    encoder = list(model.encoder.named_parameters())
+    # Layer-wise decay (ULMFiT's discriminative fine-tuning; Zhang et al. 2021): the top layer gets
+    # `lr`, each layer below `llrd` times the one above. llrd = 1 is one encoder group, as before.
+    depths = model.encoder_depths() if train.llrd < 1 else {name: 0 for name, _ in encoder}
+    encoder_no_decay = _no_decay_names(model.encoder)
+    parts = [([(n, p) for n, p in encoder if depths[n] == d], encoder_no_decay, train.lr * train.llrd ** d)
+             for d in sorted(set(depths.values()))]
+    head = nn.ModuleList([model.dense, model.out_proj])
+    parts.append((list(head.named_parameters()), _no_decay_names(head), train.head_lr))
+    for params, no_decay, lr in parts:
         groups.append({"params": [p for n, p in params if n not in no_decay], "lr": lr,
                        "weight_decay": train.weight_decay})
         groups.append({"params": [p for n, p in params if n in no_decay], "lr": lr, "weight_decay": 0.0})
@@ -254,12 +262,13 @@ def _no_decay_names(module: nn.Module) -> set[str]:
 def _fit(model: TextClassifier, objective: Objective, tokenizer: Any, features: Sequence[dict],
          labels: np.ndarray, train: TrainParams, loss: LossParams, device: torch.device,
          generator: torch.Generator) -> list[dict[str, Any]]:
-    """``train.steps`` optimisation steps; returns the per-step curve rows."""
+    """:func:`~fewshot_dml.params.training_steps` optimisation steps; returns the per-step curve rows."""
     from transformers import get_scheduler
 
     optimizer = build_optimizer(model, objective, train, loss)
+    steps = training_steps(train, len(features))
     scheduler = get_scheduler(train.scheduler, optimizer, num_warmup_steps=train.warmup_steps,
-                              num_training_steps=train.steps)
+                              num_training_steps=steps)
     precision = precision_for(device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.scale_grads)
     batches = make_batches(train.sampler, labels.tolist(), train.batch_size, generator)
@@ -267,7 +276,7 @@ def _fit(model: TextClassifier, objective: Objective, tokenizer: Any, features: 
     model.train()
     objective.train()
     curve = []
-    for step in tqdm(range(1, train.steps + 1), desc=f"train {loss.name}", unit="step", disable=None):
+    for step in tqdm(range(1, steps + 1), desc=f"train {loss.name}", unit="step", disable=None):
         idx = next(batches)
         batch = collate(tokenizer, [features[i] for i in idx], device)
         with precision.autocast(device):
@@ -278,7 +287,7 @@ def _fit(model: TextClassifier, objective: Objective, tokenizer: Any, features: 
                   for key, value in (("total", out.total), ("cce", out.cce), ("dml", out.dml))}
         if not all(v is None or math.isfinite(v) for v in values.values()):
             raise FloatingPointError(
-                f"non-finite loss at step {step}/{train.steps} (loss {loss.name!r}): total={values['total']}, "
+                f"non-finite loss at step {step}/{steps} (loss {loss.name!r}): total={values['total']}, "
                 f"cce={values['cce']}, dml={values['dml']}; try a lower train.lr / proxy_lr or check the inputs")
         lr = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)

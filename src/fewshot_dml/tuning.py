@@ -1,0 +1,196 @@
+"""The tuning study (``reports/tuning.md``): every arm's configurations compared on the development
+split only, then each arm's dev-selected recipe compared on the held-out evaluation set.
+
+A *candidate* is an arm (``cce``, ``setfit`` or a DML loss), one of its parameter configurations (a
+DVC experiment of the sweep) and one inference mode (classifier; proxy mixture at weight w; nearest
+prototype; kNN). Every mode is computed here from the stored arrays of each run, on the development
+and the evaluation rows alike, so the inference mode is tuned like any other setting at no training
+cost. Per arm, the candidate with the highest mean development accuracy (mean over datasets of the
+mean over seeds) is selected; ties go to the first candidate in sweep order (the experiment queued
+first, then classifier, proxy, prototype, kNN). The evaluation numbers are read only after that.
+
+The held-out comparisons pair the selected recipes by (dataset, size, seed) and use the blocked
+design of :func:`fewshot_dml.stats.blocked_gain` (datasets as blocks, stratified sign-flip test),
+Holm-corrected within each family: the two confirmatory tests of the issue's goals (the best DML arm
+on dev against tuned CCE and against SetFit) form one family, every other comparison another.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fewshot_dml import layout, rundir
+from fewshot_dml.inference import (
+    EVAL_KEYS,
+    SCORES,
+    TRAIN_KEYS,
+    accuracy_f1,
+    knn_predictions,
+    mixture_predictions,
+    prototype_predictions,
+)
+from fewshot_dml.losses.registry import get_spec
+from fewshot_dml.params import BASELINE, PEERS, SETFIT
+from fewshot_dml.stats import PairedResult, blocked_gain, holm
+from fewshot_dml.study import Experiment
+
+log = logging.getLogger(__name__)
+
+Cell = tuple[str, int, int]  # (dataset, size, seed)
+GOAL_PP = 2.0  # the issue's target margin (FastFit's reported margin over SetFit)
+CONFIDENCE = 0.95
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One arm x configuration x inference mode, with its accuracy per cell on dev and on eval."""
+
+    arm: str
+    config: str  # the params that set this arm apart from its other configurations ("defaults" if none)
+    experiment: str
+    mode: str
+    dev: Mapping[Cell, float] = field(repr=False)
+    eval: Mapping[Cell, float] = field(repr=False)
+
+    @property
+    def mean_dev(self) -> float:
+        return dataset_mean(self.dev)
+
+    @property
+    def mean_eval(self) -> float:
+        return dataset_mean(self.eval)
+
+
+def dataset_mean(values: Mapping[Cell, float]) -> float:
+    """Mean over datasets (and sizes) of the mean over seeds: every dataset counts once, as in the studies."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    for (d, size, _), v in values.items():
+        cells.setdefault((d, size), []).append(v)
+    return float(np.mean([np.mean(v) for v in cells.values()])) if cells else math.nan
+
+
+def mode_accuracies(part: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], num_classes: int,
+                    has_proxies: bool, knn_k: int, curve_points: int) -> dict[str, float]:
+    """Accuracy of every inference mode on one part (dev or eval) of one run."""
+    labels, logits = part["labels"], part["logits"].astype(np.float32)
+    emb = part["embeddings"].astype(np.float32)
+    train_emb, train_labels = train["embeddings"].astype(np.float32), train["labels"]
+
+    def acc(pred: np.ndarray) -> float:
+        return accuracy_f1(labels, pred, num_classes)["accuracy"]
+
+    out = {"classifier": acc(logits.argmax(axis=1))}
+    if has_proxies:  # w = 1 is the classifier itself
+        for i in range(curve_points - 1):
+            w = i / (curve_points - 1)
+            out[f"proxy w={w:.2g}"] = acc(mixture_predictions(logits, part[SCORES].astype(np.float32), w))
+    out["prototype"] = acc(prototype_predictions(train_emb, train_labels, emb, num_classes))
+    out["knn"] = acc(knn_predictions(train_emb, train_labels, emb, num_classes, min(knn_k, len(train_labels))))
+    return out
+
+
+def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Experiment]]:
+    """``(arm, config label, experiment)`` for every distinct configuration of every arm, in sweep order.
+
+    The label names the params that differ from the arm's first configuration ("defaults": the sweep
+    queues the committed defaults first). An arm's configuration is the params it reads (``train.*`` and ``losses.<arm>.*``); experiments that
+    agree on them share the arm's runs (DVC's run-cache), so each configuration is listed once.
+    """
+    seen: dict[tuple[str, tuple], str] = {}
+    rows: list[tuple[str, tuple, Experiment]] = []
+    for e in experiments:
+        params = e.params or {}
+        for arm in (*PEERS, e.loss):
+            key = tuple(sorted((k, v) for k, v in params.items() if k.startswith(("train.", f"losses.{arm}."))))
+            if (arm, key) not in seen:
+                seen[(arm, key)] = e.name
+                rows.append((arm, key, e))
+    out = []
+    for arm, key, e in rows:
+        first = dict(next(k for a, k, _ in rows if a == arm))
+        differs = [f"{k}={v}" for k, v in key if first.get(k) != v]
+        out.append((arm, ", ".join(differs) or "defaults", e))
+    return out
+
+
+Reader = Callable[[Experiment, str], bytes]  # (experiment, repo-relative path) -> the file's bytes
+
+
+def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str) -> list[Candidate]:
+    """Every candidate of every arm configuration, its accuracies read from the experiments' runs.
+
+    The kNN k and the proxy-mixture weights are the experiment's own ``infer`` params.
+    """
+    out = []
+    for arm, config, e in arm_configs(experiments):
+        if not e.grid:
+            raise ValueError(f"experiment {e.name!r} has no grid (datasets, sample_sizes, seeds) in its params")
+        knn_k, curve_points = (int((e.params or {})[f"infer.{k}"]) for k in ("knn_k", "curve_points"))
+        has_proxies = get_spec((e.params or {}).get(f"losses.{arm}.variant_of") or arm).has_proxies
+        dev: dict[str, dict[Cell, float]] = {}
+        ev: dict[str, dict[Cell, float]] = {}
+        for cell in e.grid:
+            base = f"{runs_dir}/{layout.run_id(*cell, arm)}"
+            parts = {name: _npz(read(e, f"{base}/{name}")) for name in (rundir.EVAL, rundir.DEV, rundir.TRAIN)}
+            if not len(parts[rundir.DEV]["labels"]):
+                raise ValueError(f"{base}/{rundir.DEV} of experiment {e.name!r} is empty: tuning selects on the "
+                                 "development split; expected sample.dev_ratio > 0")
+            c = int(parts[rundir.EVAL]["logits"].shape[1])
+            for part, target in ((rundir.DEV, dev), (rundir.EVAL, ev)):
+                for mode, acc in mode_accuracies(parts[part], parts[rundir.TRAIN], c, has_proxies, knn_k,
+                                                 curve_points).items():
+                    target.setdefault(mode, {})[cell] = acc
+        out += [Candidate(arm, config, e.name, mode, dev[mode], ev[mode]) for mode in dev]
+    return out
+
+
+def _npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(_io.BytesIO(data)) as npz:
+        return {k: npz[k] for k in npz.files if k in (*EVAL_KEYS, *TRAIN_KEYS, SCORES)}
+
+
+def select(candidates: Sequence[Candidate]) -> dict[str, Candidate]:
+    """Per arm, the candidate with the highest mean development accuracy (first in sweep order on ties)."""
+    best: dict[str, Candidate] = {}
+    for c in candidates:
+        if c.arm not in best or c.mean_dev > best[c.arm].mean_dev + 1e-12:
+            best[c.arm] = c
+    return best
+
+
+def compare(treated: Candidate, baseline: Candidate, seed: int = 0) -> PairedResult:
+    """Blocked paired gain of ``treated`` over ``baseline`` on the evaluation set, by dataset x size."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    shared = sorted(set(treated.eval) & set(baseline.eval))
+    if len(shared) != len(treated.eval) or len(shared) != len(baseline.eval):
+        raise ValueError(f"{treated.arm} and {baseline.arm} were run on different grids; expected the same cells")
+    for cell in shared:
+        cells.setdefault(cell[:2], []).append(treated.eval[cell] - baseline.eval[cell])
+    return blocked_gain([np.round(np.asarray(v), 12) for v in cells.values()], confidence=CONFIDENCE, seed=seed)
+
+
+def comparisons(selected: Mapping[str, Candidate]) -> tuple[str | None, list[dict]]:
+    """The best DML arm on dev, and every held-out comparison with its Holm-adjusted p (two families)."""
+    dml = [arm for arm in selected if arm not in PEERS]
+    best = max(dml, key=lambda a: selected[a].mean_dev, default=None)  # first listed on ties
+    rows = []
+    for arm in dml:
+        for base in PEERS:
+            if base in selected:
+                r = compare(selected[arm], selected[base])
+                rows.append({"treated": arm, "baseline": base, "result": r, "primary": arm == best})
+    if SETFIT in selected and BASELINE in selected:
+        rows.append({"treated": BASELINE, "baseline": SETFIT, "result": compare(selected[BASELINE], selected[SETFIT]),
+                     "primary": False})
+    for primary in (True, False):
+        family = [r for r in rows if r["primary"] is primary]
+        for r, p in zip(family, holm([r["result"].p_value for r in family]), strict=True):
+            r["p_holm"] = p
+    return best, rows

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fewshot_dml import layout, rundir
+from fewshot_dml import layout, rundir, setfit_arm
 from fewshot_dml.study import Experiment
 from fewshot_dml.tuning import (
+    SETFIT_READS,
     Candidate,
     arm_configs,
     collect,
@@ -55,6 +57,13 @@ def test_arm_configs_list_each_configuration_of_an_arm_once_with_what_sets_it_ap
     assert [r for r in rows if r[0] == "proxyanchor"] == [("proxyanchor", "defaults", "b")]
     assert [r[1] for r in rows if r[0] == "supcon"] == [
         "defaults", "losses.supcon.temperature=0.05", "train.reinit_layers=1"]
+    assert [r for r in rows if r[0] == "setfit"] == [("setfit", "defaults", "a")]  # it reads no reinit_layers
+
+
+def test_setfit_reads_exactly_the_train_params_the_tuning_study_keys_it_by() -> None:
+    source = Path(setfit_arm.__file__).read_text()
+    assert tuple(sorted(set(re.findall(r"\btrain\.([a-z_]+)", source)))) == tuple(
+        k.removeprefix("train.") for k in SETFIT_READS)
 
 
 def test_selection_reads_the_development_accuracy_only_and_keeps_the_first_on_ties() -> None:

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 Cell = tuple[str, int, int]  # (dataset, size, seed)
 GOAL_PP = 2.0  # the issue's target margin (FastFit's reported margin over SetFit)
 CONFIDENCE = 0.95
+# What the setfit arm reads of `train` (fewshot_dml.setfit_arm; a test keeps the two in step). The
+# device and thread count change how fast it runs, not its result.
+SETFIT_READS = ("train.eval_batch_size", "train.max_length", "train.model")
 ALPHA = 0.05
 
 
@@ -100,15 +103,17 @@ def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Exper
     """``(arm, config label, experiment)`` for every distinct configuration of every arm, in sweep order.
 
     The label names the params that differ from the arm's first configuration ("defaults": the sweep
-    queues the committed defaults first). An arm's configuration is the params it reads (``train.*`` and ``losses.<arm>.*``); experiments that
-    agree on them share the arm's runs (DVC's run-cache), so each configuration is listed once.
+    queues the committed defaults first). An arm's configuration is the params it reads (``train.*``
+    and ``losses.<arm>.*``; SetFit follows its own recipe and reads only :data:`SETFIT_READS` of
+    ``train``); experiments that agree on them share the arm's runs, so each is listed once.
     """
     seen: dict[tuple[str, tuple], str] = {}
     rows: list[tuple[str, tuple, Experiment]] = []
     for e in experiments:
         params = e.params or {}
         for arm in (*PEERS, e.loss):
-            key = tuple(sorted((k, v) for k, v in params.items() if k.startswith(("train.", f"losses.{arm}."))))
+            reads = (*SETFIT_READS, f"losses.{arm}.") if arm == SETFIT else ("train.", f"losses.{arm}.")
+            key = tuple(sorted((k, v) for k, v in params.items() if k.startswith(reads)))
             if (arm, key) not in seen:
                 seen[(arm, key)] = e.name
                 rows.append((arm, key, e))

@@ -18,6 +18,7 @@ from fewshot_dml.tuning import (
     compare,
     comparisons,
     mode_accuracies,
+    replicate,
     select,
 )
 from fewshot_dml.tuning_report import one_grid, render, write_figure
@@ -52,7 +53,7 @@ def test_arm_configs_list_each_configuration_of_an_arm_once_with_what_sets_it_ap
     exps = [experiment("a", "supcon"), experiment("b", "proxyanchor"),
             experiment("c", "supcon", **{"losses.supcon.temperature": "0.05"}),
             experiment("d", "supcon", **{"train.reinit_layers": "1"})]
-    rows = [(arm, config, e.name) for arm, config, e in arm_configs(exps)]
+    rows = [(arm, config, e.name) for arm, config, e, _ in arm_configs(exps)]
     assert [r for r in rows if r[0] == "cce"] == [("cce", "defaults", "a"), ("cce", "train.reinit_layers=1", "d")]
     assert [r for r in rows if r[0] == "proxyanchor"] == [("proxyanchor", "defaults", "b")]
     assert [r[1] for r in rows if r[0] == "supcon"] == [
@@ -131,6 +132,26 @@ def test_collect_and_render_a_sweep(tmp_path: Path) -> None:
     chosen = select(candidates)
     write_figure(candidates, chosen, comparisons(chosen)[1], figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_selected_recipes_are_read_again_on_another_protocol(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    sweep = [experiment("tune-supcon", "supcon"), experiment("tune-supcon-t", "supcon",
+                                                             **{"losses.supcon.temperature": "0.05"})]
+    per_class = experiment("perclass", "supcon", **{"sample.protocol": "per_class"})
+    for e in [*sweep, per_class]:
+        for arm in ("cce", "setfit", "supcon"):
+            for cell in GRID:
+                if not (tmp_path / e.name / "data/runs" / layout.run_id(*cell, arm)).exists():
+                    write_run(tmp_path, e.name, arm, cell, rng)
+    candidates = collect(sweep, reader(tmp_path), "data/runs")
+    again = collect([per_class], reader(tmp_path), "data/runs")
+    chosen = select(candidates)
+    replicated = replicate(chosen, again)
+    assert set(replicated) == {"cce", "setfit"} | ({"supcon"} if chosen["supcon"].config == "defaults" else set())
+    assert all(replicated[a].mode == chosen[a].mode and replicated[a].experiment == "perclass" for a in replicated)
+    text = render(candidates, sweep, [], "t.png", (again, [per_class]))
+    assert "## The tuned recipes on protocol `per_class`" in text
 
 
 def test_an_empty_development_split_is_refused(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ class Candidate:
     mode: str
     dev: Mapping[Cell, float] = field(repr=False)
     eval: Mapping[Cell, float] = field(repr=False)
+    key: tuple = field(default=(), repr=False)  # the arm's params (name, value) pairs: its configuration
 
     @property
     def mean_dev(self) -> float:
@@ -99,8 +100,8 @@ def mode_accuracies(part: Mapping[str, np.ndarray], train: Mapping[str, np.ndarr
     return out
 
 
-def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Experiment]]:
-    """``(arm, config label, experiment)`` for every distinct configuration of every arm, in sweep order.
+def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Experiment, tuple]]:
+    """``(arm, config label, experiment, key)`` for every distinct configuration of every arm, in sweep order.
 
     The label names the params that differ from the arm's first configuration ("defaults": the sweep
     queues the committed defaults first). An arm's configuration is the params it reads (``train.*``
@@ -121,7 +122,7 @@ def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Exper
     for arm, key, e in rows:
         first = dict(next(k for a, k, _ in rows if a == arm))
         differs = [f"{k}={v}" for k, v in key if first.get(k) != v]
-        out.append((arm, ", ".join(differs) or "defaults", e))
+        out.append((arm, ", ".join(differs) or "defaults", e, key))
     return out
 
 
@@ -134,7 +135,7 @@ def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str) -> l
     The kNN k and the proxy-mixture weights are the experiment's own ``infer`` params.
     """
     out = []
-    for arm, config, e in arm_configs(experiments):
+    for arm, config, e, key in arm_configs(experiments):
         if not e.grid:
             raise ValueError(f"experiment {e.name!r} has no grid (datasets, sample_sizes, seeds) in its params")
         knn_k, curve_points = (int((e.params or {})[f"infer.{k}"]) for k in ("knn_k", "curve_points"))
@@ -152,7 +153,7 @@ def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str) -> l
                 for mode, acc in mode_accuracies(parts[part], parts[rundir.TRAIN], c, has_proxies, knn_k,
                                                  curve_points).items():
                     target.setdefault(mode, {})[cell] = acc
-        out += [Candidate(arm, config, e.name, mode, dev[mode], ev[mode]) for mode in dev]
+        out += [Candidate(arm, config, e.name, mode, dev[mode], ev[mode], key) for mode in dev]
     return out
 
 
@@ -170,6 +171,17 @@ def select(candidates: Sequence[Candidate]) -> dict[str, Candidate]:
     return best
 
 
+def replicate(selected: Mapping[str, Candidate], candidates: Sequence[Candidate]) -> dict[str, Candidate]:
+    """Per selected arm, its recipe (same configuration and inference mode) among ``candidates``, e.g. the
+    same recipes run again on another protocol; arms whose recipe was not run there are left out."""
+    out = {}
+    for arm, chosen in selected.items():
+        match = next((c for c in candidates if c.arm == arm and c.key == chosen.key and c.mode == chosen.mode), None)
+        if match is not None:
+            out[arm] = match
+    return out
+
+
 def compare(treated: Candidate, baseline: Candidate, seed: int = 0) -> PairedResult:
     """Blocked paired gain of ``treated`` over ``baseline`` on the evaluation set, by dataset x size."""
     cells: dict[tuple[str, int], list[float]] = {}
@@ -181,10 +193,12 @@ def compare(treated: Candidate, baseline: Candidate, seed: int = 0) -> PairedRes
     return blocked_gain([np.round(np.asarray(v), 12) for v in cells.values()], confidence=CONFIDENCE, seed=seed)
 
 
-def comparisons(selected: Mapping[str, Candidate]) -> tuple[str | None, list[dict]]:
-    """The best DML arm on dev, and every held-out comparison with its Holm-adjusted p (two families)."""
+def comparisons(selected: Mapping[str, Candidate], best: str | None = None) -> tuple[str | None, list[dict]]:
+    """The best DML arm on dev (unless given), and every held-out comparison with its Holm-adjusted p
+    (two families: the best DML arm against the peers, and the rest)."""
     dml = [arm for arm in selected if arm not in PEERS]
-    best = max(dml, key=lambda a: selected[a].mean_dev, default=None)  # first listed on ties
+    if best is None:
+        best = max(dml, key=lambda a: selected[a].mean_dev, default=None)  # first listed on ties
     rows = []
     for arm in dml:
         for base in PEERS:

@@ -30,6 +30,7 @@ from fewshot_dml.tuning import (
     Candidate,
     collect,
     comparisons,
+    replicate,
     select,
 )
 
@@ -77,29 +78,57 @@ def sweep_section(candidates: Sequence[Candidate], selected: Mapping[str, Candid
         "", f"Budget (configurations × inference modes): {budget}."])
 
 
-def heldout_section(selected: Mapping[str, Candidate], best: str | None, rows: Sequence[dict]) -> str:
-    arms = _arms(list(selected.values()))
+def _arm_table(selected: Mapping[str, Candidate]) -> str:
     datasets = sorted({d for c in selected.values() for d, _, _ in c.eval}, key=DATASETS.index)
 
     def per_dataset(c: Candidate, d: str) -> str:
-        values = [v for (dd, _, _), v in c.eval.items() if dd == d]
-        return pct(float(np.mean(values)))
+        return pct(float(np.mean([v for (dd, _, _), v in c.eval.items() if dd == d])))
 
-    table = _table(["arm", "selected configuration", "mode", "dev acc", *datasets, "mean"],
-                   [[f"`{a}`", selected[a].config, selected[a].mode, pct(selected[a].mean_dev),
-                     *(per_dataset(selected[a], d) for d in datasets), pct(selected[a].mean_eval)] for a in arms])
-    tests = _table(["comparison", "family", "n pairs", "gain (pp) [95% CI]", "sign-flip p", "Holm p", "verdict"],
-                   [[f"`{r['treated']}` − `{r['baseline']}`", "confirmatory" if r["primary"] else "secondary",
-                     r["result"].n, _interval(r["result"]), fmt_p(r["result"].p_value), fmt_p(r["p_holm"]),
-                     _verdict(r)] for r in rows])
+    return _table(["arm", "configuration", "mode", "dev acc", *datasets, "mean"],
+                  [[f"`{a}`", selected[a].config, selected[a].mode, pct(selected[a].mean_dev),
+                    *(per_dataset(selected[a], d) for d in datasets), pct(selected[a].mean_eval)]
+                   for a in _arms(list(selected.values()))])
+
+
+def _tests_table(rows: Sequence[dict]) -> str:
+    return _table(["comparison", "family", "n pairs", "gain (pp) [95% CI]", "sign-flip p", "Holm p", "verdict"],
+                  [[f"`{r['treated']}` − `{r['baseline']}`", "confirmatory" if r["primary"] else "secondary",
+                    r["result"].n, _interval(r["result"]), fmt_p(r["result"].p_value), fmt_p(r["p_holm"]),
+                    _verdict(r)] for r in rows])
+
+
+def _tests_text(best: str | None) -> str:
+    return (f"Paired by (dataset, seed); blocked over datasets (randomised-block {CONFIDENCE:.0%} t-interval, "
+            "variance pooled within datasets; sign-flip permutation test stratified by dataset). Holm's correction "
+            f"within each family: the confirmatory family is the best DML arm on dev (`{best}`) against `cce` and "
+            f"`setfit`; every other comparison is secondary. A gain is called only where its Holm p < {ALPHA:g}.")
+
+
+def heldout_section(selected: Mapping[str, Candidate], best: str | None, rows: Sequence[dict]) -> str:
     return "\n".join([
         "## Held-out comparison of the tuned arms", "",
-        "Evaluation accuracy (%) of each arm's dev-selected recipe, mean over seeds per dataset.", "", table, "",
-        (f"Paired by (dataset, seed); blocked over datasets (randomised-block {CONFIDENCE:.0%} t-interval, "
-         "variance pooled within datasets; sign-flip permutation test stratified by dataset). Holm's correction "
-         f"within each family: the confirmatory family is the best DML arm on dev (`{best}`) against `cce` and "
-         f"`setfit`; every other comparison is secondary. A gain is called only where its Holm p < {ALPHA:g}."),
-        "", tests])
+        "Evaluation accuracy (%) of each arm's dev-selected recipe, mean over seeds per dataset.", "",
+        _arm_table(selected), "", _tests_text(best), "", _tests_table(rows)])
+
+
+def confirm_section(selected: Mapping[str, Candidate], best: str | None, candidates: Sequence[Candidate],
+                    experiments: Sequence[Experiment]) -> str:
+    """The selected recipes run again on another grid or protocol (e.g. SetFit's per-class splits)."""
+    grid = one_grid(experiments)
+    params = experiments[0].params or {}
+    again = replicate(selected, candidates)
+    missing = [f"`{a}`" for a in selected if a not in again]
+    _, rows = comparisons(again, best=best if best in again else None)
+    datasets = sorted({d for d, _, _ in grid}, key=DATASETS.index)
+    return "\n".join([
+        f"## The tuned recipes on protocol `{params.get('sample.protocol')}`, sizes {sorted({s for _, s, _ in grid})}",
+        "",
+        (f"The same recipes (configuration and inference mode, nothing re-selected) run again in "
+         f"{', '.join(f'`{e.name}`' for e in experiments)}: {len(datasets)} datasets, seeds "
+         f"{sorted({k for _, _, k in grid})}, `sample.protocol={params.get('sample.protocol')}` "
+         "(for `per_class`: the size is examples per class, SetFit's own protocol)."
+         + (f" Not run there: {', '.join(missing)}." if missing else "")), "",
+        _arm_table(again), "", _tests_text(best), "", _tests_table(rows)])
 
 
 def _verdict(r: Mapping[str, Any]) -> str:
@@ -172,7 +201,7 @@ def one_grid(experiments: Sequence[Experiment]) -> tuple:
 
 
 def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], notes: Sequence[str],
-           figure: str) -> str:
+           figure: str, confirm: tuple[Sequence[Candidate], Sequence[Experiment]] | None = None) -> str:
     selected = select(candidates)
     best, rows = comparisons(selected)
     grid = one_grid(experiments)
@@ -183,8 +212,11 @@ def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], n
          f"sizes {sorted({s for _, s, _ in grid})}, seeds {sorted({k for _, _, k in grid})}. Every arm × "
          "configuration × inference mode is a candidate; each arm's candidate with the highest mean development "
          "accuracy is its tuned recipe. Nothing is chosen on the evaluation set."), "", f"![tuning]({figure})"]
-    return "\n\n".join(["\n".join(head), goals_section(best, rows), sweep_section(candidates, selected),
-                        heldout_section(selected, best, rows)]
+    sections = ["\n".join(head), goals_section(best, rows), sweep_section(candidates, selected),
+                heldout_section(selected, best, rows)]
+    if confirm and confirm[1]:
+        sections.append(confirm_section(selected, best, *confirm))
+    return "\n\n".join(sections
                        + (["Notes:\n\n" + "\n".join(f"- {n}" for n in notes)] if notes else [])) + "\n"
 
 
@@ -195,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rev", action="append", default=None,
                     help="the commit the sweep was queued from (default: HEAD); repeat for several")
     ap.add_argument("--match", default="*", help="only experiments whose name matches this glob, e.g. 'tune-*'")
+    ap.add_argument("--confirm", default=None,
+                    help="experiments (a glob) that ran the selected recipes again on another grid or protocol")
     ap.add_argument("--repo", default=".")
     ap.add_argument("--runs", default="data/runs")
     args = ap.parse_args(argv)
@@ -202,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     import dvc.api
     from dvc.api import DVCFileSystem
 
-    experiments, notes = select_experiments(dvc.api.exp_show(repo=args.repo, revs=args.rev))
-    experiments = [e for e in experiments if fnmatch.fnmatchcase(e.name, args.match)]
+    every, notes = select_experiments(dvc.api.exp_show(repo=args.repo, revs=args.rev))
+    again = [e for e in every if args.confirm and fnmatch.fnmatchcase(e.name, args.confirm)]
+    experiments = [e for e in every if fnmatch.fnmatchcase(e.name, args.match) and e not in again]
     if not experiments:
         raise SystemExit(f"error: no completed experiment named {args.match!r} from {args.rev}")
     one_grid(experiments)
@@ -214,10 +249,12 @@ def main(argv: list[str] | None = None) -> None:
         return fs.read_bytes(path)
 
     candidates = collect(experiments, read, args.runs)
+    confirm = (collect(again, read, args.runs), again) if again else None
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     selected = select(candidates)
     write_figure(candidates, selected, comparisons(selected)[1], args.figure)
-    io.write_text(args.out, render(candidates, experiments, notes, os.path.relpath(args.figure, args.out.parent)))
+    io.write_text(args.out, render(candidates, experiments, notes, os.path.relpath(args.figure, args.out.parent),
+                                   confirm))
     log.info("wrote %s and %s from %d experiments", args.out, args.figure, len(experiments))
 
 

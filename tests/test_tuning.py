@@ -130,7 +130,7 @@ def test_collect_and_render_a_sweep(tmp_path: Path) -> None:
     assert text.count("| confirmatory |") == 2
     figure = tmp_path / "tuning.png"
     chosen = select(candidates)
-    write_figure(candidates, chosen, comparisons(chosen)[1], figure)
+    write_figure(candidates, chosen, figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

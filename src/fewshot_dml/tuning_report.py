@@ -29,6 +29,7 @@ from fewshot_dml.tuning import (
     GOAL_PP,
     Candidate,
     collect,
+    compare,
     comparisons,
     replicate,
     select,
@@ -154,8 +155,7 @@ def goals_section(best: str | None, rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candidate], rows: Sequence[dict],
-                 path: Path) -> None:
+def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candidate], path: Path) -> None:
     """Left: every candidate's dev vs eval accuracy (selected ones ringed). Right: held-out gains over CCE."""
     import matplotlib
     from matplotlib.figure import Figure
@@ -176,13 +176,14 @@ def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candida
         left.set(xlabel="development accuracy (%)", ylabel="evaluation accuracy (%)",
                  title="every arm × configuration × inference mode\n(ringed: selected on development accuracy)")
         left.legend(fontsize=8, loc="upper left")
-        vs = [r for r in rows if r["baseline"] == BASELINE]
-        y = np.arange(len(vs))[::-1]
-        for yy, r in zip(y, vs, strict=True):
-            res = r["result"]
+        others = [a for a in arms if a != BASELINE]
+        y = np.arange(len(others))[::-1]
+        for yy, arm in zip(y, others, strict=True):
+            res = compare(selected[arm], selected[BASELINE])
             span = None if math.isnan(res.ci_low_pp) else [[res.gain_pp - res.ci_low_pp], [res.ci_high_pp - res.gain_pp]]
-            right.errorbar(res.gain_pp, yy, xerr=span, fmt="o", color=f"C{arms.index(r['treated']) % 10}", capsize=3)
-        right.set_yticks(y, [f"{r['treated']} ({selected[r['treated']].mode})" for r in vs])
+            right.errorbar(res.gain_pp, yy, xerr=span, fmt="o", color=f"C{arms.index(arm) % 10}", capsize=3)
+        right.set_yticks(y, [f"{a} ({selected[a].mode})" for a in others])
+        right.set_ylim(-0.6, len(others) - 0.4)
         right.axvline(0, color="black", lw=0.8)
         right.axvline(GOAL_PP, color="grey", lw=0.8, ls="--", label=f"goal +{GOAL_PP:g} pp")
         right.set(xlabel="evaluation gain over tuned cce (pp), 95% blocked CI",
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     confirm = (collect(again, read, args.runs), again) if again else None
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     selected = select(candidates)
-    write_figure(candidates, selected, comparisons(selected)[1], args.figure)
+    write_figure(candidates, selected, args.figure)
     io.write_text(args.out, render(candidates, experiments, notes, os.path.relpath(args.figure, args.out.parent),
                                    confirm))
     log.info("wrote %s and %s from %d experiments", args.out, args.figure, len(experiments))

@@ -209,7 +209,7 @@ def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], n
     datasets = sorted({d for d, _, _ in grid}, key=DATASETS.index)
     head = [
         "# Tuning study: the strongest recipe per arm, selected on the development split", "",
-        (f"{len(experiments)} DVC experiments on one grid: {len(datasets)} datasets ({', '.join(datasets)}), "
+        (f"{len(experiments)} DVC experiment(s) on one grid: {len(datasets)} datasets ({', '.join(datasets)}), "
          f"sizes {sorted({s for _, s, _ in grid})}, seeds {sorted({k for _, _, k in grid})}. Every arm × "
          "configuration × inference mode is a candidate; each arm's candidate with the highest mean development "
          "accuracy is its tuned recipe. Nothing is chosen on the evaluation set."), "", f"![tuning]({figure})"]

@@ -17,12 +17,15 @@ from fewshot_dml.tuning import (
     collect,
     compare,
     comparisons,
+    flatten,
     mode_accuracies,
     replicate,
     select,
 )
 from fewshot_dml.tuning_report import one_grid, render, write_figure
 
+DEFAULTS = {"train": {"lr": 5e-05, "reinit_layers": 0}, "losses": {"supcon": {"temperature": 0.1},
+                                                                  "proxyanchor": {"alpha": 32.0}}}
 GRID = tuple((d, 16, seed) for d in ("mr", "cr") for seed in (0, 1, 2))
 BASE = {"train.lr": "5e-05", "train.reinit_layers": "0", "infer.knn_k": "1", "infer.curve_points": "3",
         "losses.supcon.temperature": "0.1", "losses.proxyanchor.alpha": "32"}
@@ -53,12 +56,13 @@ def test_arm_configs_list_each_configuration_of_an_arm_once_with_what_sets_it_ap
     exps = [experiment("a", "supcon"), experiment("b", "proxyanchor"),
             experiment("c", "supcon", **{"losses.supcon.temperature": "0.05"}),
             experiment("d", "supcon", **{"train.reinit_layers": "1"})]
-    rows = [(arm, config, e.name) for arm, config, e, _ in arm_configs(exps)]
-    assert [r for r in rows if r[0] == "cce"] == [("cce", "defaults", "a"), ("cce", "train.reinit_layers=1", "d")]
+    exps = [exps[3], exps[1], exps[2], exps[0]]  # dvc lists the newest first: the order must not matter
+    rows = [(arm, config, e.name) for arm, config, e, _ in arm_configs(exps, flatten(DEFAULTS))]
+    assert [r for r in rows if r[0] == "cce"] == [("cce", "defaults", "b"), ("cce", "train.reinit_layers=1", "d")]
     assert [r for r in rows if r[0] == "proxyanchor"] == [("proxyanchor", "defaults", "b")]
     assert [r[1] for r in rows if r[0] == "supcon"] == [
         "defaults", "losses.supcon.temperature=0.05", "train.reinit_layers=1"]
-    assert [r for r in rows if r[0] == "setfit"] == [("setfit", "defaults", "a")]  # it reads no reinit_layers
+    assert [r for r in rows if r[0] == "setfit"] == [("setfit", "defaults", "d")]  # it reads no reinit_layers
 
 
 def test_setfit_reads_exactly_the_train_params_the_tuning_study_keys_it_by() -> None:
@@ -148,7 +152,7 @@ def test_the_selected_recipes_are_read_again_on_another_protocol(tmp_path: Path)
     again = collect([per_class], reader(tmp_path), "data/runs")
     chosen = select(candidates)
     replicated = replicate(chosen, again)
-    assert set(replicated) == {"cce", "setfit"} | ({"supcon"} if chosen["supcon"].config == "defaults" else set())
+    assert set(replicated) == {"cce", "setfit"} | ({"supcon"} if chosen["supcon"].experiment == "tune-supcon" else set())
     assert all(replicated[a].mode == chosen[a].mode and replicated[a].experiment == "perclass" for a in replicated)
     text = render(candidates, sweep, [], "t.png", (again, [per_class]))
     assert "## The tuned recipes on protocol `per_class`" in text

@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -100,15 +101,29 @@ def mode_accuracies(part: Mapping[str, np.ndarray], train: Mapping[str, np.ndarr
     return out
 
 
-def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Experiment, tuple]]:
-    """``(arm, config label, experiment, key)`` for every distinct configuration of every arm, in sweep order.
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as ``dvc exp show`` names and writes them: dotted keys, floats as ``:g`` text."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = f"{value:g}" if isinstance(value, float) else str(value)
+    return out
 
-    The label names the params that differ from the arm's first configuration ("defaults": the sweep
-    queues the committed defaults first). An arm's configuration is the params it reads (``train.*``
-    and ``losses.<arm>.*``; SetFit follows its own recipe and reads only :data:`SETFIT_READS` of
-    ``train``); experiments that agree on them share the arm's runs, so each is listed once.
+
+def arm_configs(experiments: Sequence[Experiment],
+                defaults: Mapping[str, str] | None = None) -> list[tuple[str, str, Experiment, tuple]]:
+    """``(arm, config label, experiment, key)`` for every distinct configuration of every arm.
+
+    An arm's configuration is the params it reads (``train.*`` and ``losses.<arm>.*``; SetFit follows
+    its own recipe and reads only :data:`SETFIT_READS` of ``train``); experiments that agree on them
+    share the arm's runs, so each is listed once. The label names the params that differ from
+    ``defaults`` (the committed params the sweep was queued from, flattened; "defaults" when none
+    does). Per arm, the order (which is also the tie-break of :func:`select`) is: fewest differences
+    first, then the experiment's name.
     """
-    seen: dict[tuple[str, tuple], str] = {}
+    seen: set[tuple[str, tuple]] = set()
     rows: list[tuple[str, tuple, Experiment]] = []
     for e in experiments:
         params = e.params or {}
@@ -116,26 +131,30 @@ def arm_configs(experiments: Sequence[Experiment]) -> list[tuple[str, str, Exper
             reads = (*SETFIT_READS, f"losses.{arm}.") if arm == SETFIT else ("train.", f"losses.{arm}.")
             key = tuple(sorted((k, v) for k, v in params.items() if k.startswith(reads)))
             if (arm, key) not in seen:
-                seen[(arm, key)] = e.name
+                seen.add((arm, key))
                 rows.append((arm, key, e))
-    out = []
+    reference = defaults or {}
+    labelled = []
     for arm, key, e in rows:
-        first = dict(next(k for a, k, _ in rows if a == arm))
-        differs = [f"{k}={v}" for k, v in key if first.get(k) != v]
-        out.append((arm, ", ".join(differs) or "defaults", e, key))
-    return out
+        differs = [f"{k}={v}" for k, v in key if k in reference and reference[k] != v]
+        labelled.append((arm, ", ".join(differs) or "defaults", e, key, len(differs)))
+    order = list(dict.fromkeys(arm for arm, *_ in labelled))
+    labelled.sort(key=lambda r: (order.index(r[0]), r[4], r[2].name))
+    return [r[:4] for r in labelled]
 
 
 Reader = Callable[[Experiment, str], bytes]  # (experiment, repo-relative path) -> the file's bytes
 
 
-def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str) -> list[Candidate]:
-    """Every candidate of every arm configuration, its accuracies read from the experiments' runs.
+def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str,
+            defaults: Mapping[str, str] | None = None) -> list[Candidate]:
+    """Every candidate of every arm configuration (see :func:`arm_configs`), its accuracies read from
+    the experiments' runs.
 
     The kNN k and the proxy-mixture weights are the experiment's own ``infer`` params.
     """
     out = []
-    for arm, config, e, key in arm_configs(experiments):
+    for arm, config, e, key in arm_configs(experiments, defaults):
         if not e.grid:
             raise ValueError(f"experiment {e.name!r} has no grid (datasets, sample_sizes, seeds) in its params")
         knn_k, curve_points = (int((e.params or {})[f"infer.{k}"]) for k in ("knn_k", "curve_points"))

@@ -31,6 +31,7 @@ from fewshot_dml.tuning import (
     collect,
     compare,
     comparisons,
+    flatten,
     replicate,
     select,
 )
@@ -71,8 +72,8 @@ def sweep_section(candidates: Sequence[Candidate], selected: Mapping[str, Candid
                        f"{len({c.mode for c in candidates if c.arm == a})} mode(s)" for a in _arms(candidates))
     return "\n".join([
         "## What was swept, and what the development split selected", "",
-        ("Each row is one configuration of an arm (named by the params that differ from the arm's first "
-         "configuration, the committed defaults), shown with its best inference mode on the development split "
+        ("Each row is one configuration of an arm (named by the params that differ from the committed "
+         "defaults the sweep was queued from), shown with its best inference mode on the development split "
          "(mean over datasets of the mean over seeds). ✓ marks the arm's selected candidate. The evaluation "
          "column is shown for every row for transparency; it chose nothing."), "",
         _table(["arm", "configuration", "experiment", "best mode on dev", "dev acc", "eval acc", "modes tried"], rows),
@@ -249,8 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         fs = systems.setdefault(e.rev, DVCFileSystem(args.repo, rev=e.rev or None))
         return fs.read_bytes(path)
 
-    candidates = collect(experiments, read, args.runs)
-    confirm = (collect(again, read, args.runs), again) if again else None
+    # The committed params the sweep was queued from: configurations are named by what differs from them.
+    defaults = flatten(dvc.api.params_show(repo=args.repo, rev=(args.rev or ["HEAD"])[0]))
+    candidates = collect(experiments, read, args.runs, defaults)
+    confirm = (collect(again, read, args.runs, defaults), again) if again else None
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     selected = select(candidates)
     write_figure(candidates, selected, args.figure)

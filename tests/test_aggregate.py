@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from fewshot_dml import io
+from fewshot_dml import io, report
 from fewshot_dml.aggregate import MissingRunsError, collect_runs, run_aggregate
 from fewshot_dml.summary import summarise
 from fewshot_dml.layout import run_id
@@ -124,6 +124,20 @@ def test_inconsistent_classifier_accuracy_is_rejected(grid) -> None:
         collect_runs(params, root / "runs", root / "infer")
 
 
+def test_the_verdict_says_when_an_uncorrected_interval_excludes_zero_but_holm_does_not(grid) -> None:
+    params, root = grid
+    tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)
+    row = (tables.overall["treated"] == "proxyanchor") & (tables.overall["baseline"] == "cce") & (
+        tables.overall["mode"] == "classifier")
+    tables.overall.loc[row, ["ci_low_pp", "ci_high_pp", "p_holm", "verdict"]] = [0.2, 2.5, 0.096, "not shown"]
+    text = report._verdict(params, tables)
+    n = int(tables.overall["p_holm"].notna().sum())
+    assert ("we cannot tell `proxyanchor` from `cce`" in text and "its uncorrected interval excludes zero, but the "
+            f"test does not reach p < 0.05 after Holm's correction over the {n} overall tests" in text)
+    assert '"Cannot tell" means the Holm-corrected test does not reach p < 0.05' in text
+    assert "means the interval includes zero" not in text
+
+
 def test_summary_arithmetic_is_exact(grid) -> None:
     params, root = grid
     tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)
@@ -224,7 +238,8 @@ def test_metrics_drop_undefined_values(tmp_path: Path) -> None:
     assert "dml_proxy" not in metrics["mr"] and "gain_low_pp" not in metrics["mr"] and "gain_p" not in metrics["mr"]
     results = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
     assert "has no proxies" in results
-    assert not (tmp_path / "reports" / "plots" / "proxy_weight.csv").exists()
+    # The plots file exists with no rows, so `dvc plots show` does not fail to load it.
+    assert (tmp_path / "reports" / "plots" / "proxy_weight.csv").read_text() == "weight,dml,cce\n"
 
 
 def test_results_md_answers_the_question(grid) -> None:

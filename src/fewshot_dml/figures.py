@@ -226,10 +226,13 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
     by_size = by_size.rename(columns={BASELINE: "cce", SETFIT: "setfit", dml: "dml"})[["cce", "setfit", "dml"]]
     frames = {"gains.csv": gains, "accuracy_vs_size.csv": by_size.reset_index()}
+    # Written even for a loss without proxies (header only): a missing plots file makes `dvc plots show`
+    # report "failed to load some plots" for the whole revision.
+    proxy = pd.DataFrame(columns=["weight", "dml", "cce"])
     if not tables.proxy_curve.empty:
         proxy = tables.proxy_curve.groupby("weight")["accuracy_mean"].mean().rename("dml").reset_index()
         proxy["cce"] = cls.loc[cls["arm"] == BASELINE, "accuracy_mean"].mean()
-        frames["proxy_weight.csv"] = proxy
+    frames["proxy_weight.csv"] = proxy
     curves = tables.loss_curves
     mean = {arm: curves[curves["arm"] == arm].groupby("step")[["cce_mean", "dml_mean"]].mean() for arm in (BASELINE, dml)}
     frames["loss_curves.csv"] = pd.DataFrame({"cce": mean[BASELINE]["cce_mean"], "dml_cce": mean[dml]["cce_mean"],

@@ -57,14 +57,20 @@ def _verdict(params: Params, tables: Tables) -> str:
     """The plain-language answer, derived only from the Holm-corrected blocked tests."""
     o = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
     dml, conf = tables.dml_arm, f"{tables.confidence:.0%}"
+    n_overall = int(tables.overall["p_holm"].notna().sum())
 
     def say(treated: str, baseline: str) -> str:
         r = o[(treated, baseline)]
         shown = r.verdict != "not shown"
         head = (f"`{treated}` {'beats' if r.gain_pp > 0 else 'trails'} `{baseline}`" if shown
                 else f"we cannot tell `{treated}` from `{baseline}`")
+        # The interval is not corrected for multiplicity; the Holm-corrected test decides.
+        excludes_zero = r.ci_low_pp > 0 or r.ci_high_pp < 0
+        caveat = (f"; its uncorrected interval excludes zero, but the test does not reach p < {tables.alpha:g} after "
+                  f"Holm's correction over the {n_overall} overall tests" if not shown and excludes_zero else "")
         return (f"{head}: {_pp(r.gain_pp)} pp on average over {r.cells} dataset × size cells ({conf} CI "
-                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = {fmt_p(r.p_holm)})")
+                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = "
+                f"{fmt_p(r.p_holm)}{caveat})")
 
     g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
                      & (tables.gains["mode"] == "classifier")]
@@ -75,9 +81,10 @@ def _verdict(params: Params, tables: Tables) -> str:
             f"For context, {say(SETFIT, BASELINE)}; and {say(dml, SETFIT)}. "
             f"Per dataset, `{dml}` won {won} and lost {lost} of {len(g)} cells after Holm's correction "
             f"(raw count of positive point estimates, not a test: {positive}/{len(g)}). "
-            "\"Cannot tell\" means the interval includes zero: these data neither show a gain nor rule out one "
-            "of the interval's size. The intervals treat the datasets as fixed; the overall table also gives "
-            "the wider interval for generalising to other datasets.")
+            f"\"Cannot tell\" means the Holm-corrected test does not reach p < {tables.alpha:g}: these data do not "
+            "establish a difference, nor (where the interval includes zero) rule out one of the interval's size. "
+            "The intervals treat the datasets as fixed; the overall table also gives the wider interval for "
+            "generalising to other datasets.")
 
 
 def _what_was_run(params: Params, dml: str) -> str:

@@ -45,7 +45,7 @@ def test_values_are_typed_and_frozen(raw: dict[str, Any]) -> None:
     assert isinstance(params.seeds, tuple) and isinstance(params.train.lr, float)
     assert params.losses["proxyanchor"].proxy_lr == pytest.approx(raw["losses"]["proxyanchor"]["proxy_lr"])
     assert params.losses["supcon"].proxy_lr is None  # no proxies -> no proxy_lr
-    assert params.losses["softtriple"].hparams["centers_per_class"] == 5
+    assert params.losses["softtriple"].hparams["centers_per_class"] == 2
     with pytest.raises(AttributeError):
         params.train.lr = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -84,7 +84,7 @@ def test_an_int_is_accepted_where_a_float_is_expected(raw: dict[str, Any]) -> No
         ("loss", "cce", r"loss: 'cce' is a peer arm that always runs; expected a DML loss"),
         ("loss", "setfit", r"loss: 'setfit' is a peer arm that always runs; expected a DML loss"),
         ("loss", "magic", r"losses\.magic: missing section"),
-        ("losses.proxyanchor", ..., r"losses\.proxyanchor: missing section for the configured loss"),
+        ("losses.supcon", ..., r"losses\.supcon: missing section for the configured loss"),
         ("losses.proxyanchor.alpha", ..., r"losses\.proxyanchor\.alpha: missing key"),
         ("losses.proxyanchor.alfa", 3.0, r"losses\.proxyanchor\.alfa: unknown key; expected one of \["),
         ("losses.proxyanchor.beta", 1.5, r"losses\.proxyanchor\.beta: 1\.5 is out of range; expected \[0\.0, 1\.0\]"),

@@ -224,7 +224,7 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     info = json.loads((out / "run.json").read_text())
     assert (info["dataset"], info["size"], info["seed"], info["arm"]) == ("toy", 8, 0, "proxyanchor")
     assert info["loss"] == {"name": "proxyanchor", "base": "proxyanchor", "beta": 0.4, "proxy_lr": 0.01,
-                            "hparams": {"margin": 0.1, "alpha": 32.0}, "dml_on": "pooled", "metrix": None}
+                            "hparams": {"margin": 0.1, "alpha": 0.1}, "dml_on": "pooled", "metrix": None}
     assert info["train"]["steps"] == 3 and info["embedding_size"] == 32 and info["label_names"] == ["negative", "positive"]
     assert set(info["versions"]) == {"torch", "transformers", "pytorch_metric_learning"}
     assert AutoModel.from_pretrained(out / "model").config.hidden_size == 32

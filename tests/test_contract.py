@@ -182,3 +182,14 @@ def test_params_files_use_no_yaml_aliases(name: str) -> None:
     # too, or nothing: every value is written out where it applies.
     text = (ROOT / name).read_text(encoding="utf-8")
     assert not re.search(r"(^|\s)[&*][A-Za-z_]\w*", re.sub(r"#.*", "", text)), f"{name} uses a YAML anchor or alias"
+
+
+def test_the_readme_writes_reports_outside_every_stage_output() -> None:
+    # A file written into a stage's output folder (e.g. reports/figures) is deleted by the next `dvc repro`.
+    outs = [next(iter(o)) if isinstance(o, dict) else o
+            for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values() for o in stage.get("outs", [])]
+    readme = (ROOT / "README.md").read_text()
+    written = re.findall(r"--(?:out|figure) (reports/\S+)", readme)
+    assert written
+    for path in written:
+        assert not any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs), (path, outs)

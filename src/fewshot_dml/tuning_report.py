@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from fewshot_dml import io
+from fewshot_dml.figures import _RC, _save
 from fewshot_dml.logs import setup_logging
 from fewshot_dml.params import BASELINE, DATASETS, PEERS, SETFIT
-from fewshot_dml.report import fmt_p, pct
+from fewshot_dml.report import _table, fmt_p, pct
 from fewshot_dml.study import Experiment, select_experiments
 from fewshot_dml.tuning import (
     ALPHA,
@@ -37,15 +38,6 @@ from fewshot_dml.tuning import (
 )
 
 log = logging.getLogger(__name__)
-
-_RC = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
-       "svg.hashsalt": "fewshot-dml", "path.simplify": True}
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(map(str, r)) + " |" for r in rows)])
-
 
 def _interval(r: Any) -> str:
     ci = "" if math.isnan(r.ci_low_pp) else f" [{r.ci_low_pp:+.2f}, {r.ci_high_pp:+.2f}]"
@@ -204,7 +196,7 @@ def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candida
         right.set(xlabel="evaluation gain over tuned cce (pp), 95% blocked CI",
                   title="tuned arms against tuned cce (held out)")
         right.legend(fontsize=8, loc="lower right")
-        fig.savefig(path, format="png", metadata={"Software": None})
+        _save(fig, path)
 
 
 def one_grid(experiments: Sequence[Experiment]) -> tuple:

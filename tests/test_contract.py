@@ -47,7 +47,7 @@ def test_matrix_expands_to_readable_names_from_the_grid(stages: dict) -> None:
     expected = {f"fetch@{d}" for d in p.datasets}
     expected |= {f"sample@{layout.split_group(*c)}" for c in pairs}
     expected |= {f"train@{layout.run_group(*c, arm)}" for c in pairs for arm in p.arms}
-    expected |= {"check", "infer", "aggregate"}
+    expected |= {"check", "infer", "aggregate", "explain", "analyze"}
     assert set(stages) == expected
 
 
@@ -65,6 +65,8 @@ def test_paths_follow_the_layout(stages: dict) -> None:
     assert layout.split_id(d, s, 3) + layout.SPLIT_SUFFIX == f"{layout.split_group(d, s)}/3.json"
     assert stages["infer"]["outs"] == ["data/infer"] and "data/runs" in stages["infer"]["deps"]
     assert {"data/runs", "data/infer"} <= set(stages["aggregate"]["deps"])
+    assert stages["explain"]["outs"] == ["data/explain"] and "data/runs" in stages["explain"]["deps"]
+    assert {"data/runs", "data/raw", "data/explain"} <= set(stages["analyze"]["deps"])
 
 
 def test_each_arm_depends_only_on_its_own_loss_section(stages: dict) -> None:

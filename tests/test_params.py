@@ -57,6 +57,13 @@ def test_an_int_is_accepted_where_a_float_is_expected(raw: dict[str, Any]) -> No
     assert params.train.weight_decay == 0.0 and isinstance(params.train.weight_decay, float)
 
 
+@pytest.mark.parametrize(("value", "kept"), [(True, {"mr", "sst2"}), (False, set()), (["sst2"], {"sst2"}), ([], set())])
+def test_save_weights_is_all_none_or_the_listed_datasets(raw: dict[str, Any], value: Any, kept: set[str]) -> None:
+    train = parse_params(edited(raw, "train.save_weights", value)).train
+    assert {d for d in ("mr", "sst2") if train.keeps_weights(d)} == kept
+    assert isinstance(train.save_weights, bool if isinstance(value, bool) else tuple)
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
@@ -70,7 +77,12 @@ def test_an_int_is_accepted_where_a_float_is_expected(raw: dict[str, Any]) -> No
         ("train.steps", 2.5, r"train\.steps: 2\.5 is not an integer"),
         ("train.steps", True, r"train\.steps: True is not a number"),
         ("train.pooling", "max", r"train\.pooling: 'max' is not allowed; expected one of \['cls', 'mean'\]"),
-        ("train.save_weights", "no", r"train\.save_weights: 'no' is not a boolean"),
+        ("train.save_weights", "no", r"train\.save_weights: 'no' is not allowed; expected true/false or a list"),
+        ("train.save_weights", ["sst"], r"train\.save_weights\[0\]: unknown dataset 'sst'; expected one of \['mr'"),
+        ("train.save_weights", [1], r"train\.save_weights: \[1\] is not allowed; expected true/false or a list"),
+        ("analyze.distance_to", "median", r"analyze\.distance_to: 'median' is not allowed; expected one of \['mean', "),
+        ("analyze.bins", 1, r"analyze\.bins: 1 is out of range; expected \[2, 100\]"),
+        ("explain.steps", 1, r"explain\.steps: 1 is out of range; expected \[2, 1000\]"),
         ("train.model", "", r"train\.model: '' is not a non-empty string"),
         ("sample.protocol", "random", r"sample\.protocol: 'random' is not allowed"),
         ("sample.folds", 1, r"sample\.folds: 1 is out of range; expected \[2, 100\]"),

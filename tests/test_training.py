@@ -186,6 +186,13 @@ def test_epochs_set_the_number_of_steps(tiny_bert_dir: Path, toy: tuple[Path, Pa
 # ---- the run directory ----
 
 
+@pytest.mark.parametrize(("save_weights", "kept"), [(("mr", "toy"), True), (("mr",), False), (False, False)])
+def test_weights_are_kept_for_the_listed_datasets_only(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
+                                                       tmp_path: Path, save_weights: object, kept: bool) -> None:
+    run(tiny_bert_dir, toy, tmp_path / "out", loss="cce", steps=1, save_weights=save_weights)
+    assert (tmp_path / "out" / "model").is_dir() is kept
+
+
 def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "runs" / "toy-8-0-proxyanchor"
     phases = Phases()

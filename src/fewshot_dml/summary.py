@@ -17,13 +17,25 @@ import numpy as np
 import pandas as pd
 
 from fewshot_dml.params import BASELINE, SETFIT, AggregateParams
-from fewshot_dml.stats import across_cells_gain, blocked_gain, holm, paired_differences, paired_gain
+from fewshot_dml.stats import (
+    across_cells_gain,
+    blocked_gain,
+    holm,
+    paired_differences,
+    paired_gain,
+)
 from fewshot_dml.tables import MODES, Tables
 
 
 def unique(series: pd.Series) -> list:
     """Values in order of first appearance (collect_runs emits params order)."""
     return list(dict.fromkeys(series.tolist()))
+
+
+def roles(dml: str) -> dict[str, str]:
+    """Each arm's role (``cce``, ``setfit``, ``dml``): reports and metrics name arms by role, so that
+    `dvc metrics diff` and `dvc plots diff` line up experiments of different DML losses."""
+    return {BASELINE: "cce", SETFIT: "setfit", dml: "dml"}
 
 
 def comparisons(dml: str) -> list[tuple[str, str, str]]:

@@ -98,7 +98,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
             out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
             curve=curve, metrics=metrics,
             record=_run_record(card, split, train, loss, fitted["embedding_size"], num_classes),
-            save_model=fitted["save_model"] if train.save_weights else None)
+            save_model=fitted["save_model"] if train.keeps_weights(card["dataset"]) else None)
     logger.info("%s seed %s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", loss.name, split["seed"],
                 metrics["accuracy"], metrics["macro_f1"], len(curve), seconds, device.type)
     return metrics

@@ -152,6 +152,21 @@ def test_class_scores_agree_with_the_loss(params: Params, name: str) -> None:
     assert best < worst
 
 
+@pytest.mark.parametrize("name", PROXY)
+def test_each_centre_scores_highest_for_its_own_class(params: Params, name: str) -> None:
+    """The centres' class ids follow the loss's own layout: a centre used as an embedding is its class's."""
+    obj = objective(params, name, 4, 8, seed=2)
+    centres, classes = get_spec(name).centres(obj.dml)
+    per_class = params.losses[name].hparams.get("centers_per_class", 1)
+    assert centres.shape == (4 * per_class, 8) and classes.tolist() == [c for c in range(4) for _ in range(per_class)]
+    with torch.no_grad():
+        assert get_spec(name).class_scores(obj.dml, centres).argmax(dim=1).tolist() == classes.tolist()
+
+
+def test_losses_without_proxies_have_no_centres() -> None:
+    assert all((spec.centres is None) == (not spec.has_proxies) for spec in LOSSES.values())
+
+
 def test_class_scores_float16_embeddings(params: Params) -> None:
     obj = objective(params, "softtriple", 3, 8)
     scores = get_spec("softtriple").class_scores(obj.dml, torch.randn(5, 8).half())

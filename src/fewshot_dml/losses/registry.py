@@ -30,6 +30,7 @@ class HParam(NamedTuple):
 
 Build = Callable[[int, int, Mapping[str, Any]], "torch.nn.Module | None"]
 ClassScores = Callable[["torch.nn.Module", "torch.Tensor"], "torch.Tensor"]
+Centres = Callable[["torch.nn.Module"], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class LossSpec:
     needs_pairs: bool  # needs a positive pair (and a negative one) in a batch
     build: Build  # (num_classes, emb_dim, hparams) -> module; None for the baseline
     class_scores: ClassScores | None  # (module, embeddings) -> (N, C), higher = more likely
+    # (module) -> (the learned proxies / centres / class weights as (P, D) rows, the class of each (P,));
+    # None without proxies. The analysis maps them beside the embeddings.
+    centres: Centres | None = None
     # Its soft-label form for Metrix's mixed examples: the name of a function in
     # fewshot_dml.losses.soft, (module, anchors, candidates, pos, neg) for a pair loss and
     # (module, embeddings, pos, neg) for a proxy loss; None: the loss has no Metrix form.
@@ -76,7 +80,6 @@ def _pml(cls_name: str, loss: str, *, proxies: bool, rename: Mapping[str, str] |
 def _build_none(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> None:
     if hparams:
         raise ValueError(f"loss 'cce': hyperparameters {sorted(hparams)}; expected none")
-    return None
 
 
 def _build_setfit(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> None:
@@ -115,16 +118,43 @@ def _scores_weights(module: Any, embeddings: torch.Tensor) -> torch.Tensor:
     return module.get_logits(_as_param_dtype(module, embeddings))
 
 
+# Centres: where each loss keeps its class representatives (PML's parameter names and layouts).
+
+
+def _centres_proxies(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    # ProxyAnchor, ProxyNCA: `proxies` (C, D), one per class.
+    import torch
+
+    return module.proxies.detach(), torch.arange(module.proxies.shape[0])
+
+
+def _centres_softtriple(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    # SoftTriple: `fc` (D, C*K); get_logits views the similarities as (N, C, K), so column j is class j // K.
+    import torch
+
+    centres = module.fc.detach().t()
+    return centres, torch.arange(centres.shape[0]) // module.centers_per_class
+
+
+def _centres_weights(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    # ArcFace, NormSoftmax: class weights `W` (D, C).
+    import torch
+
+    return module.W.detach().t(), torch.arange(module.W.shape[1])
+
+
 def _spec(name: str, doc: str, cls_name: str | None, hparams: Mapping[str, HParam], *,
           proxies: bool = False, pairs: bool = False, scores: ClassScores | None = None,
+          centres: Centres | None = None,
           rename: Mapping[str, str] | None = None, metrix: bool = False, in_batch: bool = False,
           kind: str = "dml") -> LossSpec:
     build = {"dml": None, "baseline": _build_none, "setfit": _build_setfit}[kind] or _pml(
         cls_name, name, proxies=proxies, rename=rename)
-    if proxies != (scores is not None):
-        raise AssertionError(f"loss {name!r}: class scores must be given iff the loss has proxies")
+    if not proxies == (scores is not None) == (centres is not None):
+        raise AssertionError(f"loss {name!r}: class scores and centres must be given iff the loss has proxies")
     return LossSpec(name=name, doc=doc, hparams=types.MappingProxyType(dict(hparams)), has_proxies=proxies,
-                    needs_pairs=pairs, build=build, class_scores=scores, soft=name if metrix else None,
+                    needs_pairs=pairs, build=build, class_scores=scores, centres=centres,
+                    soft=name if metrix else None,
                     soft_in_batch=in_batch, kind=kind)
 
 
@@ -140,12 +170,12 @@ _SPECS = (
     _spec("softtriple", "SoftTriple: several learned centres per class (Qian et al., ICCV 2019).",
           "SoftTripleLoss", {"centers_per_class": HParam("int", 1, 100), "la": _F_POS,
                              "gamma": _F_POS, "margin": _F_NONNEG},
-          proxies=True, scores=_scores_softtriple),
+          proxies=True, scores=_scores_softtriple, centres=_centres_softtriple),
     _spec("proxyanchor", "Proxy-Anchor: proxies as anchors over the batch (Kim et al., CVPR 2020).",
           "ProxyAnchorLoss", {"margin": HParam("float", 0.0, 1.0), "alpha": _F_POS},
-          proxies=True, scores=_scores_proxyanchor, metrix=True),
+          proxies=True, scores=_scores_proxyanchor, centres=_centres_proxies, metrix=True),
     _spec("proxynca", "ProxyNCA: NCA against one learned proxy per class (Movshovitz-Attias et al., ICCV 2017).",
-          "ProxyNCALoss", {"softmax_scale": _F_POS}, proxies=True, scores=_scores_proxynca),
+          "ProxyNCALoss", {"softmax_scale": _F_POS}, proxies=True, scores=_scores_proxynca, centres=_centres_proxies),
     _spec("supcon", "Supervised contrastive loss (Khosla et al., NeurIPS 2020).",
           "SupConLoss", {"temperature": _F_POS}, pairs=True, metrix=True, in_batch=True),
     _spec("triplet", "Triplet margin loss over all batch triplets (Schroff et al., FaceNet, CVPR 2015).",
@@ -161,9 +191,9 @@ _SPECS = (
           "ContrastiveLoss", {"pos_margin": _F_NONNEG, "neg_margin": _F_NONNEG}, pairs=True, metrix=True),
     _spec("arcface", "ArcFace: additive angular margin on class weights, margin in degrees (Deng et al., CVPR 2019).",
           "ArcFaceLoss", {"margin": HParam("float", 0.0, 90.0), "scale": _F_POS},
-          proxies=True, scores=_scores_weights),
+          proxies=True, scores=_scores_weights, centres=_centres_weights),
     _spec("normsoftmax", "Normalised softmax on cosine to class weights (Zhai & Wu, BMVC 2019).",
-          "NormalizedSoftmaxLoss", {"temperature": _F_POS}, proxies=True, scores=_scores_weights),
+          "NormalizedSoftmaxLoss", {"temperature": _F_POS}, proxies=True, scores=_scores_weights, centres=_centres_weights),
 )
 
 LOSSES: Mapping[str, LossSpec] = types.MappingProxyType({s.name: s for s in _SPECS})

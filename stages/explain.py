@@ -1,0 +1,39 @@
+"""Explain: data/runs + data/raw -> data/explain/ (Integrated Gradients of the runs that kept their weights).
+
+Writes data/explain/index.json (the explained dataset x size cells, possibly none) and one JSON per cell.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # before the imports: the stage's timing record counts them
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
+
+from fewshot_dml.cli import run_stage  # noqa: E402
+from fewshot_dml.explain import run_explain  # noqa: E402
+from fewshot_dml.params import load_params  # noqa: E402
+
+log = logging.getLogger("explain")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=Path, required=True)
+    ap.add_argument("--raw", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    run_explain(params, args.runs, args.raw, args.out)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main, started=STARTED)

@@ -185,8 +185,8 @@ def test_the_summary_is_read_off_the_corrected_tests_only() -> None:
 
     tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"],
                           "verdict": ["tighter", "less tight", "not shown"]})
-    assoc = pd.DataFrame({"metric": ["silhouette", "inter"], "shown": [False, True]})
+    assoc = pd.DataFrame({"metric": ["silhouette", "inter"], "rho": [0.1, -0.52], "shown": [False, True]})
     text = _summary("supcon", tests, assoc, 0.05)
     assert "tighter by silhouette; less tight by inter-class distance; no difference shown in Precision@1" in text
-    assert "goes with its change in inter-class distance" in text
+    assert "goes with its change in inter-class distance (rho -0.52)." in text
     assert "No geometry change" in _summary("supcon", tests, assoc.assign(shown=False), 0.05)

@@ -195,10 +195,10 @@ def _summary(dml: str, tests: pd.DataFrame, assoc: pd.DataFrame, alpha: float) -
         names = [LABELS[m] for m in tests.loc[tests["verdict"] == verdict, "metric"]]
         return ", ".join(names) if names else "none"
 
-    shown = [LABELS[m] for m in assoc.loc[assoc["shown"], "metric"]]
+    shown = [f"{LABELS[r.metric]} (rho {r.rho:+.2f})" for r in assoc.itertuples() if r.shown]
     return (f"**In short** (Holm p < {alpha:g}): `{dml}` made the classes tighter by {named('tighter')}; "
             f"less tight by {named('less tight')}; no difference shown in {named('not shown')}. "
-            + (f"A seed's accuracy change goes with its change in {', '.join(shown)}."
+            + (f"Within datasets, a seed's accuracy change goes with its change in {', '.join(shown)}."
                if shown else "No geometry change is shown to go with the accuracy change within datasets."))
 
 

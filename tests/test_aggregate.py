@@ -42,7 +42,8 @@ def write_run(root: Path, dataset: str, size: int, seed: int, arm: str, acc: flo
     io.write_json(run / "metrics.json", {"accuracy": acc, "macro_f1": acc - 0.01, "n_train": size,
                                          "dev_accuracy": acc - 0.05, "majority_accuracy": 0.5,
                                          "degenerate": list(degenerate)})
-    io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm})
+    io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm,
+                                     "label_names": ["negative", "positive"]})
     dml = "0.5" if arm not in ("cce",) else ""
     io.write_text(run / "curve.csv", "step,lr,loss,cce,dml,pairs_ok\n"
                   + "".join(f"{s},1e-5,{(3 - s) * (seed + 1)},{1.0 * s},{dml},1\n" for s in (1, 2, 3)))
@@ -109,7 +110,8 @@ def test_missing_runs_lists_every_missing_file(grid) -> None:
 
 def test_run_json_of_another_run_is_rejected(grid) -> None:
     params, root = grid
-    io.write_json(root / "runs" / "mr-16-cce" / "0" / "run.json", {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce"})
+    io.write_json(root / "runs" / "mr-16-cce" / "0" / "run.json", {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce",
+                                                              "label_names": ["negative", "positive"]})
     with pytest.raises(ValueError, match=r"mr-16-cce/0/run.json: seed=1, expected 0"):
         collect_runs(params, root / "runs", root / "infer")
 
@@ -343,3 +345,15 @@ def test_two_sizes_give_a_blocked_gain_per_dataset_and_every_figure(tmp_path: Pa
     assert "| few-shot sizes | 8, 16 |" in text and "over 4 dataset × size cells" in text
     for fig in ("forest", "accuracy_vs_size", "proxy_weight", "loss_curves", "confusion"):
         assert (tmp_path / "reports" / "figures" / f"{fig}.png").stat().st_size > 10_000
+
+
+def test_the_confusion_figure_gets_each_dataset_s_class_names_from_run_json(grid, monkeypatch) -> None:
+    from fewshot_dml import figures
+
+    params, root = grid
+    tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)
+    assert tables.label_names == {"mr": ("negative", "positive"), "trec": ("negative", "positive")}
+    seen = {}
+    monkeypatch.setattr(figures, "draw_confusion", lambda confusion, arms, path, names=None: seen.update(names=names))
+    figures._confusion(tables, root / "confusion.png")
+    assert seen["names"] == tables.label_names

@@ -110,7 +110,7 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     analysis = repo / "reports/analysis"
     for name in ("analysis.md", "metrics.json", "plots/deciles_distance.csv", "plots/deciles_length.csv",
                  "figures/map-trec-12.png", "figures/map-mrpc-12.png", "figures/deciles-distance.png",
-                 "figures/deciles-length.png", "figures/geometry-vs-accuracy.png", "figures/confusion.png",
+                 "figures/deciles-length.png", "figures/geometry-vs-accuracy.png",
                  "figures/attributions-mrpc-12.png"):
         assert (analysis / name).is_file(), name
     assert not (analysis / "figures/attributions-trec-12.png").exists()

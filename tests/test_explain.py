@@ -92,7 +92,7 @@ def test_one_run_analysis_with_and_without_centres(runs: dict[str, Path], toy: t
     assert np.isfinite(list(with_centres["numbers"].values())).all()
     without = analyze_run(runs["cce"], table, ANALYZE, with_map=True)
     assert np.isnan(without["numbers"]["centre_distance"]) and without["map"].centres.shape == (0, 2)
-    assert without["confusion"].sum() == 8 and set(without["deciles"]) == {"distance", "length"}
+    assert set(without["deciles"]) == {"distance", "length"}
     accuracy = json.loads((runs["cce"] / "metrics.json").read_text())["accuracy"]
     assert without["numbers"]["accuracy"] == pytest.approx(accuracy)
     assert without["deciles"]["length"][1].mean() == pytest.approx(accuracy)  # equal groups of 2

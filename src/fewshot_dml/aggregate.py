@@ -110,6 +110,7 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         "dev_accuracy": math.nan if dev is None else _number(metrics, "dev_accuracy", files["metrics"]),
         "majority_accuracy": _number(metrics, "majority_accuracy", files["metrics"]),
         "confusion": np.asarray(_get(classifier, "confusion", files["infer"]), np.int64),
+        "label_names": tuple(_get(run, "label_names", files["run"])),
         "proxy_curve": curve,
         "loss_curve": rundir.read_curve(files["curve"]),
         "degenerate": tuple(degenerate),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from fewshot_dml import io, layout, rundir
 from fewshot_dml.data.table import read_table
-from fewshot_dml.inference import confusion_matrix, load_run
+from fewshot_dml.inference import load_run
 from fewshot_dml.params import AnalyzeParams, Params
 from fewshot_dml.summary import roles
 
@@ -177,8 +177,7 @@ def analyze_run(run_dir: Path, table: pd.DataFrame, params: AnalyzeParams, *, wi
         coords = tsne_map(np.concatenate([emb, centres]), params)
         names = tuple(io.read_json(run_dir / rundir.RUN)["label_names"])
         run_map = RunMap(coords[:len(emb)], labels, correct, coords[len(emb):], centre_classes, names)
-    confusion = confusion_matrix(labels, art.eval_logits.argmax(axis=1), c)
-    return {"numbers": numbers, "deciles": deciles, "map": run_map, "confusion": confusion}
+    return {"numbers": numbers, "deciles": deciles, "map": run_map}
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,6 @@ class Analysis:
     geometry: pd.DataFrame  # dataset, size, seed, arm, role, accuracy, *GEOMETRY
     deciles: pd.DataFrame  # dataset, size, seed, arm, role, axis, bin (1..bins), value, accuracy
     maps: Mapping[tuple[str, int, str], RunMap]  # (dataset, size, arm) of the first seed
-    confusion: Mapping[tuple[str, int, str], np.ndarray]  # (dataset, size, arm): classifier counts over seeds
     dml_arm: str
 
 
@@ -198,7 +196,7 @@ def analyze_grid(params: Params, runs_dir: Path, raw_dir: Path) -> Analysis:
 
     role = roles(params.loss)
     tables = {d: read_table(Path(raw_dir) / f"{d}{layout.TABLE_SUFFIX}") for d in params.datasets}
-    geometry, deciles, maps, confusion = [], [], {}, {}
+    geometry, deciles, maps = [], [], {}
     grid = layout.grid(params.datasets, params.sample_sizes, params.seeds, params.arms)
     for dataset, size, seed, arm in tqdm(grid, desc="analyze", unit="run"):
         first = seed == params.seeds[0]
@@ -211,6 +209,4 @@ def analyze_grid(params: Params, runs_dir: Path, raw_dir: Path) -> Analysis:
                         for b, (v, a) in enumerate(zip(values, accuracy, strict=True))]
         if first:
             maps[(dataset, size, arm)] = result["map"]
-        cell = (dataset, size, arm)
-        confusion[cell] = confusion.get(cell, 0) + result["confusion"]
-    return Analysis(pd.DataFrame(geometry), pd.DataFrame(deciles), maps, confusion, params.loss)
+    return Analysis(pd.DataFrame(geometry), pd.DataFrame(deciles), maps, params.loss)

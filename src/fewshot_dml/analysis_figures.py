@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.analysis import Analysis, RunMap
+from fewshot_dml.analysis import RunMap
 from fewshot_dml.figures import _finish, _panels, _save
 
 ROLES = ("cce", "setfit", "dml")
@@ -84,14 +84,6 @@ def draw_geometry_vs_accuracy(paired: pd.DataFrame, metrics: Sequence[str], labe
         ax.axvline(0, color="0.5", linewidth=0.7)
         ax.set(xlabel=f"Δ {labels[metric]} (dml − cce)", ylabel="Δ accuracy (pp)")
     _finish(fig, axes, path, "Does the geometry change go with the accuracy change? (one point per dataset × seed)")
-
-
-def draw_confusion(analysis: Analysis, path: Path) -> None:
-    from fewshot_dml.figures import draw_confusion as draw
-
-    arms = list(dict.fromkeys(analysis.geometry["arm"]))
-    names = {d: m.label_names for (d, _, _), m in analysis.maps.items()}
-    draw(analysis.confusion, arms, path, names)
 
 
 def _text_width(renderer: Any, text: str, size: float) -> float:

@@ -181,7 +181,6 @@ def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: 
     for axis, what in (("distance", "distance to the mean embedding"), ("length", "sentence length (words)")):
         fig.draw_deciles(analysis.deciles, axis, what, out / f"deciles-{axis}.png")
     fig.draw_geometry_vs_accuracy(paired, ("silhouette", "map_at_r"), LABELS, out / "geometry-vs-accuracy.png")
-    fig.draw_confusion(analysis, out / "confusion.png")
     for item in explained:
         name = f"attributions-{item['dataset']}-{item['size']}.png"
         fig.draw_attributions(item, out / name)
@@ -256,8 +255,9 @@ def render(params: Params, analysis: Analysis, tests: pd.DataFrame, assoc: pd.Da
         "![by distance](figures/deciles-distance.png)",
         "![by length](figures/deciles-length.png)",
         "## Confusion matrices",
-        "Row-normalised (% of each true class), summed over seeds, class names truncated to six characters.",
-        "![confusion](figures/confusion.png)",
+        "Row-normalised (% of each true class), summed over seeds, class names truncated to six characters; "
+        "drawn by the `aggregate` stage beside `results.md`.",
+        "![confusion](../figures/confusion.png)",
         attribution_section(params, explained, figures["attributions"]),
     ]
     return "\n\n".join(parts) + "\n"

@@ -167,7 +167,7 @@ def _losses(tables: Tables, path: Path) -> None:
 
 
 def _confusion(tables: Tables, path: Path) -> None:
-    draw_confusion(tables.confusion, tables.arms, path)
+    draw_confusion(tables.confusion, tables.arms, path, tables.label_names)
 
 
 def draw_confusion(confusion: Mapping[tuple[str, int, str], np.ndarray], arms: Sequence[str], path: Path,

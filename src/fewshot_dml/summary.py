@@ -55,7 +55,8 @@ def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
         runs=df[["dataset", "size", "seed", "arm", *MODES, "dev_accuracy", "majority_accuracy"]].copy(),
         accuracy=_accuracy_table(df), gains=_gains_table(pairs, agg), overall=_overall_table(pairs, agg),
         proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]), loss_curves=_loss_curve_table(df),
-        confusion=_confusion(df), degenerate=_degenerate_table(df), confidence=agg.confidence, alpha=agg.alpha,
+        confusion=_confusion(df), label_names={r.dataset: tuple(r.label_names) for r in df.itertuples()},
+        degenerate=_degenerate_table(df), confidence=agg.confidence, alpha=agg.alpha,
     )
 
 

@@ -24,6 +24,7 @@ class Tables:
     proxy_curve: pd.DataFrame  # dataset,size,weight,accuracy_mean,accuracy_std,n (DML arm)
     loss_curves: pd.DataFrame  # dataset,size,arm,step,loss_mean,cce_mean,dml_mean (mean over seeds)
     confusion: Mapping[tuple[str, int, str], np.ndarray]  # (dataset, size, arm) -> summed over seeds
+    label_names: Mapping[str, tuple[str, ...]]  # dataset -> class names (index = label id), from run.json
     degenerate: pd.DataFrame  # dataset,size,seed,arm,symptom: one row per symptom of a flagged run
     confidence: float
     alpha: float  # family-wise error rate of the Holm-corrected tests

@@ -18,7 +18,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from fewshot_dml import inference, rundir, training
+from fewshot_dml import inference, rundir
 from fewshot_dml.batching import balanced_batches, make_batches, random_batches, tokenize
 from fewshot_dml.data.table import make_table
 from fewshot_dml.losses.objective import Objective, ObjectiveOutput, build_objective
@@ -327,6 +327,22 @@ def test_setfit_arm_is_deterministic_and_writes_every_artifact(tiny_bert_dir: Pa
     assert "setfit" in json.loads((a / "run.json").read_text())["versions"]
     result = inference.run_inference(a, PARAMS.infer, tmp_path / "a.json")
     assert result["proxy"] is None and result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_saved_setfit_weights_are_byte_identical_under_any_string_hashing(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    # SetFit writes config_setfit.json from a set of names, whose order follows PYTHONHASHSEED (per process):
+    # with the library's save_pretrained alone these four processes wrote two different files.
+    import os
+
+    script = ("import sys; from setfit import SetFitModel; from fewshot_dml.setfit_arm import save_setfit; "
+              "save_setfit(SetFitModel.from_pretrained(sys.argv[1]), sys.argv[2])")
+    configs = set()
+    for seed in ("0", "1", "2", "3"):
+        subprocess.run([sys.executable, "-c", script, str(tiny_bert_dir), str(tmp_path / seed)], check=True,
+                       capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"})
+        configs.add((tmp_path / seed / "config_setfit.json").read_text())
+    (config,) = configs
+    assert list(json.loads(config)) == sorted(json.loads(config))
 
 
 def test_setfit_arm_without_the_library_says_how_to_install_it(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],

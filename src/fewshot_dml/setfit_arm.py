@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,20 @@ def _import_setfit() -> Any:
         raise ImportError(f"the setfit arm needs the `setfit` library ({err}); install it with "
                           "`pip install 'setfit>=1.1,<2'` or drop `setfit` from the arms") from None
     return setfit
+
+
+def save_setfit(model: Any, path: Path | str) -> None:
+    """``model.save_pretrained(path)``, with ``config_setfit.json`` rewritten with sorted keys.
+
+    SetFit writes that file from a ``set`` of attribute names, whose order follows Python's per-process
+    string hashing, so two identical runs wrote different bytes (and a different DVC hash).
+    """
+    import json
+
+    model.save_pretrained(str(path))
+    config = Path(path) / "config_setfit.json"
+    if config.is_file():
+        config.write_text(json.dumps(json.loads(config.read_text()), sort_keys=True, indent=2) + "\n")
 
 
 def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:

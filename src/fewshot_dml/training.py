@@ -112,13 +112,13 @@ def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> floa
 
 def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
                 num_classes: int, device: torch.device, phases: Phases) -> dict[str, Any]:
-    from fewshot_dml.setfit_arm import fit_setfit
+    from fewshot_dml.setfit_arm import fit_setfit, save_setfit
 
     fitted = fit_setfit(train, loss, table, split, num_classes, device, phases)
     arrays = {part: {k: _float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
                      for k, v in fitted["arrays"][part].items()} for part in ("eval", "dev", "train")}
     model = fitted.pop("model")
-    return {**fitted, "arrays": arrays, "loss_state": {}, "save_model": lambda path: model.save_pretrained(str(path))}
+    return {**fitted, "arrays": arrays, "loss_state": {}, "save_model": lambda path: save_setfit(model, path)}
 
 
 def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],

@@ -155,18 +155,15 @@ def test_geometry_names_are_the_report_labels() -> None:
 
 
 def test_the_decile_and_geometry_figures_are_byte_identical_across_two_draws(tmp_path: Path) -> None:
-    import matplotlib
-
     from fewshot_dml.analysis_figures import draw_deciles, draw_geometry_vs_accuracy
     from fewshot_dml.analysis_report import LABELS
-    from fewshot_dml.figures import _RC
+    from fewshot_dml.figures import pinned_rc
 
     rows = [{"dataset": d, "size": 16, "seed": s, "arm": r, "role": r, "axis": "length", "bin": b,
              "value": b, "accuracy": 0.5 + 0.01 * b + 0.02 * s}
             for d in ("mr", "cr") for s in range(3) for r in ("cce", "setfit", "dml") for b in range(1, 11)]
-    rc = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC
     paired = paired_frame({m: list(np.linspace(-0.1, 0.2, 10)) for m in ("accuracy", "silhouette", "map_at_r")})
-    with matplotlib.rc_context(rc):
+    with pinned_rc():
         for name in ("a", "b"):
             draw_deciles(pd.DataFrame(rows), "length", "sentence length", tmp_path / f"deciles-{name}.png")
             draw_geometry_vs_accuracy(paired, ("silhouette", "map_at_r"), LABELS, tmp_path / f"geometry-{name}.png")

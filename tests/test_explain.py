@@ -107,11 +107,9 @@ def test_without_saved_weights_nothing_is_explained_and_the_index_says_so(tmp_pa
 
 
 def test_the_map_and_attribution_figures_are_byte_identical_across_two_draws(tmp_path: Path) -> None:
-    import matplotlib
-
     from fewshot_dml.analysis import RunMap
     from fewshot_dml.analysis_figures import draw_attributions, draw_map
-    from fewshot_dml.figures import _RC
+    from fewshot_dml.figures import pinned_rc
 
     rng = np.random.default_rng(0)
     run_map = RunMap(rng.normal(size=(30, 2)), rng.integers(0, 3, 30), rng.random(30) > 0.3,
@@ -120,8 +118,7 @@ def test_the_map_and_attribution_figures_are_byte_identical_across_two_draws(tmp
         {"label": 1, "label_name": "paraphrase", "words": ["one", "two", "three", "four"], "first_words": 2}],
         "runs": [{"seed": 0, "role": "cce", "kind": "classifier", "attributions": [[0.1, -0.5, 0.3, 0.0]],
                   "predicted": [1]}]}
-    rc = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC
-    with matplotlib.rc_context(rc):
+    with pinned_rc():
         for name in ("a", "b"):
             draw_map({"cce": run_map, "dml": run_map}, {"cce": 0.5, "dml": 0.6}, "title", tmp_path / f"map-{name}.png")
             draw_attributions(item, tmp_path / f"attr-{name}.png")

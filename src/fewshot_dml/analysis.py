@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pandas as pd
 from fewshot_dml import io, layout, rundir
 from fewshot_dml.data.table import read_table
 from fewshot_dml.inference import load_run
+from fewshot_dml.loss_state import load_loss_module
 from fewshot_dml.params import AnalyzeParams, Params
 from fewshot_dml.summary import roles
 
@@ -141,29 +143,23 @@ class RunMap:
     label_names: tuple[str, ...]
 
 
-def read_centres(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_centres(run_dir: Path, run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The loss module's learned centres (P, D) and their classes, rebuilt from ``loss_state.pt``; empty if none."""
-    import torch
-
     from fewshot_dml.losses.registry import get_spec
 
-    run = io.read_json(rundir.require(run_dir / rundir.RUN))
-    spec = get_spec(run["loss"]["base"])
-    if spec.centres is None:
+    module = load_loss_module(run_dir, run)
+    if module is None:
         return np.zeros((0, int(run["embedding_size"]))), np.zeros(0, np.int64)
-    with torch.random.fork_rng(devices=[]):  # building draws initial centres; the state replaces them
-        module = spec.build(int(run["num_classes"]), int(run["embedding_size"]), run["loss"]["hparams"])
-    module.load_state_dict(torch.load(rundir.require(run_dir / rundir.LOSS_STATE), weights_only=True))
-    centres, classes = spec.centres(module)
+    centres, classes = get_spec(run["loss"]["base"]).centres(module)
     return centres.float().numpy().astype(np.float64), classes.numpy().astype(np.int64)
 
 
 def analyze_run(run_dir: Path, table: pd.DataFrame, params: AnalyzeParams, *, with_map: bool) -> dict:
     """The geometry numbers, per-decile curves and (``with_map``) the t-SNE map of one run."""
-    art = load_run(run_dir)
+    art, run = load_run(run_dir), io.read_json(rundir.require(run_dir / rundir.RUN))
     emb, labels, c = art.eval_embeddings, art.eval_labels, art.num_classes
     correct = art.eval_logits.argmax(axis=1) == labels
-    centres, centre_classes = read_centres(run_dir)
+    centres, centre_classes = read_centres(run_dir, run)
     intra, inter = class_distances(emb, labels)
     numbers = {"accuracy": float(correct.mean()), "silhouette": silhouette(emb, labels), "intra": intra,
                "inter": inter, "ratio": intra / inter, **retrieval(emb, labels),
@@ -175,8 +171,8 @@ def analyze_run(run_dir: Path, table: pd.DataFrame, params: AnalyzeParams, *, wi
     run_map = None
     if with_map:
         coords = tsne_map(np.concatenate([emb, centres]), params)
-        names = tuple(io.read_json(run_dir / rundir.RUN)["label_names"])
-        run_map = RunMap(coords[:len(emb)], labels, correct, coords[len(emb):], centre_classes, names)
+        run_map = RunMap(coords[:len(emb)], labels, correct, coords[len(emb):], centre_classes,
+                         tuple(run["label_names"]))
     return {"numbers": numbers, "deciles": deciles, "map": run_map}
 
 

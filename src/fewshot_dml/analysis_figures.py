@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 
 from fewshot_dml.analysis import RunMap
-from fewshot_dml.figures import _finish, _panels, _save
+from fewshot_dml.figures import _color, _finish, _panels, _save
 
 ROLES = ("cce", "setfit", "dml")
-_ROLE_COLOR = {"cce": "C0", "setfit": "C1", "dml": "C2"}  # as figures._color orders the arms
 AXIS_LABEL = {"distance": "distance decile (1 = nearest)", "length": "length decile (1 = shortest)"}
 
 
@@ -62,9 +61,9 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
         for role in ROLES:
             s = per_seed[per_seed["role"] == role].groupby("bin")["accuracy"]
             mean, sd = 100 * s.mean(), 100 * s.std(ddof=1).fillna(0)
-            ax.plot(mean.index, mean, marker="o", markersize=3, color=_ROLE_COLOR[role], label=role,
+            ax.plot(mean.index, mean, marker="o", markersize=3, color=_color(ROLES, role), label=role,
                     linestyle="--" if role == "cce" else "-")
-            ax.fill_between(mean.index, mean - sd, mean + sd, color=_ROLE_COLOR[role], alpha=0.15, linewidth=0)
+            ax.fill_between(mean.index, mean - sd, mean + sd, color=_color(ROLES, role), alpha=0.15, linewidth=0)
         name = "all datasets" if cell is None else (f"{cell[0]}/{cell[1]}" if multi else cell[0])
         ax.set(title=name, xlabel=AXIS_LABEL[axis], ylabel="accuracy (%)")
         ax.set_xticks(sorted(d["bin"].unique()))

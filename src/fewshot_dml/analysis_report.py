@@ -139,10 +139,8 @@ def plot_frames(analysis: Analysis) -> dict[str, pd.DataFrame]:
 
 def run_analyze(params: Params, runs_dir: Path, raw_dir: Path, explain_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Analyse the grid's runs and write ``out_dir`` (analysis.md, metrics.json, figures/, plots/)."""
-    import matplotlib
-
     from fewshot_dml import explain_report
-    from fewshot_dml.figures import _RC
+    from fewshot_dml.figures import pinned_rc
 
     analysis = analyze_grid(params, runs_dir, raw_dir)
     agg, seed = params.aggregate, params.analyze.seed
@@ -154,8 +152,7 @@ def run_analyze(params: Params, runs_dir: Path, raw_dir: Path, explain_dir: Path
     with io.atomic_dir(out_dir) as tmp:
         (tmp / "figures").mkdir()
         (tmp / "plots").mkdir()
-        rc = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC
-        with matplotlib.rc_context(rc):
+        with pinned_rc():
             figures = _draw(analysis, paired, explained, tmp / "figures")
         for name, frame in plot_frames(analysis).items():
             frame.to_csv(tmp / "plots" / name, index=False, float_format="%.6f", lineterminator="\n")

@@ -32,6 +32,7 @@ import torch
 from fewshot_dml import io, layout, rundir
 from fewshot_dml.data.table import read_table
 from fewshot_dml.explain_report import INDEX
+from fewshot_dml.loss_state import load_loss_module
 from fewshot_dml.losses.registry import get_spec
 from fewshot_dml.models import TextClassifier
 from fewshot_dml.params import Params
@@ -99,13 +100,10 @@ def integrated_gradients(model: TextClassifier, score: Callable[[torch.Tensor, t
 
 def metric_score(run_dir: Path, run: dict[str, Any]) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
     """``(kind, pooled -> (B, C) class scores)``: the loss's own scores where it has centres, else prototypes."""
-    spec = get_spec(run["loss"]["base"])
-    if spec.class_scores is not None:
-        with torch.random.fork_rng(devices=[]):
-            module = spec.build(int(run["num_classes"]), int(run["embedding_size"]), run["loss"]["hparams"])
-        module.load_state_dict(torch.load(rundir.require(run_dir / rundir.LOSS_STATE), weights_only=True))
-        module = module.float().eval()
-        return "proxy", lambda pooled: spec.class_scores(module, pooled)
+    module = load_loss_module(run_dir, run)
+    if module is not None:
+        scores = get_spec(run["loss"]["base"]).class_scores
+        return "proxy", lambda pooled: scores(module, pooled)
     train = rundir.read_npz(run_dir / rundir.TRAIN, ("embeddings", "labels"))
     emb = torch.nn.functional.normalize(torch.from_numpy(train["embeddings"].astype(np.float32)), dim=1)
     protos = torch.zeros(int(run["num_classes"]), emb.shape[1]).index_add_(0, torch.from_numpy(train["labels"]), emb)

@@ -7,7 +7,7 @@ byte-stable PNGs (Agg output is deterministic once fonts, sizes and metadata are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,40 +167,31 @@ def _losses(tables: Tables, path: Path) -> None:
 
 
 def _confusion(tables: Tables, path: Path) -> None:
-    draw_confusion(tables.confusion, tables.arms, path, tables.label_names)
-
-
-def draw_confusion(confusion: Mapping[tuple[str, int, str], np.ndarray], arms: Sequence[str], path: Path,
-                   names: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Row-normalised classifier confusion matrices (largest size), summed over seeds: arms x datasets.
-
-    With ``names`` (dataset -> class names) the axes carry the class names, else none.
-    """
+    """Row-normalised classifier confusion matrices (largest size), summed over seeds: arms x datasets,
+    the axes named by each dataset's classes (from run.json)."""
     from matplotlib.figure import Figure
 
-    size = max(s for _, s, _ in confusion)
-    datasets = list(dict.fromkeys(d for d, s, _ in confusion if s == size))
-    side = 2.1 if names is None else 2.6
-    fig = Figure(figsize=(side * len(datasets), side * len(arms) + 0.5), layout="constrained")
-    axes = fig.subplots(len(arms), len(datasets), squeeze=False)
-    for i, arm in enumerate(arms):
+    size = max(s for _, s, _ in tables.confusion)
+    datasets = list(dict.fromkeys(d for d, s, _ in tables.confusion if s == size))
+    fig = Figure(figsize=(2.6 * len(datasets), 2.6 * len(tables.arms) + 0.5), layout="constrained")
+    axes = fig.subplots(len(tables.arms), len(datasets), squeeze=False)
+    for i, arm in enumerate(tables.arms):
         for j, dataset in enumerate(datasets):
-            ax, counts = axes[i, j], confusion[(dataset, size, arm)]
+            ax, counts = axes[i, j], tables.confusion[(dataset, size, arm)]
             share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
             ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
             if len(share) <= 6:
                 for (r, c), v in np.ndenumerate(share):
                     ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
                             color="white" if v > 0.6 else "black")
-            ticks = range(len(share))
-            labels = [] if names is None else [str(n)[:6] for n in names[dataset]]
-            ax.set_xticks(ticks if labels else [], labels, fontsize=6, rotation=90)
-            ax.set_yticks(ticks if labels else [], labels, fontsize=6)
+            labels = [str(n)[:6] for n in tables.label_names[dataset]]
+            ax.set_xticks(range(len(share)), labels, fontsize=6, rotation=90)
+            ax.set_yticks(range(len(share)), labels, fontsize=6)
             if i == 0:
                 ax.set_title(dataset)
             if j == 0:
                 ax.set_ylabel(f"{arm}\ntrue class")
-            if i == len(arms) - 1:
+            if i == len(tables.arms) - 1:
                 ax.set_xlabel("predicted")
     fig.suptitle(f"Confusion (% of each true class), size {size}, summed over seeds")
     _save(fig, path)
@@ -212,11 +203,15 @@ FIGURES: dict[str, Callable[[Tables, Path], None]] = {
 }
 
 
+def pinned_rc() -> Any:
+    """A context with rcParams pinned to matplotlib's defaults (not the user's matplotlibrc) plus ``_RC``,
+    so that a figure's bytes depend only on its data."""
+    return matplotlib.rc_context({k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC)
+
+
 def write_figures(tables: Tables, out_dir: Path) -> list[str]:
     """Draw every figure into ``out_dir``; return their file names."""
-    # Pinned rcParams (from matplotlib's defaults, not the user's matplotlibrc) for stable bytes.
-    rc = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC
-    with matplotlib.rc_context(rc):
+    with pinned_rc():
         for name, draw in FIGURES.items():
             draw(tables, Path(out_dir) / name)
     return list(FIGURES)

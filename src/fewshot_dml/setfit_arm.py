@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from fewshot_dml.batching import is_pair_table
-from fewshot_dml.models import resolve_model
+from fewshot_dml.model_ref import resolve
 from fewshot_dml.params import LossParams, TrainParams
 from fewshot_dml.timing import Phases
 
@@ -60,8 +60,10 @@ def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
 
 
 def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-               num_classes: int, device: torch.device, phases: Phases | None = None) -> dict[str, Any]:
+               num_classes: int, device: torch.device, phases: Phases | None = None,
+               directory: str | None = None) -> dict[str, Any]:
     """Train SetFit on ``split['train']``; embed and score the eval, dev and train rows.
+    ``directory`` is ``train.model`` already resolved (:mod:`fewshot_dml.model_ref`).
 
     Returns the pieces ``training.train_run`` writes: ``curve``, ``arrays``, ``model`` and
     ``embedding_size``. Logits are the head's log-probabilities (argmax = its prediction).
@@ -72,7 +74,8 @@ def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split:
         from datasets import Dataset
 
         hp, seed = loss.hparams, int(split["seed"])
-        model = setfit.SetFitModel.from_pretrained(resolve_model(train.model), device=device.type)
+        directory = resolve(train.model).directory if directory is None else directory
+        model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
         model.model_body.max_seq_length = train.max_length
     sep = model.model_body.tokenizer.sep_token or "[SEP]"
     labels = table["label"].to_numpy(np.int64)

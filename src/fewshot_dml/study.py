@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from fewshot_dml import io
 from fewshot_dml.logs import setup_logging
-from fewshot_dml.params import BASELINE, DATASETS, PEERS, SETFIT
+from fewshot_dml.params import BASELINE, DATASETS, PEERS, SETFIT, Params, dataset_order
 from fewshot_dml.report import pct
 from fewshot_dml.stats import blocked_gain, holm, paired_differences, paired_gain
 
@@ -48,6 +48,7 @@ FIELDS = ("cce", "setfit", "dml", "dml_proxy", "dev_cce", "dev_setfit", "dev_dml
           "gain_high_pp", "gain_p_holm", "won", "lost", "cells", "n")
 _IGNORED = ("fetch.",)  # where the data came from is verified by its checksums, not a setting
 CONFIDENCE = 0.95
+_SECTIONS = frozenset(f.name for f in fields(Params))  # params.yaml's top-level keys
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,18 @@ def _column(record: Mapping[str, Any], file: str, name: str) -> Any:
     return record.get(name, record.get(f"{file}:{name}"))
 
 
+def _groups(record: Mapping[str, Any]) -> set[str]:
+    """The metric groups of an exp_show row: the built-in datasets, its grid's own datasets, ``overall``."""
+    return {*DATASETS, *(d for d, _, _ in _grid(record)), "overall"}
+
+
 def _metrics(record: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
+    groups = _groups(record)
     for key, value in record.items():
         file, _, name = key.rpartition(":")
         group, _, field = name.partition(".")
-        if file not in ("", METRICS_FILE) or group not in (*DATASETS, "overall") or field not in FIELDS:
+        if file not in ("", METRICS_FILE) or group not in groups or field not in FIELDS:
             continue
         # dvc reports errors as "!" and absent values as None; keep finite numbers only.
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -80,9 +87,12 @@ def _metrics(record: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _params(record: Mapping[str, Any]) -> dict[str, str]:
-    """The params of an exp_show row; not its metrics, and not its deps (file paths with their hashes)."""
-    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or "/" not in k and ("." in k or k in (
-            "loss", "datasets", "sample_sizes", "seeds")) and k.partition(".")[0] not in (*DATASETS, "overall")]
+    """The params of an exp_show row: the columns under a top-level section of ``params.yaml``.
+
+    Not its metrics (another metrics file's bare ``geometry.cce.inter`` is no param), and not its
+    deps (file paths with their hashes).
+    """
+    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or k.partition(".")[0] in _SECTIONS]
     return {k.removeprefix(f"{PARAMS_FILE}:"): _text(record[k]) for k in keys}
 
 
@@ -114,7 +124,7 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
             notes.append(f"`{name}` ({loss}): state {state}, skipped")
         elif not isinstance(loss, str) or loss in PEERS:
             notes.append(f"`{name}`: no DML `loss` param ({loss!r}), skipped")
-        elif not any(g in metrics and "dml" in metrics[g] and "dev_dml" in metrics[g] for g in DATASETS):
+        elif not any("dml" in values and "dev_dml" in values for g, values in metrics.items() if g != "overall"):
             notes.append(f"`{name}` ({loss}): no metrics (with development accuracy) in {METRICS_FILE}, skipped")
         else:
             params = _params(record)
@@ -159,7 +169,7 @@ def _gain(m: Mapping[str, float] | None) -> str:
 
 
 def _grid_table(experiments: Sequence[Experiment]) -> str:
-    datasets = [d for d in DATASETS if any(d in e.metrics for e in experiments)]
+    datasets = sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
     labels, selected = distinguishing(experiments), dev_selected(experiments)
     first = experiments[0].metrics
     rows = [(f"`{BASELINE}`", "–", "–", pct(first.get("overall", {}).get("dev_cce")),
@@ -180,7 +190,7 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
     """Per dataset, the arm with the best development accuracy, with its evaluation gain over CCE."""
     selected = dev_selected(experiments)
     first = experiments[0]
-    datasets = [d for d in DATASETS if any(d in e.metrics for e in experiments)]
+    datasets = sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
     rows = []
     for d in datasets:
         candidates = [(first.metrics[d].get("dev_cce", -math.inf), BASELINE, first, BASELINE),
@@ -272,7 +282,7 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float])
             "loss's configuration selected on development accuracy alone: nothing here is tuned on the "
             "evaluation set. `cce` and `setfit` come from DVC's run-cache, identical in every experiment of a grid."]
     for grid, group in grids.items():
-        datasets = sorted({d for d, _, _ in grid}, key=DATASETS.index)
+        datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
         sizes, seeds = sorted({s for _, s, _ in grid}), sorted({k for _, _, k in grid})
         text += ["", f"## Grid: {len(datasets)} datasets, sizes {sizes}, seeds {seeds}", "", _grid_table(group)]
         cce = {f"`{e.name}` {pct(e.metrics['overall']['cce'])}" for e in group if "cce" in e.metrics.get("overall", {})}

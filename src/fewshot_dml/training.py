@@ -33,7 +33,8 @@ from fewshot_dml.health import diagnose
 from fewshot_dml.inference import accuracy_f1
 from fewshot_dml.losses.objective import Objective, build_objective
 from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.models import TextClassifier, load_classifier, model_source
+from fewshot_dml.model_ref import Resolved, resolve
+from fewshot_dml.models import TextClassifier, load_classifier
 from fewshot_dml.params import LossParams, TrainParams, training_steps
 from fewshot_dml.sampling import check_split, split_file
 from fewshot_dml.timing import Phases
@@ -48,23 +49,27 @@ def train_group(train: TrainParams, loss: LossParams, table_path: Path, card_pat
 
     One process trains every seed: the imports are paid once, not once per seed, and DVC has one
     stage to record instead of five (bench/results.md). Each seed loads the model afresh, so its run
-    is exactly the run ``train_run`` writes on its own (tested byte for byte).
+    is exactly the run ``train_run`` writes on its own (tested byte for byte). The model is resolved
+    (and its weights hashed) once.
     """
+    model = resolve(train.model)
     with io.atomic_dir(out_dir) as tmp:
         return {int(seed): train_run(train, loss, table_path, card_path, Path(splits_dir) / split_file(seed),
-                                     tmp / str(int(seed)), phases)
+                                     tmp / str(int(seed)), phases, model)
                 for seed in seeds}
 
 
 def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, split_path: Path,
-              out_dir: Path, phases: Phases | None = None) -> dict[str, Any]:
+              out_dir: Path, phases: Phases | None = None, model: Resolved | None = None) -> dict[str, Any]:
     """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
+    ``model`` is ``train.model`` resolved (:func:`fewshot_dml.model_ref.resolve`), or None to resolve it here.
 
     ``phases`` collects where the wall time goes (:mod:`fewshot_dml.timing`); it never goes into
     the run directory: a DVC output must hash the same for the same params and seed.
     """
     phases = Phases() if phases is None else phases
     with phases("read"):
+        model = resolve(train.model) if model is None else model
         card, split, table = _read_inputs(Path(table_path), Path(card_path), Path(split_path))
     _check_loss(train, loss)
     num_classes = len(card["label_names"])
@@ -72,7 +77,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
     started = time.perf_counter()
     fit = _fit_setfit if get_spec(loss.base).kind == "setfit" else _fit_finetune
     with torch_settings(device, train.threads):
-        fitted = fit(train, loss, table, split, num_classes, device, phases)
+        fitted = fit(train, loss, table, split, num_classes, device, phases, model.directory)
     curve, arrays = fitted["curve"], fitted["arrays"]
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
@@ -97,7 +102,7 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
         rundir.write(
             out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
             curve=curve, metrics=metrics,
-            record=_run_record(card, split, train, loss, fitted["embedding_size"], num_classes),
+            record=_run_record(card, split, train, loss, model, fitted["embedding_size"], num_classes),
             save_model=fitted["save_model"] if train.keeps_weights(card["dataset"]) else None)
     logger.info("%s seed %s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", loss.name, split["seed"],
                 metrics["accuracy"], metrics["macro_f1"], len(curve), seconds, device.type)
@@ -111,10 +116,10 @@ def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> floa
 
 
 def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                num_classes: int, device: torch.device, phases: Phases) -> dict[str, Any]:
+                num_classes: int, device: torch.device, phases: Phases, directory: str) -> dict[str, Any]:
     from fewshot_dml.setfit_arm import fit_setfit, save_setfit
 
-    fitted = fit_setfit(train, loss, table, split, num_classes, device, phases)
+    fitted = fit_setfit(train, loss, table, split, num_classes, device, phases, directory)
     arrays = {part: {k: _float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
                      for k, v in fitted["arrays"][part].items()} for part in ("eval", "dev", "train")}
     model = fitted.pop("model")
@@ -122,10 +127,10 @@ def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split
 
 
 def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                  num_classes: int, device: torch.device, phases: Phases) -> dict[str, Any]:
+                  num_classes: int, device: torch.device, phases: Phases, directory: str) -> dict[str, Any]:
     """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
     model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device,
-                                                                  phases)
+                                                                  phases, directory)
     if get_spec(loss.base).has_proxies:
         with phases("embed"):
             _add_class_scores(objective, arrays)
@@ -146,13 +151,13 @@ def _check_loss(train: TrainParams, loss: LossParams) -> None:
 
 
 def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                     num_classes: int, device: torch.device,
-                     phases: Phases) -> tuple[TextClassifier, Any, Objective, list, dict]:
+                     num_classes: int, device: torch.device, phases: Phases,
+                     directory: str | None = None) -> tuple[TextClassifier, Any, Objective, list, dict]:
     """Seed, build, fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
     seed = int(split["seed"])
     with phases("load"):
         generator = _seed_everything(seed)
-        model, tokenizer = load_classifier(train, num_classes)
+        model, tokenizer = load_classifier(train, num_classes, directory)
         # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -333,7 +338,7 @@ def _float16(embeddings: np.ndarray) -> np.ndarray:
 
 
 def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainParams, loss: LossParams,
-                embedding_size: int, num_classes: int) -> dict[str, Any]:
+                model: Resolved, embedding_size: int, num_classes: int) -> dict[str, Any]:
     """``run.json``: the resolved inputs of the run."""
     import pytorch_metric_learning
     import transformers
@@ -344,7 +349,7 @@ def _run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainP
         "loss": {"name": loss.name, "base": loss.base, "beta": loss.beta, "proxy_lr": loss.proxy_lr,
                  "hparams": dict(loss.hparams), "dml_on": loss.dml_on,
                  "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix)},
-        "model_source": model_source(train.model), "embedding_size": embedding_size,
+        "model": model.record, "embedding_size": embedding_size,
         "num_classes": num_classes, "label_names": list(card["label_names"]),
         "table_sha256": card["table_sha256"],
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

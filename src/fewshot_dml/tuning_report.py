@@ -21,7 +21,7 @@ import numpy as np
 from fewshot_dml import io
 from fewshot_dml.figures import _RC, _save
 from fewshot_dml.logs import setup_logging
-from fewshot_dml.params import BASELINE, DATASETS, PEERS, SETFIT
+from fewshot_dml.params import BASELINE, PEERS, SETFIT, dataset_order
 from fewshot_dml.report import _table, fmt_p, pct
 from fewshot_dml.study import Experiment, select_experiments
 from fewshot_dml.tuning import (
@@ -80,7 +80,7 @@ def sweep_section(candidates: Sequence[Candidate], selected: Mapping[str, Candid
 
 
 def _arm_table(selected: Mapping[str, Candidate]) -> str:
-    datasets = sorted({d for c in selected.values() for d, _, _ in c.eval}, key=DATASETS.index)
+    datasets = sorted({d for c in selected.values() for d, _, _ in c.eval}, key=dataset_order)
 
     def per_dataset(c: Candidate, d: str) -> str:
         return pct(float(np.mean([v for (dd, _, _), v in c.eval.items() if dd == d])))
@@ -120,7 +120,7 @@ def confirm_section(selected: Mapping[str, Candidate], best: str | None, candida
     again = replicate(selected, candidates)
     missing = [f"`{a}`" for a in selected if a not in again]
     _, rows = comparisons(again, best=best if best in again else None)
-    datasets = sorted({d for d, _, _ in grid}, key=DATASETS.index)
+    datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
     return "\n".join([
         f"## The tuned recipes on protocol `{params.get('sample.protocol')}`, sizes {sorted({s for _, s, _ in grid})}",
         "",
@@ -213,7 +213,7 @@ def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], n
     selected = select(candidates)
     best, rows = comparisons(selected)
     grid = one_grid(experiments)
-    datasets = sorted({d for d, _, _ in grid}, key=DATASETS.index)
+    datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
     head = [
         "# Tuning study: the strongest recipe per arm, selected on the development split", "",
         (f"{len(experiments)} DVC experiment(s) on one grid: {len(datasets)} datasets ({', '.join(datasets)}), "

@@ -1,7 +1,8 @@
-"""The fetch stage's one call: a SentEval dataset -> ``data/raw/<dataset>.jsonl`` + its card.
+"""The fetch stage's one call: a dataset -> ``data/raw/<dataset>.jsonl`` + its card.
 
-The local copy (``fetch.local_dir``) is read when that directory exists; otherwise the official
-files are downloaded from ``fetch.urls`` if ``fetch.download`` allows it, and it is an error if not.
+A SentEval dataset is read from the local copy (``fetch.local_dir``) when that directory exists;
+otherwise the official files are downloaded from ``fetch.urls`` if ``fetch.download`` allows it, and
+it is an error if not. A dataset of your own (``own_datasets``) is read by :mod:`fewshot_dml.data.own`.
 Everything is read, verified (file pins, counts, the table's pinned sha256), parsed and counted
 before anything is written; then the table and the card are written atomically, the card last,
 so a failure leaves neither behind.
@@ -17,22 +18,26 @@ from pathlib import Path
 
 from fewshot_dml import io
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import DatasetSpec, Loaded, get_spec
+from fewshot_dml.data.datasets import REGISTRY, DatasetSpec, get_spec
 from fewshot_dml.data.local import read_local, resolve_local_dir, verify_local_copy
 from fewshot_dml.data.official import official_url, read_official
+from fewshot_dml.data.own import read_own, source_record
 from fewshot_dml.data.table import encode_table, make_table
-from fewshot_dml.params import FetchParams
+from fewshot_dml.params import FetchParams, OwnDatasetParams
 
 __all__ = ["FetchError", "fetch_dataset", "verify_sources"]
 
 log = logging.getLogger(__name__)
 
 
-def _local_dir(params: FetchParams, root: Path) -> Path | None:
-    """The local copy's directory; None if absent and downloads are allowed; FetchError otherwise."""
+def _local_dir(params: FetchParams, root: Path, required: bool = True) -> Path | None:
+    """The local copy's directory; None if absent and downloads are allowed (or it is not ``required``);
+    FetchError otherwise."""
     local_dir = resolve_local_dir(params.local_dir, root)
     if local_dir.is_dir():
         return local_dir
+    if not required:
+        return None
     if params.download:
         log.info("no local copy at %s; downloading from fetch.urls (fetch.download: true)", local_dir)
         return None
@@ -41,17 +46,24 @@ def _local_dir(params: FetchParams, root: Path) -> Path | None:
 
 
 def verify_sources(params: FetchParams, datasets: tuple[str, ...], root: Path, out: Path,
-                   registry: Mapping[str, DatasetSpec] | None = None) -> dict:
-    """Write ``out``: the verified checksums of the local copy (or that downloads will be used).
+                   registry: Mapping[str, DatasetSpec] | None = None,
+                   own: Mapping[str, OwnDatasetParams] | None = None) -> dict:
+    """Write ``out``: the verified checksums of the local copy (or that downloads will be used), and
+    the sha256 of every own dataset's local file (``own``; a hub dataset: its id and revision).
 
     The ``check`` stage runs this on every ``dvc repro`` (it is ``always_changed``); ``fetch``
-    depends on ``out``, so a changed source file is caught there and, once restored, re-fetched.
+    depends on ``out``, so a changed source file is caught there and, once restored, re-fetched, and
+    an edited own file is re-fetched. The SentEval copy is needed only if ``datasets`` holds a built-in set.
     """
-    local_dir = _local_dir(params, root)
-    if local_dir is None:
-        record: dict = {"source": "official", "urls": {k: official_url(params, k) for k in sorted(vars(params.urls))}}
+    registry_names = REGISTRY if registry is None else registry
+    local_dir = _local_dir(params, root, required=any(d in registry_names for d in datasets))
+    if local_dir is not None:
+        record: dict = {"source": "local", "files": verify_local_copy(local_dir, datasets, registry)}
+    elif params.download:
+        record = {"source": "official", "urls": {k: official_url(params, k) for k in sorted(vars(params.urls))}}
     else:
-        record = {"source": "local", "files": verify_local_copy(local_dir, datasets, registry)}
+        record = {"source": None}  # no SentEval copy, and the grid holds only datasets of your own
+    record["own"] = {name: source_record(name, spec, root) for name, spec in sorted((own or {}).items())}
     io.write_json(out, record)
     return record
 
@@ -64,13 +76,20 @@ def fetch_dataset(
     root: Path = Path("."),
     *,
     registry: Mapping[str, DatasetSpec] | None = None,
+    own: OwnDatasetParams | None = None,
 ) -> dict:
     """Read dataset ``name`` and write its table and card; return the card.
 
-    ``params.local_dir`` is resolved against the workspace of ``root`` (the repository root, see
-    :func:`~fewshot_dml.data.local.workspace_root`); ``registry`` replaces the dataset registry
-    (tests use it to change pins and expected counts).
+    ``params.local_dir`` (and an own file) is resolved against the workspace of ``root`` (the
+    repository root, see :func:`~fewshot_dml.data.local.workspace_root`); ``registry`` replaces the
+    dataset registry (tests use it to change pins and expected counts); ``own`` is the dataset's
+    ``own_datasets`` section, for a dataset of your own.
     """
+    if own is not None:
+        loaded_own = read_own(name, own, root)
+        card = _count({"dataset": name, **loaded_own.card}, loaded_own.label_names, loaded_own.rows,
+                      loaded_own.card["location"], pair=own.text_pair is not None)
+        return _write(name, card, loaded_own.rows, None, out_table, out_card, loaded_own.card["location"])
     spec = get_spec(name, registry)
     local_dir = _local_dir(params, root)
     if local_dir is not None:
@@ -84,13 +103,20 @@ def fetch_dataset(
         where = ", ".join(location)
     if len(loaded.rows) != expected:
         raise FetchError(f"{name}: read {len(loaded.rows)} examples from {where}, expected exactly {expected}")
-    card = _card(spec, loaded, source, location)
-    labels, texts, pairs = zip(*loaded.rows, strict=True)
+    card = _count({"dataset": spec.name, "source": source, "location": location, "encoding": loaded.encoding,
+                   "inputs": loaded.inputs}, spec.label_names, loaded.rows, location, spec.pair)
+    return _write(name, card, loaded.rows, spec.table_sha256, out_table, out_card, where)
+
+
+def _write(name: str, card: dict, rows: list, pinned: str | None, out_table: Path, out_card: Path,
+           where: str) -> dict:
+    """Encode the table, check it against ``pinned``, write table then card (neither on failure)."""
+    labels, texts, pairs = zip(*rows, strict=True)
     data = encode_table(make_table(labels, texts, pairs))
     sha256 = hashlib.sha256(data).hexdigest()
-    if spec.table_sha256 is not None and sha256 != spec.table_sha256:
+    if pinned is not None and sha256 != pinned:
         raise FetchError(f"{name}: the table read from {where} has sha256 {sha256}, not the pinned "
-                         f"{spec.table_sha256}; this source holds a different version of the dataset")
+                         f"{pinned}; this source holds a different version of the dataset")
     card["table_sha256"] = sha256
     with io.atomic_path(out_table) as tmp:
         tmp.write_bytes(data)
@@ -103,20 +129,12 @@ def fetch_dataset(
     return card
 
 
-def _card(spec: DatasetSpec, loaded: Loaded, source: str, location: str | list[str]) -> dict:
-    """The card without ``table_sha256``; FetchError if a class has no example."""
-    counts = Counter(label for label, _, _ in loaded.rows)
-    missing = [spec.label_names[i] for i in range(len(spec.label_names)) if counts[i] == 0]
+def _count(card: dict, label_names: tuple[str, ...], rows: list, location: str | list[str], pair: bool) -> dict:
+    """``card`` with the counts, label names and pair flag (no ``table_sha256`` yet); FetchError if a
+    class has no example."""
+    counts = Counter(label for label, _, _ in rows)
+    missing = [label_names[i] for i in range(len(label_names)) if counts[i] == 0]
     if missing:
-        raise FetchError(f"{spec.name}: no example of class(es) {missing} in {location}")
-    return {
-        "dataset": spec.name,
-        "source": source,
-        "location": location,
-        "encoding": loaded.encoding,
-        "inputs": loaded.inputs,
-        "n_examples": len(loaded.rows),
-        "label_names": list(spec.label_names),
-        "class_counts": {label_name: counts[i] for i, label_name in enumerate(spec.label_names)},
-        "pair": spec.pair,
-    }
+        raise FetchError(f"{card['dataset']}: no example of class(es) {missing} in {location}")
+    return {**card, "n_examples": len(rows), "label_names": list(label_names),
+            "class_counts": {label_name: counts[i] for i, label_name in enumerate(label_names)}, "pair": pair}

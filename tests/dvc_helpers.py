@@ -1,0 +1,34 @@
+"""Running DVC in a temporary repository, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(cmd: list[str], cwd: Path, ok: bool = True) -> str:
+    """Run ``cmd`` offline with this interpreter's tools first on PATH; its output. Fails the test
+    unless it exits 0 (``ok``) or non-zero (``ok=False``)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(FEWSHOT_DML_LOG="WARNING", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}"
+    return out
+
+
+def ran(out: str) -> list[str]:
+    """The stages a DVC command ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", out)
+
+
+def init_repo(repo: Path) -> None:
+    """``git init`` and ``dvc init`` in ``repo``, with a committer and without analytics."""
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "ci@example.invalid"], repo)
+    run(["git", "config", "user.name", "ci"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)

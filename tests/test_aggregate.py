@@ -360,3 +360,23 @@ def test_the_confusion_figure_gets_each_dataset_s_class_names_from_run_json(grid
         seen.append(list(labels or [])), set_xticks(ax, ticks, labels, **kw))[1])
     figures._confusion(tables, root / "confusion.png")
     assert seen and all(labels == ["negati", "positi"] for labels in seen)  # names, cut to six characters
+
+
+@pytest.mark.parametrize(("point", "where"), [("input", "at the input"), ("feature", "after encoder layer 1"),
+                                              ("embedding", "at the embedding")])
+def test_the_report_names_a_metrix_variant_its_base_and_its_mixing_point(point: str, where: str) -> None:
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    raw["loss"] = "proxyanchor-metrix"
+    raw["losses"]["proxyanchor-metrix"]["metrix"].update(point=point, layer=1, alpha=2.0, weight=0.4)
+    text = report._what_was_run(parse_params(raw), "proxyanchor-metrix")
+    assert "a variant of `proxyanchor`" in text
+    assert f"Metrix: mixing {where}, λ ~ Beta(2, 2), mixed loss weight 0.4" in text
+
+
+def test_the_report_says_when_the_dml_loss_sees_every_token() -> None:
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    raw["loss"] = "softtriple"
+    raw["losses"]["softtriple"]["dml_on"] = "tokens"
+    assert "DML on every token's hidden state" in report._what_was_run(parse_params(raw), "softtriple")
+    raw["losses"]["softtriple"]["dml_on"] = "pooled"
+    assert "DML on every token" not in report._what_was_run(parse_params(raw), "softtriple")

@@ -2,7 +2,7 @@
 
 check -> fetch -> sample -> train -> infer -> aggregate with `dvc repro`; a second `dvc repro` runs
 only the always-run check; `dvc exp run -S loss=softtriple` retrains only the DML arm; `dvc metrics
-diff` shows the change; `--temp` and queued experiments run offline with their own commit's code.
+diff` shows the change; a queued experiment runs offline with its own commit's code.
 Beside a SentEval set, the grid holds a CSV and a JSON Lines dataset of your own, declared exactly
 as the README's "Your own data" example declares them, and the model is a local directory named by a
 path relative to the workspace: editing the CSV re-fetches it alone, editing a model file retrains,
@@ -195,10 +195,12 @@ def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
         params.write_bytes(original)
 
 
+# The experiments run up to `aggregate` (a target of `dvc exp run`): what they test is how DVC runs
+# them; the analysis and explain stages ran in `dvc repro` above, and cost ~16 s per experiment.
 def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "study"], repo)
-    out = run(["dvc", "exp", "run", "-S", "loss=softtriple"], repo)
+    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=softtriple"], repo)
     assert "Running stage 'train@trec-12-softtriple'" in out
     assert "Running stage 'train@trec-12-cce'" not in out and "Running stage 'train@trec-12-setfit'" not in out
     assert "Running stage 'sample@" not in out and "Running stage 'fetch@" not in out
@@ -210,8 +212,6 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
     assert "softtriple" in shown
 
 
-# The experiments below run up to `aggregate` (a target of `dvc exp run`): what they test is how DVC
-# runs them; the analysis and explain stages ran above, and cost ~16 s per experiment.
 MARKER = "print('EXPERIMENT-CODE', __file__)"
 
 
@@ -224,22 +224,11 @@ def commit_marked_code(repo: Path) -> None:
         run(["git", "commit", "-qm", "marked code"], repo)
 
 
-def test_temp_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
+def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
     commit_marked_code(repo)
-    out = run(["dvc", "exp", "run", "aggregate", "--temp", "-S", "train.lr=0.00001", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert "Running stage 'train@trec-12-cce'" in out and "intents" not in " ".join(ran(out))
-    # The package came from the experiment's own copy of the commit, not from the workspace.
-    assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", out), out[-3000:]
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))
-    assert "1e-05" in json.dumps(shown)
-
-
-def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
-    commit_marked_code(repo)
-    run(["dvc", "exp", "run", "aggregate", "--queue", "-S", "loss=supcon", "-S", "datasets=[trec]", "-S", "seeds=[0]",
-         "--name", "queued-supcon"], repo)
-    # seeds=[0] as the Metrix and token tests below: its cce and setfit groups (this commit's code,
-    # default params) come to them from the run-cache, and only their DML arm trains.
+    # DVC writes 0.00001 into params.yaml as 1e-05, which YAML 1.1 would read as a string.
+    run(["dvc", "exp", "run", "aggregate", "--queue", "-S", "loss=softtriple", "-S", "train.lr=0.00001",
+         "-S", "datasets=[trec]", "-S", "seeds=[0]", "--name", "queued-lr"], repo)
     run(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600
     status = ""
@@ -249,49 +238,31 @@ def test_queued_experiments_run_offline_with_their_own_code(repo: Path) -> None:
             break
         time.sleep(3)
     run(["dvc", "queue", "stop", "--kill"], repo) if re.search(r"\b(Queued|Running)\b", status) else None
-    assert re.search(r"queued-supcon\s.*Success", status), status
-    logs = run(["dvc", "queue", "logs", "queued-supcon"], repo)
-    assert "Running stage 'train@trec-12-supcon'" in logs
+    assert re.search(r"queued-lr\s.*Success", status), status
+    logs = run(["dvc", "queue", "logs", "queued-lr"], repo)
+    assert {"train@trec-12-cce", "train@trec-12-softtriple"} <= set(ran(logs))  # train.lr: both arms it drives
+    assert "intents" not in " ".join(ran(logs))
+    # The package came from the experiment's own copy of the commit, not from the workspace.
     assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]
+    assert "1e-05" in run(["dvc", "exp", "show", "--json"], repo)
 
 
-def test_a_metrix_variant_runs_through_dvc_exp_run(repo: Path) -> None:
-    point = "feature"  # all three train and infer in test_training.py's contract test
-    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=proxyanchor-metrix", "-S", f"losses.proxyanchor-metrix.metrix.point={point}",
-               "-S", "losses.proxyanchor-metrix.metrix.layer=1", "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert {"train@trec-12-proxyanchor-metrix", "infer", "aggregate"} <= set(ran(out))
-    run_json = json.loads((repo / "data/runs/trec-12-proxyanchor-metrix/0/run.json").read_text())
-    assert run_json["loss"]["metrix"] == {"point": point, "layer": 1, "alpha": 2.0, "weight": 0.4}
-    assert json.loads((repo / "data/infer/trec-12-proxyanchor-metrix/0.json").read_text())["proxy"] is not None
-    results = (repo / "reports/results.md").read_text()
-    assert "a variant of `proxyanchor`" in results and "Metrix: mixing" in results
-
-
-def test_token_level_dml_runs_through_dvc_exp_run(repo: Path) -> None:
-    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=softtriple", "-S", "losses.softtriple.dml_on=tokens",
-               "-S", "datasets=[trec]", "-S", "seeds=[0]"], repo)
-    assert "train@trec-12-softtriple" in ran(out)
-    assert json.loads((repo / "data/runs/trec-12-softtriple/0/run.json").read_text())["loss"]["dml_on"] == "tokens"
-    assert "DML on every token" in (repo / "reports/results.md").read_text()
-
-
-def test_the_study_lists_every_sweep_point_and_marks_the_dev_selected_one(repo: Path) -> None:
-    # `loss=softtriple` (pooled, above) and its token-level run are a two-point sweep of losses.softtriple.dml_on.
+def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: Path) -> None:
+    # Two grids: the full one (the committed softtriple run) and trec/seed 0 (the queued softtriple run).
     run([sys.executable, "-m", "fewshot_dml.study", "--out", "reports/study.md"], repo)
     text = (repo / "reports/study.md").read_text()
-    # Its table is the trec-seed-0 grid's (the full grid's has `loss=softtriple` committed as defaults).
-    rows = [line for line in text.splitlines() if line.startswith("| `softtriple`") and "dml_on=" in line]
-    assert sorted(re.search(r"softtriple\.dml_on=(\w+)", r).group(1) for r in rows) == ["pooled", "tokens"]
-    assert sum("✓" in r for r in rows) == 1
+    rows = [line for line in text.splitlines() if line.startswith("| `softtriple`")]
+    assert len(rows) == 2 and all("✓" in r for r in rows), rows  # one per grid, each its grid's dev-selected one
+    assert any("`queued-lr`" in r for r in rows), rows
     assert "geometry." not in text  # the analysis's metrics are no params
-    assert "### Best arm per dataset" in text and "| trec |" in text
+    assert "### Best arm per dataset" in text and "| trec |" in text and "| intents |" in text
 
 
 def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path) -> None:
-    # The queued experiment above (cce, setfit, supcon on trec, seed 0) is a one-point sweep.
+    # The queued experiment above (cce, setfit, softtriple on trec, seed 0) is a one-point sweep.
     run([sys.executable, "-m", "fewshot_dml.tuning_report", "--out", "reports/tuning.md",
          "--figure", "reports/tuning.png", "--match", "queued-*"], repo)
     text = (repo / "reports/tuning.md").read_text()
-    assert "`supcon` ✓" in text and "| `supcon` − `cce` | confirmatory |" in text
+    assert "`softtriple` ✓" in text and "| `softtriple` − `cce` | confirmatory |" in text
     assert "![tuning](tuning.png)" in text
     assert (repo / "reports/tuning.png").read_bytes()[:4] == b"\x89PNG"

@@ -54,6 +54,11 @@ class ShardJob:
     remote_settings: dict[str, Any]
 
 
+def log_path(clone: Path) -> Path:
+    """A shard clone's log, beside it (kept with it when the shard fails)."""
+    return clone.with_name(f"{clone.name}.log")
+
+
 def run_shard(job: ShardJob, attempt: int) -> dict[str, Any]:
     """Clone the commit, reproduce the shard's stages (pulling what they need), push the results.
 
@@ -64,7 +69,7 @@ def run_shard(job: ShardJob, attempt: int) -> dict[str, Any]:
     name = Path(job.git_url.rstrip("/")).name.removesuffix(".git")
     clone = Path(job.workdir) / f"{name}-{job.commit[:7]}-shard{job.shard.index}-try{attempt}"
     shutil.rmtree(clone, ignore_errors=True)
-    log_file = Path(job.workdir) / f"{clone.name}.log"
+    log_file = log_path(clone)
     log_file.unlink(missing_ok=True)
     steps = [["git", "clone", "--quiet", "--no-checkout", job.git_url, str(clone)],
              ["git", "-C", str(clone), "checkout", "--quiet", job.commit],
@@ -123,8 +128,10 @@ def _start_ray(params: ClusterParams) -> None:
                                f"has {total.get(resource, 0):g} {resource}s in all; no task could ever start")
 
 
-def run_shards(plan: Plan, params: ClusterParams) -> tuple[list[dict[str, Any]], list[tuple[ShardError | str, int]]]:
-    """Run every shard as a Ray task; the results of those that succeeded, and each failure with its attempts."""
+def run_shards(plan: Plan, work: list[Shard],
+               params: ClusterParams) -> tuple[list[dict[str, Any]], list[tuple[ShardError | str, int]]]:
+    """Run every shard of ``work`` as a Ray task; the results of those that succeeded, and each failure
+    with its attempts."""
     import ray
     from tqdm import tqdm
 
@@ -132,7 +139,7 @@ def run_shards(plan: Plan, params: ClusterParams) -> tuple[list[dict[str, Any]],
     try:
         task, attempts = _ray_tasks(params)
         jobs = [ShardJob(s, plan.commit, params.git_url, params.workdir, plan.remote, plan.remote_settings)
-                for s in shards(plan.to_run, params.shard_size)]
+                for s in work]
         pending = {task.remote(job, attempts): job for job in jobs}
         results, failures = [], []
         with tqdm(total=len(jobs), desc="shards", unit="shard") as bar:
@@ -156,7 +163,7 @@ def report_failure(failure: ShardError | str, attempts: int) -> str:
     if isinstance(failure, str):
         return f"FAILED {failure}"
     return (f"FAILED shard {failure.index} ({', '.join(failure.stages)}) after {attempts} attempt(s): "
-            f"`{failure.step}` exited {failure.rc}; clone kept at {failure.clone}, log at {failure.clone}.log; "
+            f"`{failure.step}` exited {failure.rc}; clone kept at {failure.clone}, log at {log_path(Path(failure.clone))}; "
             "its last lines:\n"
             f"{tail(failure.output)}")
 
@@ -177,12 +184,13 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
     plan = make_plan(root, params)
     print(f"commit {plan.commit[:7]}, remote {plan.remote!r}: {len(plan.stages)} {'/'.join(params.stages)} stages, "
           f"{len(plan.stages) - len(plan.to_run)} restorable from the run-cache, {len(plan.to_run)} to run")
-    for shard in shards(plan.to_run, params.shard_size):
+    work = shards(plan.to_run, params.shard_size)
+    for shard in work:
         print(f"  shard {shard.index}: {', '.join(shard.stages)}")
     if plan_only:
         return 0
     if plan.to_run:
-        results, failures = run_shards(plan, params)
+        results, failures = run_shards(plan, work, params)
         for r in results:
             print(f"  shard {r['shard']} done on {r['host']} in {r['seconds']} s (attempt {r['attempt']}): "
                   f"ran {len(r['ran'])} stages, restored {len(r['restored'])}")

@@ -104,22 +104,15 @@ def ran_and_restored(output: str) -> tuple[list[str], list[str]]:
     return RAN.findall(output), RESTORED.findall(output)
 
 
-def _outputs(root: Path) -> list[str]:
-    """Every stage's outputs (workspace-relative), e.g. the reports committed with git."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return [str(out.def_path).rstrip("/") for stage in repo.index.stages for out in stage.outs]
-
-
-def committed_head(root: Path) -> str:
+def committed_head(root: Path, repo: Any) -> str:
     """HEAD's commit, after checking that the workspace's tracked inputs are that commit's.
 
     ``dvc.lock`` and the stages' outputs (reports tracked by git) may differ: no task reads them.
+    ``repo`` is the workspace's open ``dvc.repo.Repo``.
     """
     head = must(["git", "rev-parse", "HEAD"], root).strip()
     changed = [line[3:] for line in must(["git", "status", "--porcelain", "--untracked-files=no"], root).splitlines()]
-    outputs = _outputs(root)
+    outputs = [str(out.def_path).rstrip("/") for stage in repo.index.stages for out in stage.outs]
     changed = [p for p in changed if p != "dvc.lock" and not any(p == o or p.startswith(o + "/") for o in outputs)]
     if changed:
         raise ClusterError(f"the workers clone commit {head[:7]}, but these tracked files differ from it: "
@@ -127,13 +120,10 @@ def committed_head(root: Path) -> str:
     return head
 
 
-def shared_remote(root: Path, name: str | None) -> tuple[str, dict[str, Any]]:
+def shared_remote(repo: Any, name: str | None) -> tuple[str, dict[str, Any]]:
     """The shared DVC remote (the default one): its name and its settings for the workers' clones."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        default = repo.config["core"].get("remote")
-        remotes = dict(repo.config["remote"])
+    default = repo.config["core"].get("remote")
+    remotes = dict(repo.config["remote"])
     if name is None and default is None:
         raise ClusterError("no DVC remote: add one every machine can reach, e.g. `dvc remote add -d shared "
                            "s3://bucket/fewshot-dml`, and commit .dvc/config")
@@ -150,18 +140,15 @@ def shared_remote(root: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
-def cluster_stages(root: Path, groups: Sequence[str]) -> tuple[list[str], list[str]]:
+def cluster_stages(repo: Any, groups: Sequence[str]) -> tuple[list[str], list[str]]:
     """The stages of ``groups`` (e.g. every ``train@...``) and the stages upstream of them, by name."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        names = [s.addressing for s in repo.index.stages]
-        unknown = sorted(set(groups) - {n.split("@")[0] for n in names})
-        if unknown:
-            raise ClusterError(f"stages={list(groups)}: {unknown[0]!r} is not a stage of dvc.yaml; expected some of "
-                               f"{sorted({n.split('@')[0] for n in names})}")
-        chosen = [n for n in names if n.split("@")[0] in groups]
-        upstream = {s.addressing for n in chosen for s in repo.stage.collect(n, with_deps=True)} - set(chosen)
+    names = [s.addressing for s in repo.index.stages]
+    unknown = sorted(set(groups) - {n.split("@")[0] for n in names})
+    if unknown:
+        raise ClusterError(f"stages={list(groups)}: {unknown[0]!r} is not a stage of dvc.yaml; expected some of "
+                           f"{sorted({n.split('@')[0] for n in names})}")
+    chosen = [n for n in names if n.split("@")[0] in groups]
+    upstream = {s.addressing for n in chosen for s in repo.stage.collect(n, with_deps=True)} - set(chosen)
     return chosen, [n for n in names if n in upstream]
 
 
@@ -177,8 +164,9 @@ def restorable(root: Path, stages: Sequence[str]) -> dict[str, bool]:
 
     out = {}
     with Repo(str(root)) as repo:
+        by_name = {s.addressing: s for s in repo.index.stages}
         for name in stages:
-            stage = repo.stage.collect(name)[0]
+            stage = by_name[name]
             stage.save_deps()
             out[name] = bool(_can_hash(stage) and repo.stage_cache._load(stage))
     return out
@@ -195,9 +183,12 @@ class Plan:
 
 def make_plan(root: Path, params: ClusterParams) -> Plan:
     """Check the workspace, run and push the upstream stages here, and list what is still to run."""
-    commit = committed_head(root)
-    remote, settings = shared_remote(root, params.remote)
-    chosen, upstream = cluster_stages(root, params.stages)
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:  # one read of the pipeline and config for the checks
+        commit = committed_head(root, repo)
+        remote, settings = shared_remote(repo, params.remote)
+        chosen, upstream = cluster_stages(repo, params.stages)
     log.info("running the %d upstream stages here (check, fetch, sample, ...) and pushing them", len(upstream))
     # --pull first brings every run-cache entry of the remote (small files), then restores or runs.
     rc, out = run_tool(["dvc", "repro", "--pull", *upstream], root)

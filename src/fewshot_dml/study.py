@@ -168,8 +168,13 @@ def _gain(m: Mapping[str, float] | None) -> str:
     return f"{pct(m['dml'])} ({m['gain_pp']:+.2f}{ci})"
 
 
+def _datasets(experiments: Sequence[Experiment]) -> list[str]:
+    """The datasets the experiments have metrics for, built-in ones first (:func:`dataset_order`)."""
+    return sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
+
+
 def _grid_table(experiments: Sequence[Experiment]) -> str:
-    datasets = sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
+    datasets = _datasets(experiments)
     labels, selected = distinguishing(experiments), dev_selected(experiments)
     first = experiments[0].metrics
     rows = [(f"`{BASELINE}`", "–", "–", pct(first.get("overall", {}).get("dev_cce")),
@@ -190,7 +195,7 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
     """Per dataset, the arm with the best development accuracy, with its evaluation gain over CCE."""
     selected = dev_selected(experiments)
     first = experiments[0]
-    datasets = sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
+    datasets = _datasets(experiments)
     rows = []
     for d in datasets:
         candidates = [(first.metrics[d].get("dev_cce", -math.inf), BASELINE, first, BASELINE),

@@ -3,7 +3,7 @@
 Clones the repository next to itself (so `fetch.local_dir: ../shared/senteval` resolves), runs
 `dvc repro` there with `FEWSHOT_DML_TIMING` set, so every stage process appends its timing record
 (imports, model load, training compute, evaluation compute, artifact writing; see
-fewshot_dml.timing), then times a no-op `dvc repro` and checks that the clone's `dvc.lock` and
+fewshot_dml.core.timing), then times a no-op `dvc repro` and checks that the clone's `dvc.lock` and
 reports are byte-identical to the committed ones. DVC's own bookkeeping is the total wall time
 minus the stage processes' wall times.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# Phase names recorded by the stages (fewshot_dml.timing) -> the categories of the report.
+# Phase names recorded by the stages (fewshot_dml.core.timing) -> the categories of the report.
 CATEGORY = {"load": "model load", "fit": "training compute", "embed": "evaluation compute",
             "infer": "evaluation compute", "write": "artifact writing", "read": "input reading"}
 COMPUTE = ("training compute", "evaluation compute")

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_dml.batching import collate, is_pair_table, make_batches, tokenize
+from fewshot_dml.model.batching import collate, is_pair_table, make_batches, tokenize
 from fewshot_dml.data.table import read_table
-from fewshot_dml.device import cpu_threads
-from fewshot_dml.io import write_json
-from fewshot_dml.models import load_classifier
-from fewshot_dml.params import load_params
-from fewshot_dml.losses.objective import build_objective
-from fewshot_dml.training import build_optimizer, embed
+from fewshot_dml.model.device import cpu_threads
+from fewshot_dml.core.io import write_json
+from fewshot_dml.model.classifier import load_classifier
+from fewshot_dml.config.params import load_params
+from fewshot_dml.train.objective import build_objective
+from fewshot_dml.train.run import build_optimizer, embed
 
 
 def train_step_seconds(model, tokenizer, features, pad_to: int | None, repeats: int) -> list[float]:

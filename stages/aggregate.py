@@ -16,9 +16,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.aggregate import run_aggregate  # noqa: E402
-from fewshot_dml.cli import run_stage  # noqa: E402
-from fewshot_dml.params import load_params  # noqa: E402
+from fewshot_dml.report.aggregate import run_aggregate  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
+from fewshot_dml.config.params import load_params  # noqa: E402
 
 log = logging.getLogger("aggregate")
 

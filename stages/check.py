@@ -21,11 +21,11 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml import io  # noqa: E402
-from fewshot_dml.cli import run_stage  # noqa: E402
+from fewshot_dml.core import io  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.data.fetch import verify_sources  # noqa: E402
-from fewshot_dml.model_ref import check_record, parse_model  # noqa: E402
-from fewshot_dml.params import load_params  # noqa: E402
+from fewshot_dml.model.ref import check_record, parse_model  # noqa: E402
+from fewshot_dml.config.params import load_params  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

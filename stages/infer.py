@@ -17,10 +17,10 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.cli import run_stage  # noqa: E402
-from fewshot_dml.inference import infer_grid  # noqa: E402
-from fewshot_dml.params import load_params  # noqa: E402
-from fewshot_dml.timing import Phases  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
+from fewshot_dml.infer.inference import infer_grid  # noqa: E402
+from fewshot_dml.config.params import load_params  # noqa: E402
+from fewshot_dml.core.timing import Phases  # noqa: E402
 
 log = logging.getLogger("infer")
 

@@ -18,10 +18,10 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.cli import run_stage  # noqa: E402
-from fewshot_dml.params import ParamsError, load_params  # noqa: E402
-from fewshot_dml.timing import Phases  # noqa: E402
-from fewshot_dml.training import train_group  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
+from fewshot_dml.config.params import ParamsError, load_params  # noqa: E402
+from fewshot_dml.core.timing import Phases  # noqa: E402
+from fewshot_dml.train.run import train_group  # noqa: E402
 
 log = logging.getLogger("train")
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from fewshot_dml import io, report
-from fewshot_dml.aggregate import MissingRunsError, collect_runs, run_aggregate
-from fewshot_dml.summary import summarise
-from fewshot_dml.layout import run_id
-from fewshot_dml.params import DATASETS, parse_params
+from fewshot_dml.core import io
+from fewshot_dml.report import results as report
+from fewshot_dml.report.aggregate import MissingRunsError, collect_runs, run_aggregate
+from fewshot_dml.report.summary import summarise
+from fewshot_dml.core.layout import run_id
+from fewshot_dml.config.params import DATASETS, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -175,7 +176,7 @@ def test_summary_arithmetic_is_exact(grid) -> None:
 
 
 def test_overall_gain_is_the_blocked_analysis_of_every_seed_pair(grid) -> None:
-    from fewshot_dml.stats import blocked_gain
+    from fewshot_dml.report.stats import blocked_gain
 
     params, root = grid
     tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)
@@ -348,7 +349,7 @@ def test_two_sizes_give_a_blocked_gain_per_dataset_and_every_figure(tmp_path: Pa
 
 
 def test_the_confusion_figure_gets_each_dataset_s_class_names_from_run_json(grid, monkeypatch) -> None:
-    from fewshot_dml import figures
+    from fewshot_dml.report import figures
 
     params, root = grid
     tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)

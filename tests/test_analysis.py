@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from fewshot_dml.analysis import (
+from fewshot_dml.analysis.geometry import (
     GEOMETRY,
     binned_accuracy,
     centre_distance,
@@ -21,9 +21,9 @@ from fewshot_dml.analysis import (
     silhouette,
     tsne_map,
 )
-from fewshot_dml.analysis_report import compare, within_cell_spearman
+from fewshot_dml.analysis.report import compare, within_cell_spearman
 from fewshot_dml.data.table import make_table
-from fewshot_dml.params import AnalyzeParams
+from fewshot_dml.config.params import AnalyzeParams
 
 
 def on_circle(degrees: list[float]) -> np.ndarray:
@@ -148,16 +148,16 @@ def test_compare_names_direction_and_leaves_out_undefined_numbers() -> None:
 
 
 def test_geometry_names_are_the_report_labels() -> None:
-    from fewshot_dml.analysis import HIGHER_IS_TIGHTER
-    from fewshot_dml.analysis_report import LABELS
+    from fewshot_dml.analysis.geometry import HIGHER_IS_TIGHTER
+    from fewshot_dml.analysis.report import LABELS
 
     assert set(GEOMETRY) == set(LABELS) == set(HIGHER_IS_TIGHTER)
 
 
 def test_the_decile_and_geometry_figures_are_byte_identical_across_two_draws(tmp_path: Path) -> None:
-    from fewshot_dml.analysis_figures import draw_deciles, draw_geometry_vs_accuracy
-    from fewshot_dml.analysis_report import LABELS
-    from fewshot_dml.figures import pinned_rc
+    from fewshot_dml.analysis.figures import draw_deciles, draw_geometry_vs_accuracy
+    from fewshot_dml.analysis.report import LABELS
+    from fewshot_dml.report.figures import pinned_rc
 
     rows = [{"dataset": d, "size": 16, "seed": s, "arm": r, "role": r, "axis": "length", "bin": b,
              "value": b, "accuracy": 0.5 + 0.01 * b + 0.02 * s}
@@ -172,7 +172,7 @@ def test_the_decile_and_geometry_figures_are_byte_identical_across_two_draws(tmp
 
 
 def test_one_seed_gives_no_test_and_no_association_rather_than_an_error() -> None:
-    from fewshot_dml.analysis_report import associate
+    from fewshot_dml.analysis.report import associate
 
     frame = paired_frame({"accuracy": [0.1], "silhouette": [0.2]}).assign(dataset="trec")
     out = compare(frame, confidence=0.95, alpha=0.05, seed=0)
@@ -182,7 +182,7 @@ def test_one_seed_gives_no_test_and_no_association_rather_than_an_error() -> Non
 
 
 def test_the_summary_is_read_off_the_corrected_tests_only() -> None:
-    from fewshot_dml.analysis_report import _summary
+    from fewshot_dml.analysis.report import _summary
 
     tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"],
                           "verdict": ["tighter", "less tight", "not shown"]})

@@ -74,7 +74,7 @@ def test_a_stage_script_imports_the_package_of_its_own_checkout(tmp_path: Path) 
     copy = tmp_path / "checkout"
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    logs = copy / "src/fewshot_dml/logs.py"
+    logs = copy / "src/fewshot_dml/core/logs.py"
     logs.write_text(logs.read_text() + '\n\nprint("THIS-CHECKOUT", __file__)\n')
     proc = stage(copy / "stages/check.py", "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -83,8 +83,8 @@ def test_a_stage_script_imports_the_package_of_its_own_checkout(tmp_path: Path) 
 
 def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from fewshot_dml.cli import run_stage
-    from fewshot_dml.setfit_arm import _import_setfit
+    from fewshot_dml.core.cli import run_stage
+    from fewshot_dml.train.setfit import _import_setfit
 
     monkeypatch.delenv("FEWSHOT_DML_TRACEBACK", raising=False)
     monkeypatch.setitem(sys.modules, "setfit", None)  # `import setfit` raises ImportError

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from dvc_helpers import init_repo, ran, run
-from fewshot_dml.cluster_plan import ClusterError, Shard, load_cluster_params, shards
+from fewshot_dml.cluster.plan import ClusterError, Shard, load_cluster_params, shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train@intents-12-cce", "train@intents-12-setfit", "train@intents-12-proxyanchor"]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from code_deps import import_closure, stage_code_deps
 
-from fewshot_dml import layout
+from fewshot_dml.core import layout
 from fewshot_dml.losses.registry import LOSSES
-from fewshot_dml.params import load_params
+from fewshot_dml.config.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -94,43 +94,6 @@ def test_declared_params_and_code_deps_exist(stages: dict) -> None:
                 assert (ROOT / dep).exists(), f"{name}: code dependency {dep} does not exist"
 
 
-def _module_file(name: str) -> Path | None:
-    base = ROOT / "src" / Path(*name.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _package_imports(path: Path) -> set[Path]:
-    """Files of ``fewshot_dml`` that ``path`` imports anywhere (module level or inside functions),
-    with the ``__init__.py`` of every package on the way (importing a module runs them)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"{path}: relative import; the closure test reads absolute ones"
-            names |= {node.module or ""} | {f"{node.module}.{alias.name}" for alias in node.names}
-    files = set()
-    for name in names:
-        parts = name.split(".")
-        if parts[0] == "fewshot_dml":
-            files |= {f for i in range(1, len(parts) + 1) if (f := _module_file(".".join(parts[:i])))}
-    return files
-
-
-def import_closure(script: Path) -> set[str]:
-    """Repository-relative paths of every package file that ``script`` imports, transitively."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        for found in _package_imports(todo.pop()) - seen:
-            seen.add(found)
-            todo.append(found)
-    return {str(p.relative_to(ROOT)) for p in seen}
-
-
 def _expand(dep: str) -> set[str]:
     path = ROOT / dep
     if path.is_dir():
@@ -142,20 +105,21 @@ def test_code_deps_are_exactly_the_import_closure_of_each_stage_script(stages: d
     checked = set()
     for name, stage in stages.items():
         verb = name.split("@")[0]
-        script = ROOT / "stages" / f"{verb}.py"
         declared = {f for dep in stage["deps"] if dep.startswith("src/") for f in _expand(dep)}
         assert f"stages/{verb}.py" in stage["deps"], name
-        assert declared == import_closure(script), (
-            f"{name}: missing {sorted(import_closure(script) - declared)}, extra {sorted(declared - import_closure(script))}")
+        expected = set(stage_code_deps(verb))
+        assert declared == expected, (
+            f"{name}: missing {sorted(expected - declared)}, extra {sorted(declared - expected)}; "
+            "run `python tests/code_deps.py --write`")
         checked.add(verb)
     assert checked == {p.stem for p in (ROOT / "stages").glob("*.py")}
 
 
 def test_the_closure_follows_imports_inside_functions() -> None:
     # report.py imports aggregate inside a function; train reaches inference through training.
-    assert "src/fewshot_dml/inference.py" in import_closure(ROOT / "stages" / "train.py")
+    assert "src/fewshot_dml/infer/inference.py" in import_closure(ROOT / "stages" / "train.py")
     assert "src/fewshot_dml/data/table.py" in import_closure(ROOT / "stages" / "sample.py")
-    assert "src/fewshot_dml/training.py" not in import_closure(ROOT / "stages" / "infer.py")
+    assert "src/fewshot_dml/train/run.py" not in import_closure(ROOT / "stages" / "infer.py")
 
 
 def test_stage_scripts_are_thin_and_documented() -> None:
@@ -163,7 +127,7 @@ def test_stage_scripts_are_thin_and_documented() -> None:
         text = script.read_text(encoding="utf-8")
         assert text.startswith('"""') and "->" in text.split('"""')[1], f"{script.name}: docstring 'inputs -> outputs'"
         assert "def main(argv: list[str] | None = None)" in text, script.name
-        assert "    run_stage(main, started=STARTED)" in text, f"{script.name}: user errors must go through fewshot_dml.cli.run_stage"
+        assert "    run_stage(main, started=STARTED)" in text, f"{script.name}: user errors must go through fewshot_dml.core.cli.run_stage"
         # STARTED is taken before the imports, so the stage's timing record counts them.
         assert text.index("STARTED = time.perf_counter()") < text.index("from fewshot_dml"), script.name
         # The package of this checkout, not an installed one (a queued experiment runs its own commit).

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from dvc_helpers import init_repo, ran, run
-from fewshot_dml.params import load_params
+from fewshot_dml.config.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "senteval"
@@ -217,7 +217,7 @@ MARKER = "print('EXPERIMENT-CODE', __file__)"
 
 def commit_marked_code(repo: Path) -> None:
     """Commit a change to the package that prints where it was imported from (every stage imports logs.py)."""
-    logs = repo / "src/fewshot_dml/logs.py"
+    logs = repo / "src/fewshot_dml/core/logs.py"
     if MARKER not in logs.read_text():
         logs.write_text(logs.read_text() + "\n\n" + MARKER + "\n")
         run(["git", "add", "-A"], repo)
@@ -249,7 +249,7 @@ def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the
 
 def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: Path) -> None:
     # Two grids: the full one (the committed softtriple run) and trec/seed 0 (the queued softtriple run).
-    run([sys.executable, "-m", "fewshot_dml.study", "--out", "reports/study.md"], repo)
+    run([sys.executable, "-m", "fewshot_dml.studies.study", "--out", "reports/study.md"], repo)
     text = (repo / "reports/study.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| `softtriple`")]
     assert len(rows) == 2 and all("✓" in r for r in rows), rows  # one per grid, each its grid's dev-selected one
@@ -260,7 +260,7 @@ def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: P
 
 def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path) -> None:
     # The queued experiment above (cce, setfit, softtriple on trec, seed 0) is a one-point sweep.
-    run([sys.executable, "-m", "fewshot_dml.tuning_report", "--out", "reports/tuning.md",
+    run([sys.executable, "-m", "fewshot_dml.studies.tuning_report", "--out", "reports/tuning.md",
          "--figure", "reports/tuning.png", "--match", "queued-*"], repo)
     text = (repo / "reports/tuning.md").read_text()
     assert "`softtriple` ✓" in text and "| `softtriple` − `cce` | confirmatory |" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewshot_dml.health import diagnose
+from fewshot_dml.train.health import diagnose
 
 RNG = np.random.default_rng(0)
 LABELS = np.array([0, 1, 0, 1, 2, 2])

@@ -13,7 +13,7 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-from fewshot_dml.model_ref import ModelError, check_record, parse_model, resolve, weights_sha256
+from fewshot_dml.model.ref import ModelError, check_record, parse_model, resolve, weights_sha256
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewshot_dml.params import SampleParams
-from fewshot_dml.sampling import Split, check_split, make_split, split_file, stratified_quotas, write_splits
+from fewshot_dml.config.params import SampleParams
+from fewshot_dml.data.sampling import Split, check_split, make_split, split_file, stratified_quotas, write_splits
 
 REPO = Path(__file__).resolve().parents[1]
 TREC = REPO.parent / "shared" / "senteval" / "TREC" / "trec.tsv"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_dml.study import Experiment, main, read_accuracies, select_experiments, study
+from fewshot_dml.studies.study import Experiment, main, read_accuracies, select_experiments, study
 
 CCE = {"mr": 0.70, "trec": 0.50}
 SETFIT = {"mr": 0.72, "trec": 0.52}
@@ -23,7 +23,7 @@ def record(name, loss, *, typ="branch_commit", state=None, dml=None, dev=None, p
     row = {"Experiment": name, "rev": name[:7] if name else "main", "typ": typ, "Created": "06:35 PM",
            "parent": None, "State": state, "Executor": None, "loss": loss, "seeds": "[0, 1, 2]",
            "datasets": "['mr', 'trec']", "sample_sizes": "[16]", "fetch.local_dir": name or "x",
-           "src/fewshot_dml/aggregate.py": "79388819cc4a45dd9c27b756f185ab41", **(params or {})}
+           "src/fewshot_dml/report/aggregate.py": "79388819cc4a45dd9c27b756f185ab41", **(params or {})}
     if dml is None:
         return row
     dev = dev or {d: a - 0.05 for d, a in dml.items()}
@@ -88,7 +88,7 @@ def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
     records = [record("pa-32", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params=same),
                # a dep's hash differs (exp_show lists deps beside params): a dep is not a param
                record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49},
-                      params=same | {"src/fewshot_dml/figures.py": "3c138abf1792766d75bf72950b83fb68"})]
+                      params=same | {"src/fewshot_dml/report/figures.py": "3c138abf1792766d75bf72950b83fb68"})]
     chosen, notes = select_experiments(records)
     assert [e.name for e in chosen] == ["pa-32"]
     tie = record("pa-16", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, dev={"mr": 0.69, "trec": 0.44},
@@ -98,7 +98,7 @@ def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
 
 
 def test_dev_selection_picks_the_highest_mean_dev_accuracy_per_loss() -> None:
-    from fewshot_dml.study import dev_selected
+    from fewshot_dml.studies.study import dev_selected
 
     exps, _ = select_experiments([record("a", "supcon", dml={"mr": 0.9, "trec": 0.9}, dev={"mr": 0.5, "trec": 0.5}),
                                   record("b", "supcon", dml={"mr": 0.6, "trec": 0.6}, dev={"mr": 0.7, "trec": 0.6}),
@@ -222,7 +222,7 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
 def test_variant_section_pairs_runs_and_tests_them() -> None:
     from scipy import stats
 
-    from fewshot_dml.study import Experiment, variant_section
+    from fewshot_dml.studies.study import Experiment, variant_section
 
     grid = tuple((d, 16, s) for d in ("mr", "trec") for s in (0, 1, 2))
     overall = {"overall": {"dev_dml": 0.5}}
@@ -244,7 +244,7 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
 
 
 def test_the_grid_is_read_from_exp_show_text_or_lists() -> None:
-    from fewshot_dml.study import _grid
+    from fewshot_dml.studies.study import _grid
 
     as_text = {"datasets": "['mr', 'trec']", "sample_sizes": "[16]", "seeds": "[0, 1]"}  # as dvc.api.exp_show gives them
     assert _grid(as_text) == (("mr", 16, 0), ("mr", 16, 1), ("trec", 16, 0), ("trec", 16, 1))

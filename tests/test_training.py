@@ -18,16 +18,17 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from fewshot_dml import inference, rundir
-from fewshot_dml.batching import balanced_batches, make_batches, random_batches, tokenize
+from fewshot_dml.infer import inference
+from fewshot_dml.core import rundir
+from fewshot_dml.model.batching import balanced_batches, make_batches, random_batches, tokenize
 from fewshot_dml.data.table import make_table
-from fewshot_dml.losses.objective import Objective, ObjectiveOutput, build_objective
+from fewshot_dml.train.objective import Objective, ObjectiveOutput, build_objective
 from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.models import HEAD_FILE, load_classifier
-from fewshot_dml.params import load_params, training_steps
-from fewshot_dml.rundir import CURVE_COLUMNS, write_npz
-from fewshot_dml.timing import Phases
-from fewshot_dml.training import build_optimizer, embed, train_group, train_run
+from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
+from fewshot_dml.config.params import load_params, training_steps
+from fewshot_dml.core.rundir import CURVE_COLUMNS, write_npz
+from fewshot_dml.core.timing import Phases
+from fewshot_dml.train.run import build_optimizer, embed, train_group, train_run
 from tiny_models import tiny_train_params as train_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,8 +281,8 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert
     params = tmp_path / "params.json"
     params.write_text(json.dumps(dataclasses.asdict(train)))
     for seed in (0,):  # trained second in the group: alone in a new interpreter, nothing carried over from seed 1
-        code = ("import json, sys; from pathlib import Path; from fewshot_dml.params import TrainParams; "
-                "from fewshot_dml.training import train_run; from test_training import LOSSES; "
+        code = ("import json, sys; from pathlib import Path; from fewshot_dml.config.params import TrainParams; "
+                "from fewshot_dml.train.run import train_run; from test_training import LOSSES; "
                 f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
                 f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
                 f"Path({str(splits / f'{seed}.json')!r}), Path({str(tmp_path / f'alone-{seed}')!r}))")
@@ -334,7 +335,7 @@ def test_saved_setfit_weights_are_byte_identical_under_any_string_hashing(tiny_b
     # with the library's save_pretrained alone these two processes wrote two different files.
     import os
 
-    script = ("import sys; from setfit import SetFitModel; from fewshot_dml.setfit_arm import save_setfit; "
+    script = ("import sys; from setfit import SetFitModel; from fewshot_dml.train.setfit import save_setfit; "
               "save_setfit(SetFitModel.from_pretrained(sys.argv[1]), sys.argv[2])")
     # Two hash seeds under which SetFit's set of names iterates in different orders (checked here, so the
     # test keeps its power if Python's hashing changes).
@@ -386,7 +387,7 @@ def test_write_npz_is_loadable_and_timestamp_free(tmp_path: Path) -> None:
 def test_single_class_batches_are_counted(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path,
                                           caplog: pytest.LogCaptureFixture) -> None:
     one_class = write_split(tmp_path, toy[1], [0, 1, 2, 3], [4, 5, 12, 13], seed=2)
-    with caplog.at_level(logging.WARNING, logger="fewshot_dml.training"):
+    with caplog.at_level(logging.WARNING, logger="fewshot_dml.train.run"):
         metrics = run(tiny_bert_dir, toy, tmp_path / "out", loss="supcon", split=one_class, steps=2)
     assert metrics["batches_without_pairs"] == 2
     assert "2 of 2 batches had no positive and negative pair" in caplog.text

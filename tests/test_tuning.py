@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewshot_dml import layout, rundir, setfit_arm
-from fewshot_dml.study import Experiment
-from fewshot_dml.tuning import (
+from fewshot_dml.core import layout, rundir
+from fewshot_dml.train import setfit as setfit_arm
+from fewshot_dml.studies.study import Experiment
+from fewshot_dml.studies.tuning import (
     SETFIT_READS,
     Candidate,
     arm_configs,
@@ -22,7 +23,7 @@ from fewshot_dml.tuning import (
     replicate,
     select,
 )
-from fewshot_dml.tuning_report import one_grid, render, write_figure
+from fewshot_dml.studies.tuning_report import one_grid, render, write_figure
 
 DEFAULTS = {"train": {"lr": 5e-05, "reinit_layers": 0}, "losses": {"supcon": {"temperature": 0.1},
                                                                   "proxyanchor": {"alpha": 32.0}}}

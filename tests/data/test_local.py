@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from fewshot_dml import io
+from fewshot_dml.core import io
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import REGISTRY
+from fewshot_dml.catalog.datasets import REGISTRY
 from fewshot_dml.data.fetch import fetch_dataset, verify_sources
 from fewshot_dml.data.local import workspace_root
 from fewshot_dml.data.table import read_table

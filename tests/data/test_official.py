@@ -94,7 +94,7 @@ def test_retries_after_a_server_error(kit: Any, out: Any, official: tuple[str, d
 
 
 def test_shipped_urls_are_the_official_addresses() -> None:
-    from fewshot_dml.params import load_params
+    from fewshot_dml.config.params import load_params
 
     urls = vars(load_params(Path(__file__).resolve().parents[2] / "params.yaml").fetch.urls)
     assert {key: url.rsplit("/", 1)[-1] for key, url in urls.items()} == {

@@ -16,8 +16,8 @@ from fewshot_dml.data import FetchError
 from fewshot_dml.data.fetch import fetch_dataset, verify_sources
 from fewshot_dml.data.own import label_ids, read_own, source_record
 from fewshot_dml.data.table import read_card_and_table
-from fewshot_dml.params import FetchParams, FetchUrls, OwnDatasetParams, SampleParams
-from fewshot_dml.sampling import write_splits
+from fewshot_dml.config.params import FetchParams, FetchUrls, OwnDatasetParams, SampleParams
+from fewshot_dml.data.sampling import write_splits
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "tests" / "data" / "own"

@@ -11,10 +11,10 @@ import torch
 from pytorch_metric_learning import losses as pml
 
 from fewshot_dml.losses import soft
-from fewshot_dml.losses.metrix import Metrix, choose, interpolate, pair_weights, proxy_weights
-from fewshot_dml.losses.objective import Objective, build_objective, token_view
-from fewshot_dml.models import Features, load_classifier
-from fewshot_dml.params import MetrixParams, load_params
+from fewshot_dml.train.metrix import Metrix, choose, interpolate, pair_weights, proxy_weights
+from fewshot_dml.train.objective import Objective, build_objective, token_view
+from fewshot_dml.model.classifier import Features, load_classifier
+from fewshot_dml.config.params import MetrixParams, load_params
 from tiny_models import tiny_train_params
 
 ROOT = Path(__file__).resolve().parents[2]

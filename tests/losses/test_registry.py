@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fewshot_dml.losses.objective import Objective, build_objective, has_pairs
+from fewshot_dml.train.objective import Objective, build_objective, has_pairs
 from fewshot_dml.losses.registry import LOSSES, describe, get_spec
-from fewshot_dml.params import BASELINE, PEERS, LossParams, Params, load_params
+from fewshot_dml.config.params import BASELINE, PEERS, LossParams, Params, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = sorted(n for n, s in LOSSES.items() if s.kind != "setfit")  # SetFit trains outside the Objective
@@ -70,7 +70,7 @@ def test_every_loss_with_a_metrix_form_has_a_metrix_variant(params: Params) -> N
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, fewshot_dml.params, fewshot_dml.losses.registry; " \
+    code = "import sys, fewshot_dml.config.params, fewshot_dml.losses.registry; " \
            "print(sorted(m for m in ('torch', 'pytorch_metric_learning') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

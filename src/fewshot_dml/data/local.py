@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import REGISTRY, DatasetSpec, Loaded, parse_parts
+from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, Loaded, parse_parts
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fewshot_dml.data import FetchError
-from fewshot_dml.data.datasets import DatasetSpec, Loaded, Source, decode_parts, parse_id_pairs, parse_parts
-from fewshot_dml.params import FetchParams
+from fewshot_dml.catalog.datasets import DatasetSpec, Loaded, Source, decode_parts, parse_id_pairs, parse_parts
+from fewshot_dml.config.params import FetchParams
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from fewshot_dml.data import FetchError
 from fewshot_dml.data.local import workspace_root
-from fewshot_dml.params import OwnDatasetParams
+from fewshot_dml.config.params import OwnDatasetParams
 
 _INTEGER = re.compile(r"-?[0-9]+")
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot_dml import io
+from fewshot_dml.core import io
 
 COLUMNS = ("label", "text", "text_pair")
 

@@ -1,6 +1,6 @@
 """DML losses: the registry (torch-free, used by params validation) and the training objective.
 
-The objective lives in :mod:`fewshot_dml.losses.objective` and is not imported here, so that
+The objective lives in :mod:`fewshot_dml.train.objective` and is not imported here, so that
 ``import fewshot_dml.losses.registry`` stays free of torch.
 """
 

@@ -50,7 +50,7 @@ class LossSpec:
     # (module, embeddings, pos, neg) for a proxy loss; None: the loss has no Metrix form.
     soft: str | None = None
     # "dml": a DML loss added to CCE (an experiment's `loss`); "baseline": CCE alone; "setfit": the
-    # SetFit library's recipe (fewshot_dml.setfit_arm). The last two are peer arms of every experiment.
+    # SetFit library's recipe (fewshot_dml.train.setfit). The last two are peer arms of every experiment.
     kind: str = "dml"
     # True: the mixed examples are scored among the clean batch (a softmax over one candidate is
     # always 1, so SupCon's mixed term is SupCon over the batch plus the mixed examples).
@@ -83,7 +83,7 @@ def _build_none(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> N
 
 
 def _build_setfit(num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> None:
-    # SetFit's settings are read by fewshot_dml.setfit_arm; it has no loss module to save or restore.
+    # SetFit's settings are read by fewshot_dml.train.setfit; it has no loss module to save or restore.
     return None
 
 

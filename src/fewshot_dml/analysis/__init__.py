@@ -1,0 +1,1 @@
+"""The explain and analyze stages: attributions and the embedding space."""

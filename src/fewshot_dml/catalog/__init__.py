@@ -1,0 +1,1 @@
+"""What exists, torch-free: the datasets' registry."""

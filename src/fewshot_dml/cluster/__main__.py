@@ -1,0 +1,5 @@
+"""``python -m fewshot_dml.cluster``: see :mod:`fewshot_dml.cluster.launch`."""
+
+from fewshot_dml.cluster.launch import main
+
+main()

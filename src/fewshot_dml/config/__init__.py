@@ -1,0 +1,1 @@
+"""What params.yaml may say: strict loading into frozen dataclasses."""

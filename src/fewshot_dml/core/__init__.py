@@ -1,0 +1,1 @@
+"""Plumbing, torch-free: atomic I/O, the run layout, run directories, logging, timing, the stage runner."""

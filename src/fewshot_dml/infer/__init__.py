@@ -1,0 +1,1 @@
+"""The infer stage: predictions and metrics of every run from its saved arrays (numpy only)."""

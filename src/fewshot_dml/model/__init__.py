@@ -1,0 +1,1 @@
+"""The encoder side: the classifier, model references, device and precision, batching."""

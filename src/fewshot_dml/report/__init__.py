@@ -1,0 +1,1 @@
+"""The aggregate stage: summaries, statistics, tables, figures and results.md."""

@@ -1,0 +1,252 @@
+"""The aggregate stage's figures (PNG) and DVC plots data (CSV): one question per chart.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects, whose ``savefig`` uses the Agg canvas,
+so no pyplot global state or backend switch is involved; rcParams are pinned per call for
+byte-stable PNGs (Agg output is deterministic once fonts, sizes and metadata are fixed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from fewshot_dml.config.params import BASELINE, SETFIT
+from fewshot_dml.report.results import fmt_p
+from fewshot_dml.report.summary import unique
+from fewshot_dml.report.tables import Tables
+
+_RC = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
+       "svg.hashsalt": "fewshot-dml", "path.simplify": True}
+
+
+def comparison_label(treated: str, baseline: str) -> str:
+    return f"{treated} − {baseline}"
+
+
+def _color(arms: Sequence[str], arm: str) -> str:
+    """A fixed colour per arm (tab10 cycle), the same in every subplot."""
+    return f"C{list(arms).index(arm) % 10}"
+
+
+def _save(fig: Any, path: Path) -> None:
+    # No "Software" text chunk: it carries the matplotlib version into otherwise identical bytes.
+    fig.savefig(path, format="png", metadata={"Software": None})
+
+
+def _panels(n: int, width: float = 3.3, height: float = 2.7, cols: int = 4) -> tuple[Any, np.ndarray]:
+    from matplotlib.figure import Figure
+
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _finish(fig: Any, axes: np.ndarray, path: Path, title: str) -> None:
+    """One legend (the first panel's series) below the panels, the title above, then save."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def _forest(tables: Tables, path: Path) -> None:
+    """Per-dataset classifier gains with t-intervals, and the blocked overall gain, per comparison."""
+    from matplotlib.figure import Figure
+
+    g = tables.gains[tables.gains["mode"] == "classifier"]
+    pairs = list(dict.fromkeys(zip(g["treated"], g["baseline"], strict=True)))
+    multi = g["size"].nunique() > 1
+    labels = [f"{d}/{s}" if multi else d for d, s in dict.fromkeys(zip(g["dataset"], g["size"], strict=True))]
+    fig = Figure(figsize=(3.6 * len(pairs), 0.32 * len(labels) + 1.8), layout="constrained")
+    axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False).ravel()
+    overall = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
+    for ax, (treated, baseline) in zip(axes, pairs, strict=True):
+        rows = g[(g["treated"] == treated) & (g["baseline"] == baseline)]
+        y = np.arange(len(rows))[::-1] + 1.5
+        ax.errorbar(rows["gain_pp"], y, xerr=[rows["gain_pp"] - rows["ci_low_pp"], rows["ci_high_pp"] - rows["gain_pp"]],
+                    fmt="o", color="C0", ecolor="0.4", capsize=2, markersize=4)
+        o = overall[(treated, baseline)]
+        ax.errorbar([o.gain_pp], [0], xerr=[[o.gain_pp - o.ci_low_pp], [o.ci_high_pp - o.gain_pp]], fmt="D",
+                    color="C3", capsize=3, markersize=6)
+        ax.axvline(0, color="0.3", linewidth=0.8)
+        ax.set_title(f"{comparison_label(treated, baseline)}\n(overall Holm p = {fmt_p(o.p_holm)})")
+        ax.set_xlabel("accuracy gain (pp)")
+    axes[0].set_yticks([0, *(np.arange(len(labels))[::-1] + 1.5)], ["overall (blocked)", *labels])
+    fig.suptitle(f"Paired gains, classifier: mean and {tables.confidence:.0%} t-interval over seeds")
+    _save(fig, path)
+
+
+def _by_size(tables: Tables, path: Path) -> None:
+    """Classifier accuracy vs few-shot size per dataset: mean over seeds with a ±1 sd band.
+
+    With a single size a band has no width, so each arm is a point with a ±1 sd bar, side by side.
+    """
+    acc = tables.accuracy[tables.accuracy["mode"] == "classifier"]
+    datasets, sizes = unique(acc["dataset"]), sorted(acc["size"].unique())
+    single = len(sizes) == 1
+    fig, axes = _panels(len(datasets))
+    for ax, dataset in zip(axes, datasets, strict=False):
+        here = acc[acc["dataset"] == dataset]
+        for k, arm in enumerate(tables.arms):
+            s = here[here["arm"] == arm].sort_values("size")
+            mean, sd = 100 * s["accuracy_mean"].to_numpy(), 100 * s["accuracy_std"].fillna(0).to_numpy()
+            color, style = _color(tables.arms, arm), "--" if arm == BASELINE else "-"
+            if single:
+                ax.errorbar([k], mean, yerr=sd, marker="o", color=color, capsize=3, label=arm)
+            else:
+                ax.plot(s["size"], mean, marker="o", color=color, label=arm, linestyle=style)
+                ax.fill_between(s["size"], mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+        majority = 100 * here.groupby("size")["majority_mean"].mean()
+        if single:
+            ax.axhline(float(majority.iloc[0]), color="0.5", linestyle=":", label="majority class")
+            ax.set_xticks(range(len(tables.arms)), list(tables.arms))
+            ax.set_xlim(-0.6, len(tables.arms) - 0.4)
+            ax.set(title=f"{dataset} (size {sizes[0]})", ylabel="accuracy (%)")
+        else:
+            ax.plot(majority.index, majority.to_numpy(), color="0.5", linestyle=":", label="majority class")
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)")
+    title = ("Accuracy per arm (classifier; bar = ±1 sd over seeds; one few-shot size)" if single
+             else "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)")
+    _finish(fig, axes, path, title)
+
+
+def _proxy(tables: Tables, path: Path) -> None:
+    """Accuracy of w·classifier + (1−w)·proxies per dataset, ±1 sd band, with the CCE reference."""
+    curve, acc = tables.proxy_curve, tables.accuracy
+    if curve.empty:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5, 2), layout="constrained")
+        fig.text(0.5, 0.5, f"{tables.dml_arm} has no proxies: no proxy inference", ha="center", va="center")
+        _save(fig, path)
+        return
+    datasets, sizes = unique(curve["dataset"]), unique(curve["size"])
+    styles = ("-", "--", ":", "-.")
+    fig, axes = _panels(len(datasets))
+    for ax, dataset in zip(axes, datasets, strict=False):
+        for k, size in enumerate(sizes):
+            s = curve[(curve["dataset"] == dataset) & (curve["size"] == size)]
+            mean, sd = 100 * s["accuracy_mean"].to_numpy(), 100 * s["accuracy_std"].fillna(0).to_numpy()
+            suffix = f" (size {size})" if len(sizes) > 1 else ""
+            ax.plot(s["weight"], mean, color="C2", linestyle=styles[k % 4], label=f"{tables.dml_arm} mix{suffix}")
+            ax.fill_between(s["weight"], mean - sd, mean + sd, color="C2", alpha=0.15, linewidth=0)
+            ref = acc[(acc["dataset"] == dataset) & (acc["size"] == size) & (acc["arm"] == BASELINE)
+                      & (acc["mode"] == "classifier")]["accuracy_mean"]
+            ax.axhline(100 * float(ref.iloc[0]), color=_color(tables.arms, BASELINE), linestyle=styles[k % 4],
+                       linewidth=1, label=f"{BASELINE} classifier{suffix}")
+        ax.set(title=dataset, xlabel="w (1 = classifier alone)", ylabel="accuracy (%)")
+    _finish(fig, axes, path, f"Proxy inference of {tables.dml_arm}: mean over seeds, band = ±1 sd")
+
+
+def _losses(tables: Tables, path: Path) -> None:
+    """Training loss per component (largest size), mean over seeds: CCE of both arms and the DML term."""
+    curves = tables.loss_curves
+    size = max(curves["size"])
+    curves = curves[curves["size"] == size]
+    datasets = unique(curves["dataset"])
+    series = ((BASELINE, "cce_mean", f"{BASELINE}: CCE", "--"),
+              (tables.dml_arm, "cce_mean", f"{tables.dml_arm}: CCE term", "-"),
+              (tables.dml_arm, "dml_mean", f"{tables.dml_arm}: DML term", ":"))
+    fig, axes = _panels(len(datasets))
+    for ax, dataset in zip(axes, datasets, strict=False):
+        for arm, column, label, style in series:
+            s = curves[(curves["dataset"] == dataset) & (curves["arm"] == arm)]
+            ax.plot(s["step"], s[column], color=_color(tables.arms, arm), linestyle=style, label=label)
+        ax.set(title=dataset, xlabel="step", ylabel="loss (unweighted, log scale)", yscale="log")
+    _finish(fig, axes, path, f"Training loss components (size {size}, mean over seeds; SetFit's pair loss is not comparable)")
+
+
+def _confusion(tables: Tables, path: Path) -> None:
+    """Row-normalised classifier confusion matrices (largest size), summed over seeds: arms x datasets,
+    the axes named by each dataset's classes (from run.json)."""
+    from matplotlib.figure import Figure
+
+    size = max(s for _, s, _ in tables.confusion)
+    datasets = list(dict.fromkeys(d for d, s, _ in tables.confusion if s == size))
+    fig = Figure(figsize=(2.6 * len(datasets), 2.6 * len(tables.arms) + 0.5), layout="constrained")
+    axes = fig.subplots(len(tables.arms), len(datasets), squeeze=False)
+    for i, arm in enumerate(tables.arms):
+        for j, dataset in enumerate(datasets):
+            ax, counts = axes[i, j], tables.confusion[(dataset, size, arm)]
+            share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+            ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+            if len(share) <= 6:
+                for (r, c), v in np.ndenumerate(share):
+                    ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if v > 0.6 else "black")
+            labels = [str(n)[:6] for n in tables.label_names[dataset]]
+            ax.set_xticks(range(len(share)), labels, fontsize=6, rotation=90)
+            ax.set_yticks(range(len(share)), labels, fontsize=6)
+            if i == 0:
+                ax.set_title(dataset)
+            if j == 0:
+                ax.set_ylabel(f"{arm}\ntrue class")
+            if i == len(tables.arms) - 1:
+                ax.set_xlabel("predicted")
+    fig.suptitle(f"Confusion (% of each true class), size {size}, summed over seeds")
+    _save(fig, path)
+
+
+FIGURES: dict[str, Callable[[Tables, Path], None]] = {
+    "forest.png": _forest, "accuracy_vs_size.png": _by_size, "proxy_weight.png": _proxy,
+    "loss_curves.png": _losses, "confusion.png": _confusion,
+}
+
+
+def pinned_rc() -> Any:
+    """A context with rcParams pinned to matplotlib's defaults (not the user's matplotlibrc) plus ``_RC``,
+    so that a figure's bytes depend only on its data."""
+    return matplotlib.rc_context({k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC)
+
+
+def write_figures(tables: Tables, out_dir: Path) -> list[str]:
+    """Draw every figure into ``out_dir``; return their file names."""
+    with pinned_rc():
+        for name, draw in FIGURES.items():
+            draw(tables, Path(out_dir) / name)
+    return list(FIGURES)
+
+
+def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
+    """The CSVs of dvc.yaml's ``plots``: each answers one question; arms are named by role."""
+    dml, acc = tables.dml_arm, tables.accuracy
+    g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
+                     & (tables.gains["mode"] == "classifier")]
+    multi = g["size"].nunique() > 1
+    gains = pd.DataFrame({"dataset": [f"{d}/{s}" if multi else d for d, s in zip(g["dataset"], g["size"], strict=True)],
+                          "gain_pp": g["gain_pp"], "ci_low_pp": g["ci_low_pp"], "ci_high_pp": g["ci_high_pp"]})
+    o = tables.overall[(tables.overall["treated"] == dml) & (tables.overall["baseline"] == BASELINE)
+                       & (tables.overall["mode"] == "classifier")].iloc[0]
+    gains.loc[len(gains)] = ["overall (blocked)", o.gain_pp, o.ci_low_pp, o.ci_high_pp]
+    cls = acc[acc["mode"] == "classifier"]
+    by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
+    by_size = by_size.rename(columns={BASELINE: "cce", SETFIT: "setfit", dml: "dml"})[["cce", "setfit", "dml"]]
+    frames = {"gains.csv": gains, "accuracy_vs_size.csv": by_size.reset_index()}
+    # Written even for a loss without proxies (header only): a missing plots file makes `dvc plots show`
+    # report "failed to load some plots" for the whole revision.
+    proxy = pd.DataFrame(columns=["weight", "dml", "cce"])
+    if not tables.proxy_curve.empty:
+        proxy = tables.proxy_curve.groupby("weight")["accuracy_mean"].mean().rename("dml").reset_index()
+        proxy["cce"] = cls.loc[cls["arm"] == BASELINE, "accuracy_mean"].mean()
+    frames["proxy_weight.csv"] = proxy
+    curves = tables.loss_curves
+    mean = {arm: curves[curves["arm"] == arm].groupby("step")[["cce_mean", "dml_mean"]].mean() for arm in (BASELINE, dml)}
+    frames["loss_curves.csv"] = pd.DataFrame({"cce": mean[BASELINE]["cce_mean"], "dml_cce": mean[dml]["cce_mean"],
+                                              "dml_dml": mean[dml]["dml_mean"]}).reset_index()
+    return frames
+
+
+def write_plots(tables: Tables, plots_dir: Path) -> None:
+    """Write :func:`plot_frames` (fixed order and float format)."""
+    for name, frame in plot_frames(tables).items():
+        frame.to_csv(Path(plots_dir) / name, index=False, float_format="%.6f", na_rep="", lineterminator="\n")

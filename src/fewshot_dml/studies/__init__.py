@@ -1,0 +1,1 @@
+"""Tools over DVC experiments: the cross-experiment study and the tuning report."""

@@ -1,0 +1,334 @@
+"""The cross-loss study: every DVC experiment side by side, dev-selected configurations, best arm per dataset.
+
+Queue experiments (a loss each, or a sweep: ``dvc exp run --queue -S 'losses.proxyanchor.alpha=16,32'``),
+run them (``dvc queue start``), then ``python -m fewshot_dml.studies.study --out reports/study.md``. Rows come
+from ``dvc.api.exp_show``: one flat dict per experiment (params such as ``loss`` or
+``losses.proxyanchor.alpha``, metrics as ``<dataset>.<field>``, prefixed ``<file>:`` when ambiguous).
+
+Rules, applied by the pure functions below:
+
+* the workspace row and every experiment not completed (``Failed``, ``Queued``, ``Running``: dvc
+  shows their base commit's metrics) are skipped with a note, and so is one without metrics;
+* every completed experiment is a row, labelled by the params that tell it apart from the others
+  (a sweep never collapses); experiments with the same grid (datasets, sizes, seeds) form a table;
+* per DML loss, the configuration with the highest mean **development** accuracy of its DML arm is
+  selected (ties: the experiment listed first); its evaluation numbers are reported as they are.
+  Nothing is chosen on the evaluation set, so the selected row's evaluation gain is not inflated by
+  the choice;
+* per dataset, the best arm is chosen the same way, on development accuracy among CCE, SetFit and
+  each loss's selected configuration, and reported with its evaluation gain over CCE and the interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewshot_dml.core import io
+from fewshot_dml.core.logs import setup_logging
+from fewshot_dml.config.params import BASELINE, DATASETS, PEERS, SETFIT, Params, dataset_order
+from fewshot_dml.report.results import pct
+from fewshot_dml.report.stats import blocked_gain, holm, paired_differences, paired_gain
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "reports/metrics.json"
+PARAMS_FILE = "params.yaml"
+DONE_STATES = (None, "Success")  # None: `dvc exp run`; "Success": finished in the queue
+FIELDS = ("cce", "setfit", "dml", "dml_proxy", "dev_cce", "dev_setfit", "dev_dml", "gain_pp", "gain_low_pp",
+          "gain_high_pp", "gain_p_holm", "won", "lost", "cells", "n")
+_IGNORED = ("fetch.",)  # where the data came from is verified by its checksums, not a setting
+CONFIDENCE = 0.95
+_SECTIONS = frozenset(f.name for f in fields(Params))  # params.yaml's top-level keys
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    loss: str
+    metrics: Mapping[str, Mapping[str, float]]  # dataset | "overall" -> field -> value
+    rev: str = ""  # the commit of the experiment (where its run outputs are recorded)
+    variant_of: str | None = None  # the registered loss a variant (e.g. a Metrix one) modifies
+    grid: tuple[tuple[str, int, int], ...] = ()  # (dataset, size, seed) of its runs
+    params: Mapping[str, str] | None = None  # every param, as text
+
+
+def _column(record: Mapping[str, Any], file: str, name: str) -> Any:
+    """A column of an exp_show row, bare or ``<file>:<name>`` when dvc had to disambiguate it."""
+    return record.get(name, record.get(f"{file}:{name}"))
+
+
+def _groups(record: Mapping[str, Any]) -> set[str]:
+    """The metric groups of an exp_show row: the built-in datasets, its grid's own datasets, ``overall``."""
+    return {*DATASETS, *(d for d, _, _ in _grid(record)), "overall"}
+
+
+def _metrics(record: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    groups = _groups(record)
+    for key, value in record.items():
+        file, _, name = key.rpartition(":")
+        group, _, field = name.partition(".")
+        if file not in ("", METRICS_FILE) or group not in groups or field not in FIELDS:
+            continue
+        # dvc reports errors as "!" and absent values as None; keep finite numbers only.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.setdefault(group, {})[field] = float(value)
+    return out
+
+
+def _params(record: Mapping[str, Any]) -> dict[str, str]:
+    """The params of an exp_show row: the columns under a top-level section of ``params.yaml``.
+
+    Not its metrics (another metrics file's bare ``geometry.cce.inter`` is no param), and not its
+    deps (file paths with their hashes).
+    """
+    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or k.partition(".")[0] in _SECTIONS]
+    return {k.removeprefix(f"{PARAMS_FILE}:"): _text(record[k]) for k in keys}
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _grid(record: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    # dvc.api.exp_show gives list params as their text ("[0, 1, 2]"); read them back as literals.
+    values = [_column(record, PARAMS_FILE, key) for key in ("datasets", "sample_sizes", "seeds")]
+    values = [ast.literal_eval(v) if isinstance(v, str) else v for v in values]
+    if not all(isinstance(v, list) for v in values):
+        return ()
+    return tuple((d, size, seed) for d in values[0] for size in values[1] for seed in values[2])
+
+
+def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Experiment], list[str]]:
+    """Every completed experiment with metrics (newest first), and a note for every row left out."""
+    notes: list[str] = []
+    ranked = [r for r in records if r.get("typ") != "baseline"] + [
+        r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"]
+    chosen: list[Experiment] = []
+    seen: dict[tuple, str] = {}
+    for record in ranked:
+        name = record.get("Experiment") or str(record.get("rev"))
+        loss, state = _column(record, PARAMS_FILE, "loss"), record.get("State")
+        metrics = _metrics(record)
+        if state not in DONE_STATES:
+            notes.append(f"`{name}` ({loss}): state {state}, skipped")
+        elif not isinstance(loss, str) or loss in PEERS:
+            notes.append(f"`{name}`: no DML `loss` param ({loss!r}), skipped")
+        elif not any("dml" in values and "dev_dml" in values for g, values in metrics.items() if g != "overall"):
+            notes.append(f"`{name}` ({loss}): no metrics (with development accuracy) in {METRICS_FILE}, skipped")
+        else:
+            params = _params(record)
+            key = (tuple(sorted((k, v) for k, v in params.items() if not k.startswith(_IGNORED))),
+                   json.dumps(metrics, sort_keys=True))
+            if key in seen:  # e.g. a sweep point equal to the committed default, restored from the run-cache
+                notes.append(f"`{name}` ({loss}): the same params and metrics as `{seen[key]}`, listed once")
+                continue
+            seen[key] = name
+            chosen.append(Experiment(name, loss, metrics, str(record.get("rev", "")),
+                                     _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record), params))
+    return chosen, notes
+
+
+def distinguishing(experiments: Sequence[Experiment]) -> dict[str, str]:
+    """Per experiment, the params whose values differ across ``experiments`` (its own loss's only)."""
+    keys = sorted({k for e in experiments for k in (e.params or {})})
+    varying = [k for k in keys if not k.startswith(_IGNORED)
+               and len({(e.params or {}).get(k) for e in experiments}) > 1]
+    out = {}
+    for e in experiments:
+        shown = [k for k in varying if k == "loss" or not k.startswith("losses.") or k.startswith(f"losses.{e.loss}.")]
+        out[e.name] = ", ".join(f"`{k}={(e.params or {}).get(k)}`" for k in shown if k != "loss") or "defaults"
+    return out
+
+
+def dev_selected(experiments: Sequence[Experiment]) -> dict[str, Experiment]:
+    """Per loss, the experiment whose DML arm has the highest mean development accuracy."""
+    best: dict[str, Experiment] = {}
+    for e in experiments:
+        dev = e.metrics.get("overall", {}).get("dev_dml", -math.inf)
+        if e.loss not in best or dev > best[e.loss].metrics.get("overall", {}).get("dev_dml", -math.inf):
+            best[e.loss] = e
+    return best
+
+
+def _gain(m: Mapping[str, float] | None) -> str:
+    if not m or "gain_pp" not in m:
+        return "–"
+    ci = f" [{m['gain_low_pp']:+.2f}, {m['gain_high_pp']:+.2f}]" if {"gain_low_pp", "gain_high_pp"} <= set(m) else ""
+    return f"{pct(m['dml'])} ({m['gain_pp']:+.2f}{ci})"
+
+
+def _datasets(experiments: Sequence[Experiment]) -> list[str]:
+    """The datasets the experiments have metrics for, built-in ones first (:func:`dataset_order`)."""
+    return sorted({d for e in experiments for d in e.metrics if d != "overall"}, key=dataset_order)
+
+
+def _grid_table(experiments: Sequence[Experiment]) -> str:
+    datasets = _datasets(experiments)
+    labels, selected = distinguishing(experiments), dev_selected(experiments)
+    first = experiments[0].metrics
+    rows = [(f"`{BASELINE}`", "–", "–", pct(first.get("overall", {}).get("dev_cce")),
+             *(pct(first.get(g, {}).get("cce")) for g in [*datasets, "overall"])),
+            (f"`{SETFIT}`", "–", "–", pct(first.get("overall", {}).get("dev_setfit")),
+             *(pct(first.get(g, {}).get("setfit")) for g in [*datasets, "overall"]))]
+    order = sorted(experiments, key=lambda e: (e.loss, -e.metrics.get("overall", {}).get("dev_dml", -math.inf)))
+    for e in order:
+        mark = " ✓" if selected[e.loss] is e else ""
+        rows.append((f"`{e.loss}`{mark}", f"`{e.name}`", labels[e.name], pct(e.metrics.get("overall", {}).get("dev_dml")),
+                     *(_gain(e.metrics.get(g)) for g in [*datasets, "overall"])))
+    header = ("arm", "experiment", "distinguishing params", "dev acc", *datasets, "overall")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float]) -> str:
+    """Per dataset, the arm with the best development accuracy, with its evaluation gain over CCE."""
+    selected = dev_selected(experiments)
+    first = experiments[0]
+    datasets = _datasets(experiments)
+    rows = []
+    for d in datasets:
+        candidates = [(first.metrics[d].get("dev_cce", -math.inf), BASELINE, first, BASELINE),
+                      (first.metrics[d].get("dev_setfit", -math.inf), SETFIT, first, SETFIT)]
+        candidates += [(e.metrics.get(d, {}).get("dev_dml", -math.inf), e.loss, e, e.loss) for e in selected.values()]
+        dev, label, e, arm = max(candidates, key=lambda c: c[0])
+        cells = sorted({size for dd, size, _ in e.grid if dd == d})
+        diffs = [paired_differences([accuracy[(e.name, arm, d, s, k)] for dd, s, k in e.grid if dd == d and s == size],
+                                    [accuracy[(e.name, BASELINE, d, s, k)] for dd, s, k in e.grid if dd == d and s == size])
+                 for size in cells]
+        acc = np.mean([accuracy[(e.name, arm, d, s, k)] for dd, s, k in e.grid if dd == d])
+        if arm == BASELINE:
+            rows.append((d, f"`{label}`", pct(dev), pct(acc), "–", "–"))
+            continue
+        res = blocked_gain(diffs, confidence=CONFIDENCE)
+        interval = (f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]" if math.isfinite(res.ci_low_pp) else "–")
+        rows.append((d, f"`{label}`" + (f" (`{e.name}`)" if arm not in PEERS else ""), pct(dev), pct(acc),
+                     f"{res.gain_pp:+.2f}", f"{interval} (n={res.n})"))
+    header = ("dataset", "best arm on dev", "dev acc", "eval acc", "eval gain over cce (pp)", "95% t-interval")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return ("### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "
+            "dev-selected configuration; the evaluation numbers are then read, never used to choose. The interval "
+            "is Student's t over the paired seeds (blocked over sizes when there are several). Choosing among "
+            "several arms per dataset is itself a comparison: read these as the recommendation, not as a test. Ties "
+            "(a development set of 16 examples moves in steps of 6.25 pp per seed) go to the first candidate: "
+            "`cce`, `setfit`, then the losses.\n\n"
+            + "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
+
+
+def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float]) -> str:
+    """Each dev-selected variant against its clean loss's dev-selected configuration, paired by run."""
+    selected = dev_selected(experiments)
+    pairs = [(v, selected[v.variant_of]) for v in selected.values() if v.variant_of in selected]
+    rows, p_values = [], []
+    for variant, clean in sorted(pairs, key=lambda pair: pair[0].loss):
+        cells = [c for c in variant.grid if c in set(clean.grid)]
+        if not cells:
+            continue
+        res = paired_gain([accuracy[(variant.name, variant.loss, *c)] for c in cells],
+                          [accuracy[(clean.name, clean.loss, *c)] for c in cells], confidence=CONFIDENCE)
+        rows.append([f"`{variant.loss}`", f"`{clean.loss}`", str(res.n), f"{res.gain_pp:+.2f}",
+                     f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]",
+                     "–" if res.p_value is None else f"{res.p_value:.3g}" + ("" if res.exact else " (MC)")])
+        p_values.append(res.p_value)
+    if not rows:
+        return ""
+    for row, adjusted in zip(rows, holm(p_values), strict=True):
+        row.append("–" if adjusted is None else f"{adjusted:.3g}")
+    header = "| variant | clean loss | n pairs | mean diff (pp) | 95% t-interval | sign-flip p | Holm p |\n|" + "---|" * 7
+    return ("### Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
+            "CCE start): the DML arm's classifier accuracy of the variant minus its clean loss's, in pp. Student-t "
+            "interval over the pairs; two-sided sign-flip test of the mean (exact up to 16 pairs, else 20 000 "
+            "Monte Carlo flips, MC); Holm across the rows.\n\n" + header + "\n"
+            + "\n".join("| " + " | ".join(row) + " |" for row in rows))
+
+
+def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str) -> dict:
+    """Classifier accuracy of every run (every arm) of every experiment, read at the experiment's commit."""
+    from dvc.api import DVCFileSystem
+
+    from fewshot_dml.core import layout, rundir
+
+    out = {}
+    for e in experiments:
+        fs = DVCFileSystem(repo, rev=e.rev or None)
+        for arm in (*PEERS, e.loss):
+            for d, size, seed in e.grid:
+                path = f"{runs_dir}/{layout.run_id(d, size, seed, arm)}/{rundir.METRICS}"
+                if not fs.exists(path):  # an experiment made before one train stage trained every seed
+                    path = f"{runs_dir}/{d}-{size}-{seed}-{arm}/{rundir.METRICS}"
+                out[(e.name, arm, d, size, seed)] = json.loads(fs.read_text(path))["accuracy"]
+    return out
+
+
+def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float]) -> str:
+    """``reports/study.md``: one section per grid, each with its table, best arms and variants."""
+    experiments, notes = select_experiments(records)
+    if not experiments:
+        raise ValueError("no completed experiment with metrics among the "
+                         f"{len(records)} rows of `dvc exp show`" + "".join(f"\n  {n}" for n in notes))
+    grids: dict[tuple, list[Experiment]] = {}
+    for e in experiments:
+        grids.setdefault(e.grid, []).append(e)
+    text = ["# Cross-loss study", "",
+            "Every completed DVC experiment is a row, labelled by the params that distinguish it. Accuracy in % on "
+            "the held-out evaluation set (mean over seeds, then over datasets for `overall`); in brackets the DML "
+            "arm's gain over `cce` in pp with its 95% t-interval (blocked over seed pairs). `dev acc` is the mean "
+            "development accuracy of the row's DML arm (of the arm itself for `cce` and `setfit`). ✓ marks each "
+            "loss's configuration selected on development accuracy alone: nothing here is tuned on the "
+            "evaluation set. `cce` and `setfit` come from DVC's run-cache, identical in every experiment of a grid."]
+    for grid, group in grids.items():
+        datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
+        sizes, seeds = sorted({s for _, s, _ in grid}), sorted({k for _, _, k in grid})
+        text += ["", f"## Grid: {len(datasets)} datasets, sizes {sizes}, seeds {seeds}", "", _grid_table(group)]
+        cce = {f"`{e.name}` {pct(e.metrics['overall']['cce'])}" for e in group if "cce" in e.metrics.get("overall", {})}
+        if len({round(e.metrics.get("overall", {}).get("cce", math.nan), 4) for e in group}) > 1:
+            notes.append(f"`cce` differs across these experiments ({', '.join(sorted(cce))}): a shared setting "
+                         "changed, so each gain is against its own experiment's `cce`; the `cce` row shows the first")
+        for loss, chosen in dev_selected(group).items():
+            best = chosen.metrics.get("overall", {}).get("dev_dml")
+            tied = [e.name for e in group if e.loss == loss and e is not chosen
+                    and e.metrics.get("overall", {}).get("dev_dml") == best]
+            if tied:
+                notes.append(f"{loss}: development accuracy ties ({pct(best)}) between `{chosen.name}` and "
+                             f"{', '.join(f'`{t}`' for t in tied)}; the first listed (`{chosen.name}`) is marked. "
+                             "A tie says the development set cannot tell these configurations apart.")
+        if all((e.name, arm, *c) in accuracy for e in group for arm in (*PEERS, e.loss) for c in e.grid):
+            text += ["", best_arm_section(group, accuracy)]
+            section = variant_section(group, accuracy)
+            text += ["", section] if section else []
+    if notes:
+        text += ["", "Notes:", "", *(f"- {n}" for n in notes)]
+    return "\n".join(text) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Collect the experiments of ``--repo`` with dvc.api and write the study to ``--out``."""
+    ap = argparse.ArgumentParser(description="Write the cross-loss study from the DVC experiments.")
+    ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
+    ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
+    ap.add_argument("--rev", action="append", default=None,
+                    help="baseline commit of the experiments (default: HEAD); repeat for several")
+    ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    import dvc.api  # heavy: imported only when the command runs
+
+    records = dvc.api.exp_show(repo=args.repo, revs=args.rev)
+    experiments, _ = select_experiments(records)
+    accuracy = read_accuracies(experiments, args.repo, args.runs)
+    io.write_text(args.out, study(records, accuracy))
+    log.info("wrote %s from %d rows of dvc exp show", args.out, len(records))
+
+
+if __name__ == "__main__":
+    main()

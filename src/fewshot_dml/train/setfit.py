@@ -1,0 +1,123 @@
+"""The SetFit arm: the `setfit` library's own recipe on exactly the pipeline's splits.
+
+SetFit (Tunstall et al. 2022, "Efficient Few-Shot Learning Without Prompts", arXiv:2209.11055)
+fine-tunes the sentence encoder contrastively on pairs built from the few-shot set (cosine-similarity
+loss), then fits a logistic-regression head on the embeddings. Its settings are the library's
+documented defaults (``losses.setfit`` in params.yaml); the only pipeline choices are the encoder
+(``train.model``), the input length (``train.max_length``) and the seed, so the arm differs from
+``cce`` only in how it learns. It writes the same run arrays as every arm (see ``training``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fewshot_dml.model.batching import is_pair_table
+from fewshot_dml.model.ref import resolve
+from fewshot_dml.config.params import LossParams, TrainParams
+from fewshot_dml.core.timing import Phases
+
+logger = logging.getLogger(__name__)
+
+
+def _import_setfit() -> Any:
+    try:
+        import setfit
+    except ImportError as err:
+        raise ImportError(f"the setfit arm needs the `setfit` library ({err}); install it with "
+                          "`pip install 'setfit>=1.1,<2'` or drop `setfit` from the arms") from None
+    return setfit
+
+
+def save_setfit(model: Any, path: Path | str) -> None:
+    """``model.save_pretrained(path)``, with ``config_setfit.json`` rewritten with sorted keys.
+
+    SetFit writes that file from a ``set`` of attribute names, whose order follows Python's per-process
+    string hashing, so two identical runs wrote different bytes (and a different DVC hash).
+    """
+    import json
+
+    model.save_pretrained(str(path))
+    config = Path(path) / "config_setfit.json"
+    if config.is_file():
+        config.write_text(json.dumps(json.loads(config.read_text()), sort_keys=True, indent=2) + "\n")
+
+
+def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
+    """The rows' texts; a sentence pair (MRPC) becomes one text joined by the tokenizer's separator."""
+    part = table.iloc[list(rows)]
+    if is_pair_table(table):
+        return [f"{a} {sep} {b}" for a, b in zip(part["text"], part["text_pair"], strict=True)]
+    return part["text"].tolist()
+
+
+def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
+               num_classes: int, device: torch.device, phases: Phases | None = None,
+               directory: str | None = None) -> dict[str, Any]:
+    """Train SetFit on ``split['train']``; embed and score the eval, dev and train rows.
+    ``directory`` is ``train.model`` already resolved (:mod:`fewshot_dml.model.ref`).
+
+    Returns the pieces ``training.train_run`` writes: ``curve``, ``arrays``, ``model`` and
+    ``embedding_size``. Logits are the head's log-probabilities (argmax = its prediction).
+    """
+    phases = Phases() if phases is None else phases
+    with phases("load"):
+        setfit = _import_setfit()
+        from datasets import Dataset
+
+        hp, seed = loss.hparams, int(split["seed"])
+        directory = resolve(train.model).directory if directory is None else directory
+        model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
+        model.model_body.max_seq_length = train.max_length
+    sep = model.model_body.tokenizer.sep_token or "[SEP]"
+    labels = table["label"].to_numpy(np.int64)
+    rows = {part: list(split[part]) for part in ("train", "dev", "eval")}
+    data = Dataset.from_dict({"text": texts(table, rows["train"], sep), "label": labels[rows["train"]].tolist()})
+    with phases("fit"), tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
+        args = setfit.TrainingArguments(
+            output_dir=scratch, batch_size=hp["batch_size"], num_epochs=hp["num_epochs"],
+            body_learning_rate=hp["body_lr"], max_length=train.max_length, seed=seed,
+            save_strategy="no", report_to="none", logging_steps=1, show_progress_bar=False)
+        trainer = setfit.Trainer(model=model, args=args, train_dataset=data)
+        trainer.train()
+        history = trainer.st_trainer.state.log_history
+    curve = [{"step": int(h["step"]), "lr": float(h.get("learning_rate", 0.0)), "loss": float(h["embedding_loss"]),
+              "cce": None, "dml": float(h["embedding_loss"]), "pairs_ok": True}
+             for h in history if "embedding_loss" in h]
+    arrays = {}
+    with phases("embed"):
+        for part in ("train", "dev", "eval"):  # train first: it is never empty and gives an empty part its width
+            indices = rows[part]
+            emb = _encode(model, texts(table, indices, sep), train.eval_batch_size,
+                          arrays["train"]["embeddings"].shape[1] if part != "train" else 0)
+            arrays[part] = {"embeddings": emb, "labels": labels[indices], "indices": np.asarray(indices, np.int64)}
+            if part != "train":
+                arrays[part]["logits"] = _log_proba(model, emb, num_classes)
+    arrays = {part: arrays[part] for part in ("eval", "dev", "train")}
+    return {"curve": curve, "arrays": arrays, "model": model, "embedding_size": int(arrays["eval"]["embeddings"].shape[1])}
+
+
+def _encode(model: Any, batch: list[str], batch_size: int, width: int) -> np.ndarray:
+    if not batch:
+        return np.zeros((0, width), np.float32)
+    # What SetFitModel.predict feeds its head (SetFitModel.encode without its tensor round trip).
+    emb = model.model_body.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                                  normalize_embeddings=model.normalize_embeddings)
+    return np.asarray(emb, np.float32)
+
+
+def _log_proba(model: Any, emb: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, C) log-probabilities of the head; a class absent from training gets -inf -> a floor."""
+    out = np.full((len(emb), num_classes), np.log(np.float32(1e-12)), np.float32)
+    if len(emb):
+        proba = model.model_head.predict_proba(emb)
+        out[:, model.model_head.classes_.astype(np.int64)] = np.log(np.maximum(proba, 1e-12))
+    return out

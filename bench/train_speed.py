@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_dml.model.batching import collate, is_pair_table, make_batches, tokenize
-from fewshot_dml.data.table import read_table
-from fewshot_dml.model.device import cpu_threads
-from fewshot_dml.core.io import write_json
-from fewshot_dml.model.classifier import load_classifier
 from fewshot_dml.config.params import load_params
+from fewshot_dml.core.io import write_json
+from fewshot_dml.data.table import read_table
+from fewshot_dml.model.batching import collate, is_pair_table, make_batches, tokenize
+from fewshot_dml.model.classifier import load_classifier
+from fewshot_dml.model.device import cpu_threads
+from fewshot_dml.train.loop import build_optimizer, embed
 from fewshot_dml.train.objective import build_objective
-from fewshot_dml.train.run import build_optimizer, embed
 
 
 def train_step_seconds(model, tokenizer, features, pad_to: int | None, repeats: int) -> list[float]:
@@ -130,7 +130,7 @@ def reference_comparison(train, loss, num_classes: int, few, labels, repeats: in
         arms[name] = (model, objective, optimizer, batch)
     y = torch.as_tensor(labels, dtype=torch.int64)
     times: dict[str, list[float]] = {"ours": [], "studies": []}
-    for name, (model, objective, optimizer, batch) in arms.items():  # warm-up
+    for _name, (model, objective, optimizer, batch) in arms.items():  # warm-up
         full_step(model, objective, optimizer, batch, y, train.max_grad_norm)
     for _ in range(repeats):
         for name, (model, objective, optimizer, batch) in arms.items():

@@ -16,11 +16,15 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.analysis.report import run_analyze  # noqa: E402
 from fewshot_dml.config.params import load_params  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
 
 log = logging.getLogger("analyze")
+
+
+# The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
+SECTIONS = ("datasets", "sample_sizes", "seeds", "loss", "analyze", "aggregate", "explain")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params, sections=SECTIONS)
     run_analyze(params, args.runs, args.raw, args.explain, args.out)
     log.info("wrote %s", args.out)
 

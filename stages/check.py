@@ -1,4 +1,4 @@
-"""Check: params.yaml + the sources -> data/raw/sources.json and data/raw/model.json (their checksums).
+"""Check: params.yaml + the sources -> data/raw/sources.json, data/raw/model.json, data/raw/arms/ (checksums).
 
 Runs on every `dvc repro` (always_changed): the whole params file is validated before any stage
 reads it, and every file of the local copy is checked against the registry's pinned sha256, so a
@@ -7,6 +7,8 @@ re-fetches. The sha256 of each own dataset's local file is recorded there too, s
 re-fetches it. The output does not depend on the grid, so editing `datasets` does not re-fetch.
 `train.model` is resolved without loading it (a missing local path fails here, at once) and recorded
 in model.json, a dependency of `train`: a local model directory's file checksums, so editing one retrains.
+Each arm's loss file (a variant's base) is recorded in arms/<arm>.json, its train stage's dependency:
+editing one loss file retrains only the arms that use it.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
+from fewshot_dml.config.arm_records import write_arm_records  # noqa: E402
+from fewshot_dml.config.params import load_params  # noqa: E402
 from fewshot_dml.core import io  # noqa: E402
 from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.data.fetch import verify_sources  # noqa: E402
 from fewshot_dml.model.ref import check_record, parse_model  # noqa: E402
-from fewshot_dml.config.params import load_params  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="the sources' record (sources.json)")
     ap.add_argument("--model-out", type=Path, required=True, help="train.model's record (model.json)")
+    ap.add_argument("--arms-out", type=Path, required=True, help="one record per arm: its loss file's sha256")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params)
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     model = check_record(parse_model(params.train.model, root))
     verify_sources(params.fetch, params.datasets, root, args.out, own=params.own_datasets)
     io.write_json(args.model_out, model)
+    write_arm_records(params, args.arms_out)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,15 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
+from fewshot_dml.config.params import load_params  # noqa: E402
 from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.data.fetch import fetch_dataset  # noqa: E402
-from fewshot_dml.config.params import load_params  # noqa: E402
 
 log = logging.getLogger("fetch")
+
+
+# The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
+SECTIONS = ("fetch", "own_datasets")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, sections=("fetch", "own_datasets"))
+    params = load_params(args.params, sections=SECTIONS)
     card = fetch_dataset(args.dataset, params.fetch, args.table, args.card, root=args.params.parent,
                          own=params.own_datasets.get(args.dataset))
     log.info("%s: %d examples from %s source", args.dataset, card["n_examples"], card["source"])

@@ -17,12 +17,16 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.core.cli import run_stage  # noqa: E402
-from fewshot_dml.infer.inference import infer_grid  # noqa: E402
 from fewshot_dml.config.params import load_params  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.core.timing import Phases  # noqa: E402
+from fewshot_dml.infer.inference import infer_grid  # noqa: E402
 
 log = logging.getLogger("infer")
+
+
+# The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
+SECTIONS = ("datasets", "sample_sizes", "seeds", "loss", "infer")
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, sections=("datasets", "sample_sizes", "seeds", "loss", "infer"))
+    params = load_params(args.params, sections=SECTIONS)
     phases = Phases()
     n = infer_grid(params, args.runs, args.out, phases)
     log.info("%s: %d runs", args.out, n)

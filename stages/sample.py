@@ -17,11 +17,15 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.config.params import load_params  # noqa: E402
+from fewshot_dml.core.cli import run_stage  # noqa: E402
 from fewshot_dml.data.sampling import write_splits  # noqa: E402
 
 log = logging.getLogger("sample")
+
+
+# The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
+SECTIONS = ("seeds", "sample")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="directory: one <seed>.json per seed of params.yaml")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, sections=("sample", "seeds"))
+    params = load_params(args.params, sections=SECTIONS)
     splits = write_splits(args.table, args.card, params.sample, args.dataset, args.size, params.seeds, args.out)
     log.info("%s: %d splits (seeds %s)", args.out, len(splits), list(splits))
 

@@ -18,12 +18,17 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
+from fewshot_dml.config.params import load_params  # noqa: E402
 from fewshot_dml.core.cli import run_stage  # noqa: E402
-from fewshot_dml.config.params import ParamsError, load_params  # noqa: E402
+from fewshot_dml.core.errors import ParamsError  # noqa: E402
 from fewshot_dml.core.timing import Phases  # noqa: E402
 from fewshot_dml.train.run import train_group  # noqa: E402
 
 log = logging.getLogger("train")
+
+
+# The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
+SECTIONS = ("seeds", "train", "losses.${item.arm}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -35,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--out", type=Path, required=True, help="directory: one run directory per seed")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, sections=("seeds", "train", f"losses.{args.arm}"))
+    params = load_params(args.params, sections=[s.replace("${item.arm}", args.arm) for s in SECTIONS])
     if args.arm not in params.losses:
         raise ParamsError(f"--arm {args.arm!r}: no losses.{args.arm} section in {args.params}")
     phases = Phases()

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
+from fewshot_dml.config.params import parse_params
+from fewshot_dml.config.sections import DATASETS
 from fewshot_dml.core import io
+from fewshot_dml.core.layout import run_id
 from fewshot_dml.report import results as report
 from fewshot_dml.report.aggregate import MissingRunsError, collect_runs, run_aggregate
 from fewshot_dml.report.summary import summarise
-from fewshot_dml.core.layout import run_id
-from fewshot_dml.config.params import DATASETS, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]

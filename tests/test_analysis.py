@@ -22,8 +22,8 @@ from fewshot_dml.analysis.geometry import (
     tsne_map,
 )
 from fewshot_dml.analysis.report import compare, within_cell_spearman
+from fewshot_dml.config.sections import AnalyzeParams
 from fewshot_dml.data.table import make_table
-from fewshot_dml.config.params import AnalyzeParams
 
 
 def on_circle(degrees: list[float]) -> np.ndarray:

@@ -36,7 +36,7 @@ def params_with(tmp_path: Path):
 
 def test_a_params_error_is_one_line_and_exit_2(tmp_path: Path, params_with) -> None:
     params = params_with(lambda raw: raw.update(trian={"lr": 1.0}))
-    proc = stage(ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json",
+    proc = stage(ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json", "--arms-out", "arms",
                  cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: <root>.trian: unknown key; expected one of ['aggregate', 'analyze', 'datasets', 'explain', "

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from code_deps import import_closure, stage_code_deps
 
-from fewshot_dml.core import layout
-from fewshot_dml.losses.registry import LOSSES
+from code_deps import import_closure, stage_code_deps
 from fewshot_dml.config.params import load_params
+from fewshot_dml.core import layout
+from fewshot_dml.losses import all_specs
+
+LOSSES = all_specs()
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -159,3 +161,20 @@ def test_the_readme_writes_reports_outside_every_stage_output() -> None:
     assert written
     for path in written:
         assert not any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs), (path, outs)
+
+
+def test_each_stage_loads_exactly_the_params_sections_dvc_yaml_declares() -> None:
+    # DVC reruns a stage when a declared key changes; a section the code reads but does not declare
+    # would leave stale results, one it declares but never reads would rerun it for nothing. Each
+    # script loads only SECTIONS (the others are None), so reading an undeclared one fails loudly.
+    import importlib.util
+
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for script in sorted((ROOT / "stages").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"stage_{script.stem}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if script.stem == "check":  # always runs; validates the whole file
+            assert not hasattr(module, "SECTIONS") and "params" not in raw["check"]
+            continue
+        assert tuple(module.SECTIONS) == tuple(raw[script.stem]["params"]), script.name

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import run as train_toy
-from test_training import toy  # noqa: F401 - the fixture
 
-from fewshot_dml.analysis.geometry import analyze_run
-from fewshot_dml.data.table import read_table
 from fewshot_dml.analysis.explain import choose_sentences, explain_run, first_words, word_groups
 from fewshot_dml.analysis.explain_report import (
     agreement_summary,
     attribution_section,
     seed_agreement,
 )
-from fewshot_dml.config.params import AnalyzeParams, load_params
+from fewshot_dml.analysis.geometry import analyze_run
+from fewshot_dml.config.params import load_params
+from fewshot_dml.config.sections import AnalyzeParams
+from fewshot_dml.data.table import read_table
+from test_training import run as train_toy
+from test_training import toy  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYZE = AnalyzeParams(seed=0, perplexity=30.0, bins=4, distance_to="mean")
@@ -107,8 +108,8 @@ def test_without_saved_weights_nothing_is_explained_and_the_index_says_so(tmp_pa
 
 
 def test_the_map_and_attribution_figures_are_byte_identical_across_two_draws(tmp_path: Path) -> None:
-    from fewshot_dml.analysis.geometry import RunMap
     from fewshot_dml.analysis.figures import draw_attributions, draw_map
+    from fewshot_dml.analysis.geometry import RunMap
     from fewshot_dml.report.figures import pinned_rc
 
     rng = np.random.default_rng(0)

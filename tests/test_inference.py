@@ -13,11 +13,22 @@ import numpy as np
 import pytest
 import torch
 
+from fewshot_dml.config.params import Params, load_params
+from fewshot_dml.config.sections import InferParams
 from fewshot_dml.core import io
-from fewshot_dml.infer.inference import (_softmax, accuracy_f1, infer_grid, knn_predictions, load_run,
-                                   mixture_predictions, prototype_predictions, run_inference)
-from fewshot_dml.losses.registry import LOSSES, get_spec
-from fewshot_dml.config.params import InferParams, Params, load_params
+from fewshot_dml.infer.inference import (
+    _softmax,
+    accuracy_f1,
+    infer_grid,
+    knn_predictions,
+    load_run,
+    mixture_predictions,
+    prototype_predictions,
+    run_inference,
+)
+from fewshot_dml.losses import all_specs, get_spec
+
+LOSSES = all_specs()
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY = sorted(n for n, s in LOSSES.items() if s.has_proxies)

@@ -9,10 +9,10 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from fewshot_dml.model.batching import collate, is_pair_table, tokenize
 from fewshot_dml.data.table import make_table
-from fewshot_dml.model.device import precision_for, resolve_device
+from fewshot_dml.model.batching import collate, is_pair_table, tokenize
 from fewshot_dml.model.classifier import TextClassifier, load_classifier, pool
+from fewshot_dml.model.device import precision_for, resolve_device
 from tiny_models import tiny_train_params as train_params
 
 CPU = torch.device("cpu")

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fewshot_dml.config.params import BASELINE, SETFIT, ParamsError, load_params, parse_params
+from fewshot_dml.catalog.arms import BASELINE, SETFIT
+from fewshot_dml.config.params import load_params, parse_params
+from fewshot_dml.core.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +146,7 @@ def test_every_yaml_float_spelling_loads_as_a_float(tmp_path: Path, spelling: st
 
 
 def test_the_loader_keeps_other_scalars_as_yaml_does() -> None:
-    from fewshot_dml.config.params import read_yaml
+    from fewshot_dml.core.strict import read_yaml
 
     assert read_yaml("a: 1\nb: '1e-5'\nc: true\nd: 1.0e+3\ne: .5\nf: abc\ng: .inf") == {
         "a": 1, "b": "1e-5", "c": True, "d": 1000.0, "e": 0.5, "f": "abc", "g": float("inf")}

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewshot_dml.config.params import SampleParams
-from fewshot_dml.data.sampling import Split, check_split, make_split, split_file, stratified_quotas, write_splits
+from fewshot_dml.config.sections import SampleParams
+from fewshot_dml.core.layout import split_file
+from fewshot_dml.data.sampling import Split, check_split, make_split, stratified_quotas, write_splits
 
 REPO = Path(__file__).resolve().parents[1]
 TREC = REPO.parent / "shared" / "senteval" / "TREC" / "trec.tsv"

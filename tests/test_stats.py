@@ -10,7 +10,13 @@ import pytest
 from scipy import stats
 
 from fewshot_dml.report.stats import (
-    across_cells_gain, blocked_gain, detectable_note, holm, paired_differences, paired_gain, sign_flip_p,
+    across_cells_gain,
+    blocked_gain,
+    detectable_note,
+    holm,
+    paired_differences,
+    paired_gain,
+    sign_flip_p,
     t_interval,
 )
 

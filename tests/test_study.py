@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_dml.studies.study import Experiment, main, read_accuracies, select_experiments, study
+from fewshot_dml.studies.experiments import Experiment, select_experiments
+from fewshot_dml.studies.study import main, read_accuracies, study
 
 CCE = {"mr": 0.70, "trec": 0.50}
 SETFIT = {"mr": 0.72, "trec": 0.52}
@@ -58,7 +59,7 @@ def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -
                params={"losses.proxyanchor.alpha": 16.0}),
         record("bold-dogs", "supcon", dml={"mr": 0.76, "trec": 0.45}, params={"losses.proxyanchor.alpha": 32.0}),
     ]
-    text = study(records, {})
+    text = study(records, {}, 0.95)
     rows = _lines(text)
     assert set(rows) == {"cce", "setfit", "main", "pa-16", "bold-dogs"}  # workspace skipped
     assert rows["cce"].startswith("| `cce` | – | – | 54.00 | 70.00 | 50.00 | 60.00 |")
@@ -78,7 +79,7 @@ def test_another_metrics_files_columns_are_not_params() -> None:
     records = [record("a", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params={"losses.proxyanchor.alpha": 32.0}),
                record("b", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, params={
                    "losses.proxyanchor.alpha": 16.0, **{k: v * 2 for k, v in extra.items()}}) | extra]
-    rows = _lines(study(records, {}))
+    rows = _lines(study(records, {}, 0.95))
     assert rows["a"].startswith("| `proxyanchor` ✓ | `a` | `losses.proxyanchor.alpha=32` |"), rows["a"]
     assert "geometry" not in rows["b"] and "dml_minus_cce" not in rows["b"]
 
@@ -93,12 +94,12 @@ def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
     assert [e.name for e in chosen] == ["pa-32"]
     tie = record("pa-16", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, dev={"mr": 0.69, "trec": 0.44},
                  params={"losses.proxyanchor.alpha": 16.0})
-    assert "proxyanchor: development accuracy ties (56.50) between `pa-16` and `pa-32`" in study([tie, *records], {})
+    assert "proxyanchor: development accuracy ties (56.50) between `pa-16` and `pa-32`" in study([tie, *records], {}, 0.95)
     assert notes == ["`main` (proxyanchor): the same params and metrics as `pa-32`, listed once"]
 
 
 def test_dev_selection_picks_the_highest_mean_dev_accuracy_per_loss() -> None:
-    from fewshot_dml.studies.study import dev_selected
+    from fewshot_dml.studies.experiments import dev_selected
 
     exps, _ = select_experiments([record("a", "supcon", dml={"mr": 0.9, "trec": 0.9}, dev={"mr": 0.5, "trec": 0.5}),
                                   record("b", "supcon", dml={"mr": 0.6, "trec": 0.6}, dev={"mr": 0.7, "trec": 0.6}),
@@ -114,7 +115,7 @@ def test_failed_queued_and_metricless_experiments_are_skipped_with_a_note() -> N
         record("waiting", "triplet", state="Queued"),
         record("empty", "arcface"),
     ]
-    text = study(records, {})
+    text = study(records, {}, 0.95)
     assert set(_lines(text)) == {"cce", "setfit", "ok"}
     for note in ("`broken` (npairs): state Failed, skipped", "`waiting` (triplet): state Queued, skipped",
                  "`empty` (arcface): no metrics (with development accuracy) in reports/metrics.json, skipped"):
@@ -133,12 +134,12 @@ def test_prefixed_columns_are_read_and_other_files_ignored() -> None:
 def test_disagreeing_baselines_are_flagged() -> None:
     records = [record("a", "supcon", dml={"mr": 0.75, "trec": 0.55}),
                record("b", "circle", dml={"mr": 0.75, "trec": 0.55}, cce={"mr": 0.65, "trec": 0.50})]
-    assert "`cce` differs across these experiments (`a` 60.00, `b` 57.50)" in study(records, {})
+    assert "`cce` differs across these experiments (`a` 60.00, `b` 57.50)" in study(records, {}, 0.95)
 
 
 def test_no_usable_experiment_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"no completed experiment.*\n  `w` \(npairs\): state Running"):
-        study([record("w", "npairs", state="Running", dml={"mr": 0.7, "trec": 0.5})], {})
+        study([record("w", "npairs", state="Running", dml={"mr": 0.7, "trec": 0.5})], {}, 0.95)
 
 
 def _accuracy(exps, values) -> dict:
@@ -159,7 +160,7 @@ def test_best_arm_per_dataset_is_chosen_on_dev_and_reported_with_its_eval_interv
     acc = _accuracy(exps, {("cce", "mr"): [0.70, 0.70, 0.70], ("setfit", "mr"): [0.9, 0.9, 0.9],
                            ("supcon", "mr"): [0.74, 0.75, 0.77], ("cce", "trec"): [0.5, 0.5, 0.5],
                            ("setfit", "trec"): [0.52, 0.52, 0.52], ("supcon", "trec"): [0.4, 0.4, 0.4]})
-    text = study(records, acc)
+    text = study(records, acc, 0.95)
     ci = st.ttest_1samp([4, 5, 7], 0).confidence_interval(0.95)
     # mr: supcon's dev 80.00 beats cce 64 and setfit 66, although setfit's evaluation accuracy is higher.
     assert f"| mr | `supcon` (`sc`) | 80.00 | 75.33 | +5.33 | [{ci.low:+.2f}, {ci.high:+.2f}] (n=3) |" in text
@@ -193,7 +194,8 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
 
     (tmp_path / "reports").mkdir()
     (tmp_path / "params.yaml").write_text("loss: proxyanchor\ndatasets: [mr]\nsample_sizes: [16]\nseeds: [0, 1]\n"
-                                          "losses:\n  proxyanchor:\n    alpha: 32\n")
+                                          "losses:\n  proxyanchor:\n    alpha: 32\n"
+                                          "aggregate: {confidence: 0.95, alpha: 0.05, seed: 0}\n")
     (tmp_path / "go.py").write_text(GO)
     (tmp_path / "dvc.yaml").write_text(
         f"stages:\n  agg:\n    cmd: {sys.executable} go.py\n    deps: [go.py]\n    params: [loss, losses]\n"
@@ -222,7 +224,8 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
 def test_variant_section_pairs_runs_and_tests_them() -> None:
     from scipy import stats
 
-    from fewshot_dml.studies.study import Experiment, variant_section
+    from fewshot_dml.studies.experiments import Experiment
+    from fewshot_dml.studies.study import variant_section
 
     grid = tuple((d, 16, s) for d in ("mr", "trec") for s in (0, 1, 2))
     overall = {"overall": {"dev_dml": 0.5}}
@@ -232,19 +235,19 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
     diffs = [0.02, 0.01, 0.03, -0.01, 0.04, 0.02]
     accuracy = {("exp-clean", "supcon", *c): 0.5 for c in grid} | {
         ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs, strict=True)}
-    text = variant_section([variant, clean, other], accuracy)
+    text = variant_section([variant, clean, other], accuracy, 0.95)
     ci = stats.ttest_1samp([100 * d for d in diffs], 0).confidence_interval(0.95)
     mean = 100 * sum(diffs) / 6
     # sign-flip over 64 patterns: |sum| >= 11 pp when the flipped set sums to <= 0 ({}, {-1}, {-1, +1}) or to 11
     # (their complements): 6 / 64 = 0.09375; one row, so Holm leaves it.
     assert f"| `supcon-metrix` | `supcon` | 6 | {mean:+.2f} | [{ci.low:+.2f}, {ci.high:+.2f}] | 0.0938 | 0.0938 |" in text
     assert "Holm across the rows" in text and "proxyanchor" not in text
-    assert variant_section([clean, other], accuracy) == ""
-    assert variant_section([replace(variant, grid=()), clean], accuracy) == ""  # no common run: no row
+    assert variant_section([clean, other], accuracy, 0.95) == ""
+    assert variant_section([replace(variant, grid=()), clean], accuracy, 0.95) == ""  # no common run: no row
 
 
 def test_the_grid_is_read_from_exp_show_text_or_lists() -> None:
-    from fewshot_dml.studies.study import _grid
+    from fewshot_dml.studies.experiments import _grid
 
     as_text = {"datasets": "['mr', 'trec']", "sample_sizes": "[16]", "seeds": "[0, 1]"}  # as dvc.api.exp_show gives them
     assert _grid(as_text) == (("mr", 16, 0), ("mr", 16, 1), ("trec", 16, 0), ("trec", 16, 1))
@@ -266,3 +269,8 @@ def test_read_accuracies_reads_an_experiment_of_the_per_seed_layout(tmp_path: Pa
     e = Experiment(name="e", loss="proxyanchor", metrics={}, grid=(("mr", 16, 0), ("mr", 16, 1)))
     got = read_accuracies([e], str(tmp_path), "data/runs")
     assert got[("e", "setfit", "mr", 16, 1)] == 0.6 and len(got) == 6
+
+
+def test_the_study_states_the_interval_at_aggregate_confidence() -> None:
+    records = [record("a", "supcon", dml={"mr": 0.7, "trec": 0.5})]
+    assert "90% t-interval" in study(records, {}, 0.90) and "95%" not in study(records, {}, 0.90)

@@ -18,17 +18,19 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from fewshot_dml.infer import inference
+from fewshot_dml.config.params import load_params
+from fewshot_dml.config.sections import training_steps
 from fewshot_dml.core import rundir
-from fewshot_dml.model.batching import balanced_batches, make_batches, random_batches, tokenize
-from fewshot_dml.data.table import make_table
-from fewshot_dml.train.objective import Objective, ObjectiveOutput, build_objective
-from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
-from fewshot_dml.config.params import load_params, training_steps
 from fewshot_dml.core.rundir import CURVE_COLUMNS, write_npz
 from fewshot_dml.core.timing import Phases
-from fewshot_dml.train.run import build_optimizer, embed, train_group, train_run
+from fewshot_dml.data.table import make_table
+from fewshot_dml.infer import inference
+from fewshot_dml.losses import get_spec
+from fewshot_dml.model.batching import balanced_batches, make_batches, random_batches, tokenize
+from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
+from fewshot_dml.train.loop import build_optimizer, embed
+from fewshot_dml.train.objective import Objective, ObjectiveOutput, build_objective
+from fewshot_dml.train.run import train_group, train_run
 from tiny_models import tiny_train_params as train_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,7 +283,7 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert
     params = tmp_path / "params.json"
     params.write_text(json.dumps(dataclasses.asdict(train)))
     for seed in (0,):  # trained second in the group: alone in a new interpreter, nothing carried over from seed 1
-        code = ("import json, sys; from pathlib import Path; from fewshot_dml.config.params import TrainParams; "
+        code = ("import json, sys; from pathlib import Path; from fewshot_dml.config.sections import TrainParams; "
                 "from fewshot_dml.train.run import train_run; from test_training import LOSSES; "
                 f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
                 f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
@@ -471,7 +473,7 @@ def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple
                                                  loss: str, point: str | None) -> None:
     from dataclasses import replace
 
-    from fewshot_dml.losses.registry import get_spec
+    from fewshot_dml.losses import get_spec
 
     section = LOSSES[loss]
     if point is not None:  # the tiny model has 2 layers: mix after the first

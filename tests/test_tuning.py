@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.core import layout, rundir
-from fewshot_dml.train import setfit as setfit_arm
-from fewshot_dml.studies.study import Experiment
+from fewshot_dml.studies.experiments import Experiment
 from fewshot_dml.studies.tuning import (
     SETFIT_READS,
     Candidate,
@@ -24,12 +24,15 @@ from fewshot_dml.studies.tuning import (
     select,
 )
 from fewshot_dml.studies.tuning_report import one_grid, render, write_figure
+from fewshot_dml.train import setfit as setfit_arm
 
 DEFAULTS = {"train": {"lr": 5e-05, "reinit_layers": 0}, "losses": {"supcon": {"temperature": 0.1},
                                                                   "proxyanchor": {"alpha": 32.0}}}
 GRID = tuple((d, 16, seed) for d in ("mr", "cr") for seed in (0, 1, 2))
 BASE = {"train.lr": "5e-05", "train.reinit_layers": "0", "infer.knn_k": "1", "infer.curve_points": "3",
         "losses.supcon.temperature": "0.1", "losses.proxyanchor.alpha": "32"}
+
+AGG = AggregateParams(confidence=0.95, alpha=0.05, seed=0)
 
 
 def experiment(name: str, loss: str, **changes: str) -> Experiment:
@@ -82,18 +85,18 @@ def test_selection_reads_the_development_accuracy_only_and_keeps_the_first_on_ti
 
 def test_blocked_comparison_pairs_by_cell_and_refuses_different_grids() -> None:
     treated, base = candidate("supcon", 0.7, 0.66, jitter=0.01), candidate("cce", 0.6, 0.63)
-    result = compare(treated, base)
+    result = compare(treated, base, AGG)
     assert result.n == 6 and result.gain_pp == pytest.approx(3.0)
     assert result.ci_low_pp < 3.0 < result.ci_high_pp
     partial = Candidate("cce", "defaults", "x", "classifier", base.dev, dict(list(base.eval.items())[:3]))
     with pytest.raises(ValueError, match="different grids"):
-        compare(treated, partial)
+        compare(treated, partial, AGG)
 
 
 def test_the_confirmatory_family_is_the_best_dml_arm_on_dev() -> None:
     chosen = select([candidate("cce", 0.6, 0.60, jitter=0.01), candidate("setfit", 0.5, 0.50, jitter=0.01),
                      candidate("supcon", 0.7, 0.65, jitter=0.01), candidate("proxyanchor", 0.65, 0.70, jitter=0.01)])
-    best, rows = comparisons(chosen)
+    best, rows = comparisons(chosen, AGG)
     assert best == "supcon"  # the higher development accuracy, although proxyanchor is better held out
     primary = [(r["treated"], r["baseline"]) for r in rows if r["primary"]]
     assert primary == [("supcon", "cce"), ("supcon", "setfit")]
@@ -130,12 +133,12 @@ def test_collect_and_render_a_sweep(tmp_path: Path) -> None:
         ("supcon", "tune-supcon")]
     assert {c.mode for c in candidates if c.arm == "proxyanchor"} == {
         "classifier", "proxy w=0", "proxy w=0.5", "prototype", "knn"}
-    text = render(candidates, exps, ["a note"], "figures/tuning.png")
+    text = render(candidates, exps, ["a note"], "figures/tuning.png", AGG)
     assert "## The issue's goals" in text and "Holm p" in text and "✓" in text and "- a note" in text
     assert text.count("| confirmatory |") == 2
     figure = tmp_path / "tuning.png"
     chosen = select(candidates)
-    write_figure(candidates, chosen, figure)
+    write_figure(candidates, chosen, figure, AGG)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -155,7 +158,7 @@ def test_the_selected_recipes_are_read_again_on_another_protocol(tmp_path: Path)
     replicated = replicate(chosen, again)
     assert set(replicated) == {"cce", "setfit"} | ({"supcon"} if chosen["supcon"].experiment == "tune-supcon" else set())
     assert all(replicated[a].mode == chosen[a].mode and replicated[a].experiment == "perclass" for a in replicated)
-    text = render(candidates, sweep, [], "t.png", (again, [per_class]))
+    text = render(candidates, sweep, [], "t.png", AGG, (again, [per_class]))
     assert "## The tuned recipes on protocol `per_class`" in text
 
 

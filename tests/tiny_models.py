@@ -23,7 +23,7 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 from transformers import BertConfig, BertModel, BertTokenizer, RobertaConfig, RobertaModel, RobertaTokenizer
 
-from fewshot_dml.config.params import TrainParams
+from fewshot_dml.config.sections import TrainParams
 
 CORPUS = (
     "the movie was a wonderful surprise and the acting was great",

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, Exclusion
+from fewshot_dml.config.sections import FetchParams, FetchUrls
 from fewshot_dml.data.fetch import fetch_dataset
-from fewshot_dml.config.params import FetchParams, FetchUrls
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_DIR = "../shared/senteval"  # params.yaml's fetch.local_dir, relative to the repository root

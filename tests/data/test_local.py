@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from fewshot_dml.core import io
-from fewshot_dml.data import FetchError
 from fewshot_dml.catalog.datasets import REGISTRY
+from fewshot_dml.core import io
+from fewshot_dml.core.errors import FetchError
+from fewshot_dml.core.layout import workspace_root
 from fewshot_dml.data.fetch import fetch_dataset, verify_sources
-from fewshot_dml.data.local import workspace_root
 from fewshot_dml.data.table import read_table
 
 EXPECTED = {

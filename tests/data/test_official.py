@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fewshot_dml.data import FetchError
+from fewshot_dml.core.errors import FetchError
 from fewshot_dml.data.fetch import fetch_dataset
 from fewshot_dml.data.official import download
 

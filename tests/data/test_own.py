@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fewshot_dml.data import FetchError
+from fewshot_dml.config.sections import FetchParams, FetchUrls, OwnDatasetParams, SampleParams
+from fewshot_dml.core.errors import FetchError
 from fewshot_dml.data.fetch import fetch_dataset, verify_sources
 from fewshot_dml.data.own import label_ids, read_own, source_record
-from fewshot_dml.data.table import read_card_and_table
-from fewshot_dml.config.params import FetchParams, FetchUrls, OwnDatasetParams, SampleParams
 from fewshot_dml.data.sampling import write_splits
+from fewshot_dml.data.table import read_card_and_table
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "tests" / "data" / "own"

@@ -10,11 +10,13 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml
 
-from fewshot_dml.losses import soft
+from fewshot_dml.catalog import loss_spec
+from fewshot_dml.config.loss_sections import MetrixParams
+from fewshot_dml.config.params import load_params
+from fewshot_dml.losses import get_spec
+from fewshot_dml.model.classifier import Features, load_classifier
 from fewshot_dml.train.metrix import Metrix, choose, interpolate, pair_weights, proxy_weights
 from fewshot_dml.train.objective import Objective, build_objective, token_view
-from fewshot_dml.model.classifier import Features, load_classifier
-from fewshot_dml.config.params import MetrixParams, load_params
 from tiny_models import tiny_train_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +139,8 @@ def test_a_metrix_layer_beyond_the_encoder_is_refused() -> None:
 
 
 def test_objective_refuses_metrix_on_a_loss_without_a_soft_form() -> None:
-    from fewshot_dml.losses.registry import get_spec
 
     with pytest.raises(ValueError, match=r"loss 'triplet' has no soft-label form"):
         Objective(get_spec("triplet"), 0.4, pml.TripletMarginLoss(), metrix=Metrix(
             MetrixParams("embedding", 1, 2.0, 0.4), 0))
-    assert soft.hard_pair_weights(torch.tensor([0, 1]))[0].sum() == 0
+    assert loss_spec.hard_pair_weights(torch.tensor([0, 1]))[0].sum() == 0

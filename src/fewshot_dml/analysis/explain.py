@@ -29,14 +29,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fewshot_dml.analysis.explain_report import INDEX
+from fewshot_dml.catalog.arms import KIND_SETFIT
+from fewshot_dml.config.params import Params
 from fewshot_dml.core import io, layout, rundir
 from fewshot_dml.data.table import read_table
-from fewshot_dml.analysis.explain_report import INDEX
-from fewshot_dml.train.loss_state import load_loss_module
-from fewshot_dml.losses.registry import get_spec
+from fewshot_dml.losses import get_spec
 from fewshot_dml.model.classifier import TextClassifier
-from fewshot_dml.config.params import Params
 from fewshot_dml.report.summary import roles
+from fewshot_dml.train.loss_state import load_loss_module
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def explain_cell(params: Params, runs_dir: Path, raw_dir: Path, dataset: str, si
     first = params.seeds[0]
     role = roles(params.loss)
     runs = [(seed, arm) for seed in params.seeds for arm in params.arms
-            if get_spec(params.losses[arm].base).kind != "setfit"
+            if get_spec(params.losses[arm].base).kind != KIND_SETFIT
             and (Path(runs_dir) / layout.run_id(dataset, size, seed, arm) / rundir.MODEL).is_dir()]
     if not runs:
         return None

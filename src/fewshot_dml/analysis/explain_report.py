@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from fewshot_dml.core import io, layout
 from fewshot_dml.config.params import Params
-from fewshot_dml.report.results import _table
+from fewshot_dml.core import io, layout
+from fewshot_dml.core.markdown import table
 
 INDEX = "index.json"  # data/explain/index.json: the (dataset, size) cells the explain stage explained, maybe none
 
@@ -100,7 +100,7 @@ def attribution_section(params: Params, explained: Sequence[Mapping[str, Any]], 
         f"{100 * worst:.2g}% (Integrated Gradients' attributions sum to that difference as the steps grow).",
         "Seed agreement (descriptive): Spearman's rho between two seeds' word attributions of one sentence, "
         "averaged over seed pairs and sentences; 1 = the seeds rank the words alike.",
-        _table(["cell", "arm", "score", "seeds", "mean rho"], rows),
+        table(["cell", "arm", "score", "seeds", "mean rho"], rows),
         *(f"![{name}](figures/{name})" for name in figures),
     ]
     return "\n\n".join(text)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from fewshot_dml.analysis.geometry import RunMap
-from fewshot_dml.report.figures import _color, _finish, _panels, _save
+from fewshot_dml.catalog.arms import BASELINE, ROLES
+from fewshot_dml.report.plotting import arm_color, finish, panels, save_png
 
-ROLES = ("cce", "setfit", "dml")
 AXIS_LABEL = {"distance": "distance decile (1 = nearest)", "length": "length decile (1 = shortest)"}
 
 
@@ -45,7 +45,7 @@ def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: s
                        label="learned centre")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8))
     fig.suptitle(title)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> None:
@@ -53,7 +53,7 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
     d = deciles[deciles["axis"] == axis]
     multi = d["size"].nunique() > 1
     cells = list(dict.fromkeys(zip(d["dataset"], d["size"], strict=True)))
-    fig, axes = _panels(len(cells) + 1)
+    fig, axes = panels(len(cells) + 1)
     for ax, cell in zip(axes, [*cells, None], strict=False):
         here = d if cell is None else d[(d["dataset"] == cell[0]) & (d["size"] == cell[1])]
         # Over all datasets: each seed's mean over datasets first, so the band is a seed band too.
@@ -61,19 +61,19 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
         for role in ROLES:
             s = per_seed[per_seed["role"] == role].groupby("bin")["accuracy"]
             mean, sd = 100 * s.mean(), 100 * s.std(ddof=1).fillna(0)
-            ax.plot(mean.index, mean, marker="o", markersize=3, color=_color(ROLES, role), label=role,
-                    linestyle="--" if role == "cce" else "-")
-            ax.fill_between(mean.index, mean - sd, mean + sd, color=_color(ROLES, role), alpha=0.15, linewidth=0)
+            ax.plot(mean.index, mean, marker="o", markersize=3, color=arm_color(ROLES, role), label=role,
+                    linestyle="--" if role == BASELINE else "-")
+            ax.fill_between(mean.index, mean - sd, mean + sd, color=arm_color(ROLES, role), alpha=0.15, linewidth=0)
         name = "all datasets" if cell is None else (f"{cell[0]}/{cell[1]}" if multi else cell[0])
         ax.set(title=name, xlabel=AXIS_LABEL[axis], ylabel="accuracy (%)")
         ax.set_xticks(sorted(d["bin"].unique()))
-    _finish(fig, axes, path, f"Classifier accuracy by {what} (equal-count groups; mean over seeds, band = ±1 sd)")
+    finish(fig, axes, path, f"Classifier accuracy by {what} (equal-count groups; mean over seeds, band = ±1 sd)")
 
 
 def draw_geometry_vs_accuracy(paired: pd.DataFrame, metrics: Sequence[str], labels: Mapping[str, str],
                               path: Path) -> None:
     """Per (dataset, seed): the DML arm's change in a geometry number against its change in accuracy."""
-    fig, axes = _panels(len(metrics), width=3.6, height=3.2, cols=len(metrics))
+    fig, axes = panels(len(metrics), width=3.6, height=3.2, cols=len(metrics))
     datasets = list(dict.fromkeys(paired["dataset"]))
     for ax, metric in zip(axes, metrics, strict=True):
         for k, dataset in enumerate(datasets):
@@ -82,7 +82,7 @@ def draw_geometry_vs_accuracy(paired: pd.DataFrame, metrics: Sequence[str], labe
         ax.axhline(0, color="0.5", linewidth=0.7)
         ax.axvline(0, color="0.5", linewidth=0.7)
         ax.set(xlabel=f"Δ {labels[metric]} (dml − cce)", ylabel="Δ accuracy (pp)")
-    _finish(fig, axes, path, "Does the geometry change go with the accuracy change? (one point per dataset × seed)")
+    finish(fig, axes, path, "Does the geometry change go with the accuracy change? (one point per dataset × seed)")
 
 
 def _text_width(renderer: Any, text: str, size: float) -> float:
@@ -146,4 +146,4 @@ def draw_attributions(explained: Mapping[str, Any], path: Path) -> None:
     fig.suptitle(f"{explained['dataset']}: Integrated Gradients of the true class's log-softmax (seed {explained['seed']})"
                  "\nred raises it, blue lowers it; each line scaled to its largest |attribution|; "
                  "right/wrong = the run's prediction; ‖ = between the two sentences of a pair", fontsize=9)
-    _save(fig, path)
+    save_png(fig, path)

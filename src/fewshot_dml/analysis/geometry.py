@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fewshot_dml.config.params import Params
+from fewshot_dml.config.sections import AnalyzeParams
 from fewshot_dml.core import io, layout, rundir
 from fewshot_dml.data.table import read_table
 from fewshot_dml.infer.inference import load_run
-from fewshot_dml.train.loss_state import load_loss_module
-from fewshot_dml.config.params import AnalyzeParams, Params
 from fewshot_dml.report.summary import roles
+from fewshot_dml.train.loss_state import load_loss_module
 
 # Every geometry number of a run, in report order; `centre_distance` is NaN for a loss without centres.
 GEOMETRY = ("silhouette", "intra", "inter", "ratio", "precision_at_1", "map_at_r", "centre_distance")
@@ -145,7 +146,7 @@ class RunMap:
 
 def read_centres(run_dir: Path, run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The loss module's learned centres (P, D) and their classes, rebuilt from ``loss_state.pt``; empty if none."""
-    from fewshot_dml.losses.registry import get_spec
+    from fewshot_dml.losses import get_spec
 
     module = load_loss_module(run_dir, run)
     if module is None:

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.core import io
 from fewshot_dml.analysis.geometry import GEOMETRY, HIGHER_IS_TIGHTER, Analysis, analyze_grid
+from fewshot_dml.catalog.arms import BASELINE, DML, ROLES
 from fewshot_dml.config.params import Params
-from fewshot_dml.report.results import _table, fmt_p
+from fewshot_dml.core import io
+from fewshot_dml.core.markdown import fmt_p, table
 from fewshot_dml.report.stats import blocked_gain, holm
 
 LABELS = {"silhouette": "silhouette", "intra": "intra-class distance", "inter": "inter-class distance",
@@ -34,8 +35,8 @@ _PERMUTATIONS = 20_000  # Monte Carlo within-cell permutations of the associatio
 def paired_geometry(geometry: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, size, seed): the DML arm's value minus the CCE arm's, per number and accuracy."""
     keys = ["dataset", "size", "seed"]
-    dml = geometry[geometry["role"] == "dml"].set_index(keys)
-    cce = geometry[geometry["role"] == "cce"].set_index(keys)
+    dml = geometry[geometry["role"] == DML].set_index(keys)
+    cce = geometry[geometry["role"] == BASELINE].set_index(keys)
     numbers = ["accuracy", *GEOMETRY]
     diff = dml[numbers] - cce.loc[dml.index, numbers]
     return diff.rename(columns={m: f"d_{m}" for m in numbers}).reset_index()
@@ -133,14 +134,14 @@ def plot_frames(analysis: Analysis) -> dict[str, pd.DataFrame]:
     for axis in ("distance", "length"):
         d = analysis.deciles[analysis.deciles["axis"] == axis]
         wide = d.pivot_table(index="bin", columns="role", values="accuracy", aggfunc="mean")
-        frames[f"deciles_{axis}.csv"] = wide[["cce", "setfit", "dml"]].reset_index().rename(columns={"bin": "decile"})
+        frames[f"deciles_{axis}.csv"] = wide[list(ROLES)].reset_index().rename(columns={"bin": "decile"})
     return frames
 
 
 def run_analyze(params: Params, runs_dir: Path, raw_dir: Path, explain_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Analyse the grid's runs and write ``out_dir`` (analysis.md, metrics.json, figures/, plots/)."""
     from fewshot_dml.analysis import explain_report
-    from fewshot_dml.report.figures import pinned_rc
+    from fewshot_dml.report.plotting import pinned_rc
 
     analysis = analyze_grid(params, runs_dir, raw_dir)
     agg, seed = params.aggregate, params.analyze.seed
@@ -222,20 +223,20 @@ def render(params: Params, analysis: Analysis, tests: pd.DataFrame, assoc: pd.Da
         "against all others. Centre distance: each learned proxy or centre to its class's mean embedding (losses "
         "with centres only).",
         "## Geometry per dataset and arm (mean over seeds)",
-        _table(["cell", "arm", "accuracy %", *(LABELS[m] for m in GEOMETRY)], rows),
+        table(["cell", "arm", "accuracy %", *(LABELS[m] for m in GEOMETRY)], rows),
         f"## Did `{dml}` change the geometry? ({dml} − cce, paired by seed)",
         f"Mean over dataset × size cells of the per-cell mean difference, its {agg.confidence:.0%} t-interval "
         "(blocked, within-cell variance), and the stratified sign-flip test (n = pairs); Holm over the "
         f"{len(tests)} numbers. \"tighter\"/\"less tight\": Holm p < {agg.alpha:g}, in or against the direction "
         "the column \"tighter is\" names; \"not shown\" otherwise. The interval is not multiplicity-corrected.",
         _summary(dml, tests, assoc, agg.alpha),
-        _table(["number", "tighter is", "difference", "interval", "n", "p", "Holm p", "verdict"], test_rows),
+        table(["number", "tighter is", "difference", "interval", "n", "p", "Holm p", "verdict"], test_rows),
         "## Does the geometry change go with the accuracy change?",
         "Spearman's rho between a seed's change in the number and its change in accuracy (both "
         f"{dml} − cce) over the (cell, seed) pairs; p from {_PERMUTATIONS:,} permutations of the accuracy "
         "changes within each cell (association among seeds of a dataset, not between datasets); Holm over "
         f"the {len(assoc)} numbers. A correlation is not a cause: both changes come from the same run.",
-        _table(["number", "rho", "n", "p", "Holm p", f"shown at {agg.alpha:g}"], assoc_rows),
+        table(["number", "rho", "n", "p", "Holm p", f"shown at {agg.alpha:g}"], assoc_rows),
         "![geometry vs accuracy](figures/geometry-vs-accuracy.png)",
         "## Maps",
         f"t-SNE (scikit-learn, exact, cosine, perplexity {a.perplexity:g} or (n − 1) / 3 if smaller, PCA start, "

@@ -25,8 +25,20 @@ from typing import Any
 from dvc.exceptions import DvcException
 
 from fewshot_dml.cluster.plan import (
-    CONFIG_FILE, LOCAL, ClusterError, ClusterParams, Plan, Shard, load_cluster_params, make_plan,
-    must, ran_and_restored, run_tool, shards, tail, with_defaults,
+    CONFIG_FILE,
+    LOCAL,
+    ClusterError,
+    ClusterParams,
+    Plan,
+    Shard,
+    load_cluster_params,
+    make_plan,
+    must,
+    ran_and_restored,
+    run_tool,
+    shards,
+    tail,
+    with_defaults,
 )
 from fewshot_dml.core.logs import setup_logging
 

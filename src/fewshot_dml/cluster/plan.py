@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fewshot_dml.config.params import ParamsError, _build, read_yaml, spec
+from fewshot_dml.core.errors import ParamsError, UserError
+from fewshot_dml.core.strict import build, read_yaml, spec
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
 RUN_CACHE_REMOTES = ("local directory", "ssh", "s3", "gs", "azure", "hdfs", "webhdfs", "oss", "gdrive", "webdav")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """A set-up problem of the cluster command: one line, exit status 2."""
 
 
@@ -56,7 +57,7 @@ def load_cluster_params(path: Path, overrides: dict[str, Any] | None = None) -> 
         raise ClusterError(f"cluster settings not found: {path}") from None
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        params = _build(ClusterParams, {**(raw or {}), **overrides}, "")
+        params = build(ClusterParams, {**(raw or {}), **overrides}, "")
     except ParamsError as err:
         raise ClusterError(f"{path}: {err}") from None
     if not params.stages:

@@ -9,6 +9,7 @@ checks that the patterns in dvc.yaml produce the same names.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def split_group(dataset: str, size: int) -> str:
@@ -17,7 +18,17 @@ def split_group(dataset: str, size: int) -> str:
 
 
 def split_id(dataset: str, size: int, seed: int) -> str:
-    return f"{split_group(dataset, size)}/{seed}"
+    return f"{split_group(dataset, size)}/{int(seed)}"
+
+
+def split_file(seed: int) -> str:
+    """The file name of a seed's split inside its (dataset, size) directory: ``<seed>.json``."""
+    return f"{int(seed)}{SPLIT_SUFFIX}"
+
+
+def seed_dir(seed: int) -> str:
+    """The name of a seed's run directory inside its (dataset, size, arm) directory: ``<seed>``."""
+    return str(int(seed))
 
 
 def run_group(dataset: str, size: int, arm: str) -> str:
@@ -26,7 +37,7 @@ def run_group(dataset: str, size: int, arm: str) -> str:
 
 
 def run_id(dataset: str, size: int, seed: int, arm: str) -> str:
-    return f"{run_group(dataset, size, arm)}/{seed}"
+    return f"{run_group(dataset, size, arm)}/{seed_dir(seed)}"
 
 
 def grid(datasets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
@@ -39,3 +50,18 @@ TABLE_SUFFIX = ".jsonl"  # data/raw/<dataset>.jsonl
 CARD_SUFFIX = ".card.json"  # data/raw/<dataset>.card.json
 SPLIT_SUFFIX = ".json"  # data/splits/<split_id>.json
 INFER_SUFFIX = ".json"  # data/infer/<run_id>.json
+
+
+def workspace_root(root: Path) -> Path:
+    """The user's workspace for a repository root ``root``.
+
+    DVC runs ``exp run --temp`` and queued experiments in a copy of the repository under
+    ``<workspace>/.dvc/tmp/`` (e.g. ``.dvc/tmp/exps/standalone/tmpXXXX``), where a path relative
+    to the root such as ``../shared/senteval`` would point inside ``.dvc/tmp``. Relative paths are
+    resolved against the workspace those copies belong to instead, so every run sees one place.
+    """
+    root = Path(root).resolve()
+    for parent in root.parents:
+        if parent.name == "tmp" and parent.parent.name == ".dvc":
+            return parent.parent.parent
+    return root

@@ -1,10 +1,5 @@
-"""Datasets: registry, parsers of the local SentEval copy, official downloads, the normalised table.
+"""The fetch and sample stages: the local SentEval copy, official downloads, your own data, the
+normalised table, and the few-shot splits.
 
-Entry point: :func:`fewshot_dml.data.fetch.fetch_dataset`; table I/O: :mod:`fewshot_dml.data.table`.
+Entry points: :func:`fewshot_dml.data.fetch.fetch_dataset`, :func:`fewshot_dml.data.sampling.sample_group`.
 """
-
-from __future__ import annotations
-
-
-class FetchError(RuntimeError):
-    """A dataset could not be read: names the file or URL and what was wrong with it."""

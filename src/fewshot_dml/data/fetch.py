@@ -16,14 +16,14 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from fewshot_dml.core import io
-from fewshot_dml.data import FetchError
 from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, get_spec
+from fewshot_dml.config.sections import FetchParams, OwnDatasetParams
+from fewshot_dml.core import io
+from fewshot_dml.core.errors import FetchError
 from fewshot_dml.data.local import read_local, resolve_local_dir, verify_local_copy
 from fewshot_dml.data.official import official_url, read_official
 from fewshot_dml.data.own import read_own, source_record
 from fewshot_dml.data.table import encode_table, make_table
-from fewshot_dml.config.params import FetchParams, OwnDatasetParams
 
 __all__ = ["FetchError", "fetch_dataset", "verify_sources"]
 

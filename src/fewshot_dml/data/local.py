@@ -11,25 +11,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fewshot_dml.data import FetchError
 from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, Loaded, parse_parts
+from fewshot_dml.core.errors import FetchError
+from fewshot_dml.core.layout import workspace_root
 
 log = logging.getLogger(__name__)
-
-
-def workspace_root(root: Path) -> Path:
-    """The user's workspace for a repository root ``root``.
-
-    DVC runs ``exp run --temp`` and queued experiments in a copy of the repository under
-    ``<workspace>/.dvc/tmp/`` (e.g. ``.dvc/tmp/exps/standalone/tmpXXXX``), where a path relative
-    to the root such as ``../shared/senteval`` would point inside ``.dvc/tmp``. Relative paths are
-    resolved against the workspace those copies belong to instead, so every run sees one place.
-    """
-    root = Path(root).resolve()
-    for parent in root.parents:
-        if parent.name == "tmp" and parent.parent.name == ".dvc":
-            return parent.parent.parent
-    return root
 
 
 def resolve_local_dir(local_dir: str, root: Path) -> Path:

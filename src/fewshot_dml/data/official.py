@@ -21,9 +21,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fewshot_dml.data import FetchError
-from fewshot_dml.catalog.datasets import DatasetSpec, Loaded, Source, decode_parts, parse_id_pairs, parse_parts
-from fewshot_dml.config.params import FetchParams
+from fewshot_dml.catalog.datasets import DatasetSpec, Loaded, Source, parse_parts
+from fewshot_dml.catalog.parsers import decode_parts, parse_id_pairs
+from fewshot_dml.config.sections import FetchParams
+from fewshot_dml.core.errors import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fewshot_dml.data import FetchError
-from fewshot_dml.data.local import workspace_root
-from fewshot_dml.config.params import OwnDatasetParams
+from fewshot_dml.config.sections import OwnDatasetParams
+from fewshot_dml.core.errors import FetchError
+from fewshot_dml.core.layout import workspace_root
 
 _INTEGER = re.compile(r"-?[0-9]+")
 

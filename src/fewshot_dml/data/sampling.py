@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from fewshot_dml.core import io
+from fewshot_dml.config.sections import PROTOCOLS, SampleParams
+from fewshot_dml.core import io, layout
 from fewshot_dml.data.table import read_card_and_table
-from fewshot_dml.core.layout import SPLIT_SUFFIX
-from fewshot_dml.config.params import PROTOCOLS, SampleParams
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +199,7 @@ def write_splits(table_path: Path, card_path: Path, params: SampleParams, datase
                  params.protocol, len(split.train), len(split.dev), len(split.eval), labels.size)
     with io.atomic_dir(out_dir) as tmp:
         for seed, record in records.items():
-            io.write_json(tmp / split_file(seed), record)
+            io.write_json(tmp / layout.split_file(seed), record)
     return records
 
 
@@ -226,11 +225,6 @@ def check_class_sizes(labels: np.ndarray, names: Sequence[str] | None, params: S
                 "every class needs 2 (one to learn from, one to evaluate on)")
         raise ValueError(f"{where}: class {name!r} has {int(counts[c])} example(s); {rule}; expected a larger "
                          "class, a smaller size, or the class merged or dropped")
-
-
-def split_file(seed: int) -> str:
-    """The file name of a seed's split inside its (dataset, size) directory."""
-    return f"{int(seed)}{SPLIT_SUFFIX}"
 
 
 def check_split(split: dict, dataset: str, n_examples: int, table_sha256: str) -> None:

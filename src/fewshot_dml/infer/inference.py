@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from fewshot_dml.catalog.loss_spec import LossSpec
+from fewshot_dml.config.params import Params
+from fewshot_dml.config.sections import InferParams
 from fewshot_dml.core import io, layout, rundir
-from fewshot_dml.losses.registry import LossSpec, get_spec
-from fewshot_dml.config.params import InferParams, Params
 from fewshot_dml.core.timing import Phases
+from fewshot_dml.losses import get_spec
 
 logger = logging.getLogger(__name__)
 

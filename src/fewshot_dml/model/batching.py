@@ -15,8 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
-from fewshot_dml.config.params import SAMPLERS
-
+from fewshot_dml.config.sections import SAMPLERS
 
 
 def random_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from fewshot_dml.config.sections import POOLINGS, TrainParams
 from fewshot_dml.model.ref import ModelError, resolve
-from fewshot_dml.config.params import POOLINGS, TrainParams
 
 logger = logging.getLogger(__name__)
 

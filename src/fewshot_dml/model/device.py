@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fewshot_dml.config.params import DEVICES
+from fewshot_dml.config.sections import DEVICES
 
 
 def resolve_device(name: str) -> torch.device:

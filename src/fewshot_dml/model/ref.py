@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fewshot_dml.data.local import workspace_root
-from fewshot_dml.config.params import HUB_ID
+from fewshot_dml.config.sections import HUB_ID
+from fewshot_dml.core.errors import ModelError
+from fewshot_dml.core.layout import workspace_root
 
 # Short names for models that load offline, each with the installed package that ships it (its
 # ``get_model_path()`` gives the directory).
@@ -32,10 +33,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Files a transformers/sentence-transformers model repo may hold that a PyTorch run never reads.
 _NOT_PYTORCH = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*",
                 "coreml/*", "tf_model*", "flax_model*", "rust_model*"]
-
-
-class ModelError(ValueError):
-    """``train.model`` cannot be resolved: names the value, where it was looked for and what is expected."""
 
 
 @dataclass(frozen=True)

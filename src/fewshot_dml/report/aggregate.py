@@ -17,9 +17,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fewshot_dml.report import figures, results as report
+from fewshot_dml.catalog.arms import BASELINE
+from fewshot_dml.config.params import Params
+from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.core import io, layout, rundir
-from fewshot_dml.config.params import BASELINE, SETFIT, AggregateParams, Params
+from fewshot_dml.report import figures, schema
+from fewshot_dml.report import results as report
 from fewshot_dml.report.stats import blocked_gain, paired_differences
 from fewshot_dml.report.summary import roles, summarise, unique
 from fewshot_dml.report.tables import MODES, Tables
@@ -119,9 +122,9 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
 
 
 def _gain_entry(prefix: str, row: Any) -> dict[str, float]:
-    return {f"{prefix}_pp": row.gain_pp, f"{prefix}_low_pp": row.ci_low_pp, f"{prefix}_high_pp": row.ci_high_pp,
-            f"{prefix}_p": math.nan if row.p_value is None else row.p_value,
-            f"{prefix}_p_holm": math.nan if row.p_holm is None else row.p_holm}
+    values = (row.gain_pp, row.ci_low_pp, row.ci_high_pp, math.nan if row.p_value is None else row.p_value,
+              math.nan if row.p_holm is None else row.p_holm)
+    return dict(zip(schema.gain_fields(prefix), values, strict=True))
 
 
 def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str, float]]:
@@ -136,26 +139,24 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
         entry: dict[str, float] = {}
         for arm, role in role_of.items():
             entry[role] = rows.loc[rows["arm"] == arm, "accuracy_mean"].mean()
-            entry[f"dev_{role}"] = rows.loc[rows["arm"] == arm, "dev_mean"].mean()
-        entry["dml_proxy"] = proxy.loc[proxy["dataset"] == dataset, "accuracy_mean"].mean()
-        entry["majority"] = rows["majority_mean"].mean()
+            entry[schema.dev(role)] = rows.loc[rows["arm"] == arm, "dev_mean"].mean()
+        entry[schema.PROXY] = proxy.loc[proxy["dataset"] == dataset, "accuracy_mean"].mean()
+        entry[schema.MAJORITY] = rows["majority_mean"].mean()
         # The gain over this dataset's sizes: one cell, or a blocked analysis over several.
         here = runs[runs["dataset"] == dataset]
         cells = [paired_differences(*(here[(here["size"] == size) & (here["arm"] == arm)].sort_values("seed")
                                       ["classifier"].to_numpy() for arm in (tables.dml_arm, BASELINE)))
                  for size in unique(here["size"])]
         res = blocked_gain(cells, confidence=agg.confidence, seed=agg.seed)
-        entry.update(gain_pp=res.gain_pp, gain_low_pp=res.ci_low_pp, gain_high_pp=res.ci_high_pp,
-                     gain_p=math.nan if res.p_value is None else res.p_value, n=res.n)
+        entry.update(zip(schema.gain_fields(schema.GAIN)[:4], (res.gain_pp, res.ci_low_pp, res.ci_high_pp,
+                         math.nan if res.p_value is None else res.p_value), strict=True), n=res.n)
         out[dataset] = entry
-    overall: dict[str, float] = {key: float(np.mean([out[d][key] for d in out]))
-                                 for key in ("cce", "setfit", "dml", "dml_proxy", "majority",
-                                             "dev_cce", "dev_setfit", "dev_dml")}
+    overall: dict[str, float] = {key: float(np.mean([out[d][key] for d in out])) for key in schema.MEANS}
     ov = {(r.treated, r.baseline, r.mode): r for r in tables.overall.itertuples()}
     dml = tables.dml_arm
-    for prefix, key in (("gain", (dml, BASELINE, "classifier")), ("setfit_gain", (SETFIT, BASELINE, "classifier")),
-                        ("vs_setfit", (dml, SETFIT, "classifier"))):
-        overall.update(_gain_entry(prefix, ov[key]))
+    arm_of = {role: arm for arm, role in role_of.items()}
+    for prefix, treated, baseline in schema.COMPARISONS:
+        overall.update(_gain_entry(prefix, ov[(arm_of[treated], arm_of[baseline], "classifier")]))
     primary = ov[(dml, BASELINE, "classifier")]
     cells = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
                          & (tables.gains["mode"] == "classifier")]
@@ -163,7 +164,7 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
                    lost=int((cells["verdict"] == "lost").sum()))
     flagged = tables.degenerate.drop_duplicates(["dataset", "size", "seed", "arm"])
     overall.update({f"degenerate_{role}": int((flagged["arm"] == arm).sum()) for arm, role in role_of.items()})
-    out["overall"] = overall
+    out[schema.OVERALL] = overall
     return {name: _rounded(entry) for name, entry in out.items()}
 
 
@@ -187,7 +188,7 @@ def write_reports(params: Params, tables: Tables, reports_dir: Path) -> dict[str
         figures.write_plots(tables, tmp)
     with io.atomic_dir(reports_dir / "figures") as tmp:
         names = [f"figures/{name}" for name in figures.write_figures(tables, tmp)]
-    io.write_json(reports_dir / "metrics.json", metrics)
+    io.write_json(reports_dir / schema.METRICS_FILE, metrics)
     io.write_text(reports_dir / "results.md", report.render_results(params, tables, names))
     return metrics
 

@@ -7,55 +7,21 @@ byte-stable PNGs (Agg output is deterministic once fonts, sizes and metadata are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.config.params import BASELINE, SETFIT
-from fewshot_dml.report.results import fmt_p
+from fewshot_dml.catalog.arms import BASELINE, DML, ROLES, SETFIT
+from fewshot_dml.core.markdown import fmt_p
+from fewshot_dml.report.plotting import arm_color, finish, panels, pinned_rc, save_png
 from fewshot_dml.report.summary import unique
 from fewshot_dml.report.tables import Tables
-
-_RC = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
-       "svg.hashsalt": "fewshot-dml", "path.simplify": True}
 
 
 def comparison_label(treated: str, baseline: str) -> str:
     return f"{treated} − {baseline}"
-
-
-def _color(arms: Sequence[str], arm: str) -> str:
-    """A fixed colour per arm (tab10 cycle), the same in every subplot."""
-    return f"C{list(arms).index(arm) % 10}"
-
-
-def _save(fig: Any, path: Path) -> None:
-    # No "Software" text chunk: it carries the matplotlib version into otherwise identical bytes.
-    fig.savefig(path, format="png", metadata={"Software": None})
-
-
-def _panels(n: int, width: float = 3.3, height: float = 2.7, cols: int = 4) -> tuple[Any, np.ndarray]:
-    from matplotlib.figure import Figure
-
-    cols = min(cols, n)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.set_axis_off()
-    return fig, axes
-
-
-def _finish(fig: Any, axes: np.ndarray, path: Path, title: str) -> None:
-    """One legend (the first panel's series) below the panels, the title above, then save."""
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
-    fig.suptitle(title)
-    _save(fig, path)
 
 
 def _forest(tables: Tables, path: Path) -> None:
@@ -82,7 +48,7 @@ def _forest(tables: Tables, path: Path) -> None:
         ax.set_xlabel("accuracy gain (pp)")
     axes[0].set_yticks([0, *(np.arange(len(labels))[::-1] + 1.5)], ["overall (blocked)", *labels])
     fig.suptitle(f"Paired gains, classifier: mean and {tables.confidence:.0%} t-interval over seeds")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _by_size(tables: Tables, path: Path) -> None:
@@ -93,13 +59,13 @@ def _by_size(tables: Tables, path: Path) -> None:
     acc = tables.accuracy[tables.accuracy["mode"] == "classifier"]
     datasets, sizes = unique(acc["dataset"]), sorted(acc["size"].unique())
     single = len(sizes) == 1
-    fig, axes = _panels(len(datasets))
+    fig, axes = panels(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=False):
         here = acc[acc["dataset"] == dataset]
         for k, arm in enumerate(tables.arms):
             s = here[here["arm"] == arm].sort_values("size")
             mean, sd = 100 * s["accuracy_mean"].to_numpy(), 100 * s["accuracy_std"].fillna(0).to_numpy()
-            color, style = _color(tables.arms, arm), "--" if arm == BASELINE else "-"
+            color, style = arm_color(tables.arms, arm), "--" if arm == BASELINE else "-"
             if single:
                 ax.errorbar([k], mean, yerr=sd, marker="o", color=color, capsize=3, label=arm)
             else:
@@ -117,7 +83,7 @@ def _by_size(tables: Tables, path: Path) -> None:
             ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)")
     title = ("Accuracy per arm (classifier; bar = ±1 sd over seeds; one few-shot size)" if single
              else "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)")
-    _finish(fig, axes, path, title)
+    finish(fig, axes, path, title)
 
 
 def _proxy(tables: Tables, path: Path) -> None:
@@ -128,11 +94,11 @@ def _proxy(tables: Tables, path: Path) -> None:
 
         fig = Figure(figsize=(5, 2), layout="constrained")
         fig.text(0.5, 0.5, f"{tables.dml_arm} has no proxies: no proxy inference", ha="center", va="center")
-        _save(fig, path)
+        save_png(fig, path)
         return
     datasets, sizes = unique(curve["dataset"]), unique(curve["size"])
     styles = ("-", "--", ":", "-.")
-    fig, axes = _panels(len(datasets))
+    fig, axes = panels(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=False):
         for k, size in enumerate(sizes):
             s = curve[(curve["dataset"] == dataset) & (curve["size"] == size)]
@@ -142,10 +108,10 @@ def _proxy(tables: Tables, path: Path) -> None:
             ax.fill_between(s["weight"], mean - sd, mean + sd, color="C2", alpha=0.15, linewidth=0)
             ref = acc[(acc["dataset"] == dataset) & (acc["size"] == size) & (acc["arm"] == BASELINE)
                       & (acc["mode"] == "classifier")]["accuracy_mean"]
-            ax.axhline(100 * float(ref.iloc[0]), color=_color(tables.arms, BASELINE), linestyle=styles[k % 4],
+            ax.axhline(100 * float(ref.iloc[0]), color=arm_color(tables.arms, BASELINE), linestyle=styles[k % 4],
                        linewidth=1, label=f"{BASELINE} classifier{suffix}")
         ax.set(title=dataset, xlabel="w (1 = classifier alone)", ylabel="accuracy (%)")
-    _finish(fig, axes, path, f"Proxy inference of {tables.dml_arm}: mean over seeds, band = ±1 sd")
+    finish(fig, axes, path, f"Proxy inference of {tables.dml_arm}: mean over seeds, band = ±1 sd")
 
 
 def _losses(tables: Tables, path: Path) -> None:
@@ -157,13 +123,13 @@ def _losses(tables: Tables, path: Path) -> None:
     series = ((BASELINE, "cce_mean", f"{BASELINE}: CCE", "--"),
               (tables.dml_arm, "cce_mean", f"{tables.dml_arm}: CCE term", "-"),
               (tables.dml_arm, "dml_mean", f"{tables.dml_arm}: DML term", ":"))
-    fig, axes = _panels(len(datasets))
+    fig, axes = panels(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=False):
         for arm, column, label, style in series:
             s = curves[(curves["dataset"] == dataset) & (curves["arm"] == arm)]
-            ax.plot(s["step"], s[column], color=_color(tables.arms, arm), linestyle=style, label=label)
+            ax.plot(s["step"], s[column], color=arm_color(tables.arms, arm), linestyle=style, label=label)
         ax.set(title=dataset, xlabel="step", ylabel="loss (unweighted, log scale)", yscale="log")
-    _finish(fig, axes, path, f"Training loss components (size {size}, mean over seeds; SetFit's pair loss is not comparable)")
+    finish(fig, axes, path, f"Training loss components (size {size}, mean over seeds; SetFit's pair loss is not comparable)")
 
 
 def _confusion(tables: Tables, path: Path) -> None:
@@ -194,19 +160,13 @@ def _confusion(tables: Tables, path: Path) -> None:
             if i == len(tables.arms) - 1:
                 ax.set_xlabel("predicted")
     fig.suptitle(f"Confusion (% of each true class), size {size}, summed over seeds")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 FIGURES: dict[str, Callable[[Tables, Path], None]] = {
     "forest.png": _forest, "accuracy_vs_size.png": _by_size, "proxy_weight.png": _proxy,
     "loss_curves.png": _losses, "confusion.png": _confusion,
 }
-
-
-def pinned_rc() -> Any:
-    """A context with rcParams pinned to matplotlib's defaults (not the user's matplotlibrc) plus ``_RC``,
-    so that a figure's bytes depend only on its data."""
-    return matplotlib.rc_context({k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"} | _RC)
 
 
 def write_figures(tables: Tables, out_dir: Path) -> list[str]:
@@ -230,7 +190,7 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     gains.loc[len(gains)] = ["overall (blocked)", o.gain_pp, o.ci_low_pp, o.ci_high_pp]
     cls = acc[acc["mode"] == "classifier"]
     by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
-    by_size = by_size.rename(columns={BASELINE: "cce", SETFIT: "setfit", dml: "dml"})[["cce", "setfit", "dml"]]
+    by_size = by_size.rename(columns={BASELINE: BASELINE, SETFIT: SETFIT, dml: DML})[list(ROLES)]
     frames = {"gains.csv": gains, "accuracy_vs_size.csv": by_size.reset_index()}
     # Written even for a loss without proxies (header only): a missing plots file makes `dvc plots show`
     # report "failed to load some plots" for the whole revision.

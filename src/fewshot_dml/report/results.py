@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from fewshot_dml.config.params import BASELINE, SETFIT, Params
+from fewshot_dml.catalog.arms import BASELINE, SETFIT
+from fewshot_dml.config.params import Params
+from fewshot_dml.core.markdown import fmt_p, pct, pp, table
 from fewshot_dml.report.stats import detectable_note
 from fewshot_dml.report.tables import Tables
 
@@ -33,26 +32,6 @@ REFERENCE = (("CCE+ProxyAnchor", "proxyanchor", 3.27, "up to +10.38"), ("CCE+Sof
                                                                          "+0.04 to +13.48"))
 
 
-def pct(x: float | None) -> str:
-    """Accuracy in [0, 1] as a percentage with two decimals; a dash when undefined."""
-    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
-
-
-def _pp(x: float | None) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:+.2f}"
-
-
-def fmt_p(x: float | None) -> str:
-    """A p-value with three significant digits; a dash when undefined."""
-    return "–" if x is None or pd.isna(x) else f"{x:.3g}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _verdict(params: Params, tables: Tables) -> str:
     """The plain-language answer, derived only from the Holm-corrected blocked tests."""
     o = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
@@ -68,8 +47,8 @@ def _verdict(params: Params, tables: Tables) -> str:
         excludes_zero = r.ci_low_pp > 0 or r.ci_high_pp < 0
         caveat = (f"; its uncorrected interval excludes zero, but the test does not reach p < {tables.alpha:g} after "
                   f"Holm's correction over the {n_overall} overall tests" if not shown and excludes_zero else "")
-        return (f"{head}: {_pp(r.gain_pp)} pp on average over {r.cells} dataset × size cells ({conf} CI "
-                f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = "
+        return (f"{head}: {pp(r.gain_pp)} pp on average over {r.cells} dataset × size cells ({conf} CI "
+                f"[{pp(r.ci_low_pp)}, {pp(r.ci_high_pp)}], blocked over {r.n} seed pairs; Holm p = "
                 f"{fmt_p(r.p_holm)}{caveat})")
 
     g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
@@ -131,7 +110,7 @@ def _what_was_run(params: Params, dml: str) -> str:
         ("tuning", "none on the evaluation set: every setting is a params.yaml default with its source; the "
                    "development accuracy is reported for tuning (`python -m fewshot_dml.studies.study` selects on it)"),
     ]
-    return "## What was run\n\n" + _table(("setting", "value"), rows)
+    return "## What was run\n\n" + table(("setting", "value"), rows)
 
 
 def _power(params: Params, tables: Tables) -> str:
@@ -163,10 +142,10 @@ def _accuracy_section(tables: Tables) -> str:
     return ("## Accuracy and macro-F1 (%)\n\nClassifier head, evaluation set: mean ± sample sd over seeds (n = "
             f"{int(cls['n'].max())}); `majority` always predicts the dataset's most frequent class; ⚠k marks k "
             "degenerate runs kept in the cell. The development accuracy is the one to tune on.\n\n"
-            + _table(header, rows)
+            + table(header, rows)
             + "\n\nOther inference modes (proxy: w·classifier + (1−w)·proxies; prototype: nearest class mean; "
               "kNN over the training embeddings):\n\n"
-            + _table(("dataset", "size", "arm", "mode", "accuracy", "macro-F1"), other_rows))
+            + table(("dataset", "size", "arm", "mode", "accuracy", "macro-F1"), other_rows))
 
 
 def _gains_section(tables: Tables) -> str:
@@ -175,9 +154,9 @@ def _gains_section(tables: Tables) -> str:
     parts = []
     for (treated, baseline), rows in g.groupby(["treated", "baseline"], sort=False):
         lines = [(r.dataset, r.size, r.mode if r.mode == r.baseline_mode else f"{r.mode} vs {r.baseline_mode}",
-                  _pp(r.gain_pp), f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}]", r.n, fmt_p(r.p_value), fmt_p(r.p_min),
+                  pp(r.gain_pp), f"[{pp(r.ci_low_pp)}, {pp(r.ci_high_pp)}]", r.n, fmt_p(r.p_value), fmt_p(r.p_min),
                   fmt_p(r.p_holm), r.verdict) for r in rows.itertuples()]
-        parts.append(f"### `{treated}` − `{baseline}`\n\n" + _table(
+        parts.append(f"### `{treated}` − `{baseline}`\n\n" + table(
             ("dataset", "size", "mode", "gain (pp)", conf, "n", "exact p", "min p", "Holm p", "verdict"), lines))
     return (f"## Gains per dataset (pp)\n\nPaired by seed. `exact p`: two-sided sign-flip test over all 2^n sign "
             f"patterns; `min p`: the smallest p that test can give with this n; `Holm p`: adjusted over all "
@@ -187,9 +166,9 @@ def _gains_section(tables: Tables) -> str:
 
 def _overall_section(params: Params, tables: Tables) -> str:
     conf = f"{tables.confidence:.0%}"
-    rows = [(f"`{r.treated}` − `{r.baseline}`", r.mode, r.cells, r.n, _pp(r.gain_pp),
-             f"[{_pp(r.ci_low_pp)}, {_pp(r.ci_high_pp)}] ({r.df} df)", fmt_p(r.p_value) + ("" if r.exact else " (MC)"),
-             fmt_p(r.p_holm), r.verdict, f"[{_pp(r.across_low_pp)}, {_pp(r.across_high_pp)}] ({r.across_df} df)")
+    rows = [(f"`{r.treated}` − `{r.baseline}`", r.mode, r.cells, r.n, pp(r.gain_pp),
+             f"[{pp(r.ci_low_pp)}, {pp(r.ci_high_pp)}] ({r.df} df)", fmt_p(r.p_value) + ("" if r.exact else " (MC)"),
+             fmt_p(r.p_holm), r.verdict, f"[{pp(r.across_low_pp)}, {pp(r.across_high_pp)}] ({r.across_df} df)")
             for r in tables.overall.itertuples()]
     refs = [f"- {name} (published, RoBERTa-large, the studies' protocol): +{gain:.2f} pp on average ({span} pp)"
             + (" — the same loss as this report's DML arm" if params.losses[tables.dml_arm].base == loss else "")
@@ -199,7 +178,7 @@ def _overall_section(params: Params, tables: Tables) -> str:
             f"pairs, cells as fixed blocks; `p`: sign-flip test stratified by cell (exact up to 16 pairs, else "
             f"20 000 Monte Carlo flips, MC); `Holm p` over the {len(rows)} rows. `across datasets`: the {conf} "
             "t-interval of the cell means, the one to quote for datasets not in this study.\n\n"
-            + _table(("comparison", "mode", "cells", "pairs", "gain", f"{conf} blocked CI", "p", "Holm p", "verdict",
+            + table(("comparison", "mode", "cells", "pairs", "gain", f"{conf} blocked CI", "p", "Holm p", "verdict",
                       "across datasets"), rows)
             + "\n\nPublished references (context, not a target: another model and protocol):\n\n" + "\n".join(refs))
 
@@ -216,7 +195,7 @@ def _degenerate_section(tables: Tables, n_runs: int) -> str:
     counts = ", ".join(f"`{arm}`: {n}" for arm, n in runs.groupby("arm", sort=False).size().items())
     rows = [(r.dataset, r.size, r.seed, f"`{r.arm}`", r.symptom) for r in runs.itertuples()]
     return (head + f"{len(runs)} of the {n_runs} runs were flagged ({counts}).\n\n"
-            + _table(("dataset", "size", "seed", "arm", "evidence"), rows))
+            + table(("dataset", "size", "seed", "arm", "evidence"), rows))
 
 
 def _proxy_section(tables: Tables) -> str:
@@ -230,7 +209,7 @@ def _proxy_section(tables: Tables) -> str:
             for w in sorted(curve["weight"].unique())]
     return (head + "Accuracy of w·softmax(classifier) + (1−w)·softmax(proxies), mean over seeds "
             "(w = 1: classifier alone, w = 0: proxies alone).\n\n"
-            + _table(("w", *(f"{d}/{s}" for d, s in columns)), rows))
+            + table(("w", *(f"{d}/{s}" for d, s in columns)), rows))
 
 
 def render_results(params: Params, tables: Tables, figures: Sequence[str]) -> str:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.config.params import BASELINE, SETFIT, AggregateParams
+from fewshot_dml.catalog.arms import BASELINE, DML, SETFIT
+from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.report.stats import (
     across_cells_gain,
     blocked_gain,
@@ -35,7 +36,7 @@ def unique(series: pd.Series) -> list:
 def roles(dml: str) -> dict[str, str]:
     """Each arm's role (``cce``, ``setfit``, ``dml``): reports and metrics name arms by role, so that
     `dvc metrics diff` and `dvc plots diff` line up experiments of different DML losses."""
-    return {BASELINE: "cce", SETFIT: "setfit", dml: "dml"}
+    return {BASELINE: BASELINE, SETFIT: SETFIT, dml: DML}
 
 
 def comparisons(dml: str) -> list[tuple[str, str, str]]:

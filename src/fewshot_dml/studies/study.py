@@ -22,144 +22,31 @@ Rules, applied by the pure functions below:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fewshot_dml.catalog.arms import BASELINE, PEERS, SETFIT
+from fewshot_dml.config.params import load_section
+from fewshot_dml.config.sections import dataset_order
 from fewshot_dml.core import io
+from fewshot_dml.core.cli import run_tool
 from fewshot_dml.core.logs import setup_logging
-from fewshot_dml.config.params import BASELINE, DATASETS, PEERS, SETFIT, Params, dataset_order
-from fewshot_dml.report.results import pct
+from fewshot_dml.core.markdown import pct
 from fewshot_dml.report.stats import blocked_gain, holm, paired_differences, paired_gain
+from fewshot_dml.studies.experiments import (
+    Experiment,
+    dev_selected,
+    distinguishing,
+    select_experiments,
+)
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "reports/metrics.json"
-PARAMS_FILE = "params.yaml"
-DONE_STATES = (None, "Success")  # None: `dvc exp run`; "Success": finished in the queue
-FIELDS = ("cce", "setfit", "dml", "dml_proxy", "dev_cce", "dev_setfit", "dev_dml", "gain_pp", "gain_low_pp",
-          "gain_high_pp", "gain_p_holm", "won", "lost", "cells", "n")
-_IGNORED = ("fetch.",)  # where the data came from is verified by its checksums, not a setting
-CONFIDENCE = 0.95
-_SECTIONS = frozenset(f.name for f in fields(Params))  # params.yaml's top-level keys
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    loss: str
-    metrics: Mapping[str, Mapping[str, float]]  # dataset | "overall" -> field -> value
-    rev: str = ""  # the commit of the experiment (where its run outputs are recorded)
-    variant_of: str | None = None  # the registered loss a variant (e.g. a Metrix one) modifies
-    grid: tuple[tuple[str, int, int], ...] = ()  # (dataset, size, seed) of its runs
-    params: Mapping[str, str] | None = None  # every param, as text
-
-
-def _column(record: Mapping[str, Any], file: str, name: str) -> Any:
-    """A column of an exp_show row, bare or ``<file>:<name>`` when dvc had to disambiguate it."""
-    return record.get(name, record.get(f"{file}:{name}"))
-
-
-def _groups(record: Mapping[str, Any]) -> set[str]:
-    """The metric groups of an exp_show row: the built-in datasets, its grid's own datasets, ``overall``."""
-    return {*DATASETS, *(d for d, _, _ in _grid(record)), "overall"}
-
-
-def _metrics(record: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    groups = _groups(record)
-    for key, value in record.items():
-        file, _, name = key.rpartition(":")
-        group, _, field = name.partition(".")
-        if file not in ("", METRICS_FILE) or group not in groups or field not in FIELDS:
-            continue
-        # dvc reports errors as "!" and absent values as None; keep finite numbers only.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.setdefault(group, {})[field] = float(value)
-    return out
-
-
-def _params(record: Mapping[str, Any]) -> dict[str, str]:
-    """The params of an exp_show row: the columns under a top-level section of ``params.yaml``.
-
-    Not its metrics (another metrics file's bare ``geometry.cce.inter`` is no param), and not its
-    deps (file paths with their hashes).
-    """
-    keys = [k for k in record if k.startswith(f"{PARAMS_FILE}:") or k.partition(".")[0] in _SECTIONS]
-    return {k.removeprefix(f"{PARAMS_FILE}:"): _text(record[k]) for k in keys}
-
-
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _grid(record: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
-    # dvc.api.exp_show gives list params as their text ("[0, 1, 2]"); read them back as literals.
-    values = [_column(record, PARAMS_FILE, key) for key in ("datasets", "sample_sizes", "seeds")]
-    values = [ast.literal_eval(v) if isinstance(v, str) else v for v in values]
-    if not all(isinstance(v, list) for v in values):
-        return ()
-    return tuple((d, size, seed) for d in values[0] for size in values[1] for seed in values[2])
-
-
-def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Experiment], list[str]]:
-    """Every completed experiment with metrics (newest first), and a note for every row left out."""
-    notes: list[str] = []
-    ranked = [r for r in records if r.get("typ") != "baseline"] + [
-        r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"]
-    chosen: list[Experiment] = []
-    seen: dict[tuple, str] = {}
-    for record in ranked:
-        name = record.get("Experiment") or str(record.get("rev"))
-        loss, state = _column(record, PARAMS_FILE, "loss"), record.get("State")
-        metrics = _metrics(record)
-        if state not in DONE_STATES:
-            notes.append(f"`{name}` ({loss}): state {state}, skipped")
-        elif not isinstance(loss, str) or loss in PEERS:
-            notes.append(f"`{name}`: no DML `loss` param ({loss!r}), skipped")
-        elif not any("dml" in values and "dev_dml" in values for g, values in metrics.items() if g != "overall"):
-            notes.append(f"`{name}` ({loss}): no metrics (with development accuracy) in {METRICS_FILE}, skipped")
-        else:
-            params = _params(record)
-            key = (tuple(sorted((k, v) for k, v in params.items() if not k.startswith(_IGNORED))),
-                   json.dumps(metrics, sort_keys=True))
-            if key in seen:  # e.g. a sweep point equal to the committed default, restored from the run-cache
-                notes.append(f"`{name}` ({loss}): the same params and metrics as `{seen[key]}`, listed once")
-                continue
-            seen[key] = name
-            chosen.append(Experiment(name, loss, metrics, str(record.get("rev", "")),
-                                     _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record), params))
-    return chosen, notes
-
-
-def distinguishing(experiments: Sequence[Experiment]) -> dict[str, str]:
-    """Per experiment, the params whose values differ across ``experiments`` (its own loss's only)."""
-    keys = sorted({k for e in experiments for k in (e.params or {})})
-    varying = [k for k in keys if not k.startswith(_IGNORED)
-               and len({(e.params or {}).get(k) for e in experiments}) > 1]
-    out = {}
-    for e in experiments:
-        shown = [k for k in varying if k == "loss" or not k.startswith("losses.") or k.startswith(f"losses.{e.loss}.")]
-        out[e.name] = ", ".join(f"`{k}={(e.params or {}).get(k)}`" for k in shown if k != "loss") or "defaults"
-    return out
-
-
-def dev_selected(experiments: Sequence[Experiment]) -> dict[str, Experiment]:
-    """Per loss, the experiment whose DML arm has the highest mean development accuracy."""
-    best: dict[str, Experiment] = {}
-    for e in experiments:
-        dev = e.metrics.get("overall", {}).get("dev_dml", -math.inf)
-        if e.loss not in best or dev > best[e.loss].metrics.get("overall", {}).get("dev_dml", -math.inf):
-            best[e.loss] = e
-    return best
-
 
 def _gain(m: Mapping[str, float] | None) -> str:
     if not m or "gain_pp" not in m:
@@ -191,7 +78,7 @@ def _grid_table(experiments: Sequence[Experiment]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
-def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float]) -> str:
+def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float], confidence: float) -> str:
     """Per dataset, the arm with the best development accuracy, with its evaluation gain over CCE."""
     selected = dev_selected(experiments)
     first = experiments[0]
@@ -210,11 +97,11 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
         if arm == BASELINE:
             rows.append((d, f"`{label}`", pct(dev), pct(acc), "–", "–"))
             continue
-        res = blocked_gain(diffs, confidence=CONFIDENCE)
+        res = blocked_gain(diffs, confidence=confidence)
         interval = (f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]" if math.isfinite(res.ci_low_pp) else "–")
         rows.append((d, f"`{label}`" + (f" (`{e.name}`)" if arm not in PEERS else ""), pct(dev), pct(acc),
                      f"{res.gain_pp:+.2f}", f"{interval} (n={res.n})"))
-    header = ("dataset", "best arm on dev", "dev acc", "eval acc", "eval gain over cce (pp)", "95% t-interval")
+    header = ("dataset", "best arm on dev", "dev acc", "eval acc", "eval gain over cce (pp)", f"{confidence:.0%} t-interval")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return ("### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "
             "dev-selected configuration; the evaluation numbers are then read, never used to choose. The interval "
@@ -225,7 +112,7 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
             + "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
 
 
-def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float]) -> str:
+def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float], confidence: float) -> str:
     """Each dev-selected variant against its clean loss's dev-selected configuration, paired by run."""
     selected = dev_selected(experiments)
     pairs = [(v, selected[v.variant_of]) for v in selected.values() if v.variant_of in selected]
@@ -235,7 +122,7 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, 
         if not cells:
             continue
         res = paired_gain([accuracy[(variant.name, variant.loss, *c)] for c in cells],
-                          [accuracy[(clean.name, clean.loss, *c)] for c in cells], confidence=CONFIDENCE)
+                          [accuracy[(clean.name, clean.loss, *c)] for c in cells], confidence=confidence)
         rows.append([f"`{variant.loss}`", f"`{clean.loss}`", str(res.n), f"{res.gain_pp:+.2f}",
                      f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]",
                      "–" if res.p_value is None else f"{res.p_value:.3g}" + ("" if res.exact else " (MC)")])
@@ -244,7 +131,8 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, 
         return ""
     for row, adjusted in zip(rows, holm(p_values), strict=True):
         row.append("–" if adjusted is None else f"{adjusted:.3g}")
-    header = "| variant | clean loss | n pairs | mean diff (pp) | 95% t-interval | sign-flip p | Holm p |\n|" + "---|" * 7
+    header = (f"| variant | clean loss | n pairs | mean diff (pp) | {confidence:.0%} t-interval | sign-flip p | Holm p |\n|"
+              + "---|" * 7)
     return ("### Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
             "CCE start): the DML arm's classifier accuracy of the variant minus its clean loss's, in pp. Student-t "
             "interval over the pairs; two-sided sign-flip test of the mean (exact up to 16 pairs, else 20 000 "
@@ -270,8 +158,9 @@ def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str)
     return out
 
 
-def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float]) -> str:
-    """``reports/study.md``: one section per grid, each with its table, best arms and variants."""
+def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float], confidence: float) -> str:
+    """``reports/study.md``: one section per grid, each with its table, best arms and variants; intervals at
+    ``confidence`` (``aggregate.confidence`` of params.yaml)."""
     experiments, notes = select_experiments(records)
     if not experiments:
         raise ValueError("no completed experiment with metrics among the "
@@ -282,7 +171,7 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float])
     text = ["# Cross-loss study", "",
             "Every completed DVC experiment is a row, labelled by the params that distinguish it. Accuracy in % on "
             "the held-out evaluation set (mean over seeds, then over datasets for `overall`); in brackets the DML "
-            "arm's gain over `cce` in pp with its 95% t-interval (blocked over seed pairs). `dev acc` is the mean "
+            f"arm's gain over `cce` in pp with its {confidence:.0%} t-interval (blocked over seed pairs). `dev acc` is the mean "
             "development accuracy of the row's DML arm (of the arm itself for `cce` and `setfit`). ✓ marks each "
             "loss's configuration selected on development accuracy alone: nothing here is tuned on the "
             "evaluation set. `cce` and `setfit` come from DVC's run-cache, identical in every experiment of a grid."]
@@ -303,8 +192,8 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float])
                              f"{', '.join(f'`{t}`' for t in tied)}; the first listed (`{chosen.name}`) is marked. "
                              "A tie says the development set cannot tell these configurations apart.")
         if all((e.name, arm, *c) in accuracy for e in group for arm in (*PEERS, e.loss) for c in e.grid):
-            text += ["", best_arm_section(group, accuracy)]
-            section = variant_section(group, accuracy)
+            text += ["", best_arm_section(group, accuracy, confidence)]
+            section = variant_section(group, accuracy, confidence)
             text += ["", section] if section else []
     if notes:
         text += ["", "Notes:", "", *(f"- {n}" for n in notes)]
@@ -326,9 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     records = dvc.api.exp_show(repo=args.repo, revs=args.rev)
     experiments, _ = select_experiments(records)
     accuracy = read_accuracies(experiments, args.repo, args.runs)
-    io.write_text(args.out, study(records, accuracy))
+    confidence = load_section(Path(args.repo) / "params.yaml", "aggregate").confidence
+    io.write_text(args.out, study(records, accuracy, confidence))
     log.info("wrote %s from %d rows of dvc exp show", args.out, len(records))
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

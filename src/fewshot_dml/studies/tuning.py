@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from fewshot_dml.catalog.arms import BASELINE, PEERS, SETFIT
+from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.core import layout, rundir
 from fewshot_dml.infer.inference import (
     EVAL_KEYS,
@@ -36,20 +38,17 @@ from fewshot_dml.infer.inference import (
     mixture_predictions,
     prototype_predictions,
 )
-from fewshot_dml.losses.registry import get_spec
-from fewshot_dml.config.params import BASELINE, PEERS, SETFIT
+from fewshot_dml.losses import get_spec
 from fewshot_dml.report.stats import PairedResult, blocked_gain, holm
-from fewshot_dml.studies.study import Experiment
+from fewshot_dml.studies.experiments import Experiment
 
 log = logging.getLogger(__name__)
 
 Cell = tuple[str, int, int]  # (dataset, size, seed)
 GOAL_PP = 2.0  # the issue's target margin (FastFit's reported margin over SetFit)
-CONFIDENCE = 0.95
 # What the setfit arm reads of `train` (fewshot_dml.train.setfit; a test keeps the two in step). The
 # device and thread count change how fast it runs, not its result.
 SETFIT_READS = ("train.eval_batch_size", "train.max_length", "train.model")
-ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -201,18 +200,20 @@ def replicate(selected: Mapping[str, Candidate], candidates: Sequence[Candidate]
     return out
 
 
-def compare(treated: Candidate, baseline: Candidate, seed: int = 0) -> PairedResult:
-    """Blocked paired gain of ``treated`` over ``baseline`` on the evaluation set, by dataset x size."""
+def compare(treated: Candidate, baseline: Candidate, agg: AggregateParams) -> PairedResult:
+    """Blocked paired gain of ``treated`` over ``baseline`` on the evaluation set, by dataset x size (its
+    interval at ``aggregate.confidence``, Monte Carlo sign flips from ``aggregate.seed``)."""
     cells: dict[tuple[str, int], list[float]] = {}
     shared = sorted(set(treated.eval) & set(baseline.eval))
     if len(shared) != len(treated.eval) or len(shared) != len(baseline.eval):
         raise ValueError(f"{treated.arm} and {baseline.arm} were run on different grids; expected the same cells")
     for cell in shared:
         cells.setdefault(cell[:2], []).append(treated.eval[cell] - baseline.eval[cell])
-    return blocked_gain([np.round(np.asarray(v), 12) for v in cells.values()], confidence=CONFIDENCE, seed=seed)
+    return blocked_gain([np.round(np.asarray(v), 12) for v in cells.values()], confidence=agg.confidence, seed=agg.seed)
 
 
-def comparisons(selected: Mapping[str, Candidate], best: str | None = None) -> tuple[str | None, list[dict]]:
+def comparisons(selected: Mapping[str, Candidate], agg: AggregateParams,
+                best: str | None = None) -> tuple[str | None, list[dict]]:
     """The best DML arm on dev (unless given), and every held-out comparison with its Holm-adjusted p
     (two families: the best DML arm against the peers, and the rest)."""
     dml = [arm for arm in selected if arm not in PEERS]
@@ -222,10 +223,10 @@ def comparisons(selected: Mapping[str, Candidate], best: str | None = None) -> t
     for arm in dml:
         for base in PEERS:
             if base in selected:
-                r = compare(selected[arm], selected[base])
+                r = compare(selected[arm], selected[base], agg)
                 rows.append({"treated": arm, "baseline": base, "result": r, "primary": arm == best})
     if SETFIT in selected and BASELINE in selected:
-        rows.append({"treated": BASELINE, "baseline": SETFIT, "result": compare(selected[BASELINE], selected[SETFIT]),
+        rows.append({"treated": BASELINE, "baseline": SETFIT, "result": compare(selected[BASELINE], selected[SETFIT], agg),
                      "primary": False})
     for primary in (True, False):
         family = [r for r in rows if r["primary"] is primary]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot_dml.core import rundir
-from fewshot_dml.losses.registry import get_spec
+from fewshot_dml.losses import get_spec
 
 
 def load_loss_module(run_dir: Path, run: Mapping[str, Any]) -> Any:

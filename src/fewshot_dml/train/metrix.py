@@ -9,7 +9,7 @@ What follows the paper and its code (billpsomas/metrix):
   a positive of the proxies of both source classes with weights lambda and 1 - lambda.
 * The negative is the anchor's hardest one: the most similar by the clean embeddings (the code's
   input mixing, ``top_k=1``).
-* Loss = clean DML + w * mixed DML (the soft-label forms of ``fewshot_dml.losses.soft``).
+* Loss = clean DML + w * mixed DML (the soft-label forms of each loss file's ``soft``).
 
 Where text forces a difference:
 
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshot_dml.config.params import MetrixParams
+from fewshot_dml.config.loss_sections import MetrixParams
 
 _STREAM = 0x4D58  # Metrix draws from its own stream of the run's seed, so both arms see the same batches
 

@@ -13,12 +13,13 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from fewshot_dml.model.device import full_precision
-from fewshot_dml.losses import soft
-from fewshot_dml.train.metrix import Metrix, Mixing, pair_weights, proxy_weights
-from fewshot_dml.losses.registry import LossSpec, get_spec
+from fewshot_dml.catalog.arms import BASELINE, KIND_SETFIT
+from fewshot_dml.catalog.loss_spec import LossSpec, hard_pair_weights
+from fewshot_dml.config.loss_sections import LossParams
+from fewshot_dml.losses import get_spec
 from fewshot_dml.model.classifier import Features
-from fewshot_dml.config.params import BASELINE, LossParams
+from fewshot_dml.model.device import full_precision
+from fewshot_dml.train.metrix import Metrix, Mixing, pair_weights, proxy_weights
 
 Resume = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (hidden, mask, layer) -> pooled
 
@@ -52,7 +53,7 @@ class Objective(torch.nn.Module):
     def __init__(self, spec: LossSpec, beta: float | None, dml: torch.nn.Module | None, *,
                  dml_on: str = "pooled", metrix: Metrix | None = None) -> None:
         super().__init__()
-        if spec.kind == "setfit":
+        if spec.kind == KIND_SETFIT:
             raise ValueError(f"loss {spec.name!r} is trained by the setfit library (fewshot_dml.train.setfit), "
                              "not through an Objective")
         if (dml is None) != (spec.name == BASELINE):
@@ -99,13 +100,13 @@ class Objective(torch.nn.Module):
     def _mixed_loss(self, clean: torch.Tensor, labels: torch.Tensor, mixed: torch.Tensor,
                     mixing: Mixing) -> torch.Tensor:
         """The soft-label loss of the mixed examples: against their anchors, or the classes' proxies."""
-        mixed, form = mixed.float(), getattr(soft, self.spec.soft)
+        mixed, form = mixed.float(), self.spec.soft
         if self.spec.has_proxies:
             pos, neg = proxy_weights(mixing, labels, self.dml.num_classes)
             return form(self.dml, mixed, pos, neg)
         pos, neg = pair_weights(mixing, len(clean))
         if self.spec.soft_in_batch:
-            clean_pos, clean_neg = soft.hard_pair_weights(labels)
+            clean_pos, clean_neg = hard_pair_weights(labels)
             mixed = torch.cat([clean, mixed])
             pos, neg = torch.cat([clean_pos, pos], dim=1), torch.cat([clean_neg, neg], dim=1)
         return form(self.dml, clean, mixed, pos, neg)

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fewshot_dml.config.loss_sections import LossParams
+from fewshot_dml.config.sections import TrainParams
+from fewshot_dml.core.timing import Phases
 from fewshot_dml.model.batching import is_pair_table
 from fewshot_dml.model.ref import resolve
-from fewshot_dml.config.params import LossParams, TrainParams
-from fewshot_dml.core.timing import Phases
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ def embed_seconds(model, tokenizer, features, batch_size: int, sort: bool) -> fl
         model.eval()
         with torch.no_grad():
             for i in range(0, len(features), batch_size):
-                model(collate(tokenizer, features[i:i + batch_size], torch.device("cpu")))
+                model(collate(tokenizer, features[i : i + batch_size], torch.device("cpu")))
     return time.perf_counter() - start
 
 
@@ -125,8 +125,7 @@ def reference_comparison(train, loss, num_classes: int, few, labels, repeats: in
         else:  # PyTorch's default AdamW (a per-tensor loop on CPU), padding to max_length
             params = list(model.parameters()) + objective.proxy_parameters()
             optimizer = torch.optim.AdamW(params, lr=train.lr, eps=train.adam_eps)
-            batch = dict(tokenizer.pad(list(few), padding="max_length", max_length=train.max_length,
-                                       return_tensors="pt"))
+            batch = dict(tokenizer.pad(list(few), padding="max_length", max_length=train.max_length, return_tensors="pt"))
         arms[name] = (model, objective, optimizer, batch)
     y = torch.as_tensor(labels, dtype=torch.int64)
     times: dict[str, list[float]] = {"ours": [], "studies": []}
@@ -148,8 +147,11 @@ def reference_comparison(train, loss, num_classes: int, few, labels, repeats: in
         "step_s": {k: round(v, 4) for k, v in med.items()},
         "examples_per_s": {k: round(len(few) / v, 1) for k, v in med.items()},
         "real_tokens_per_s": {k: round(real_tokens / v, 1) for k, v in med.items()},
-        "padded_tokens": {"ours": int(arms["ours"][3]["input_ids"].numel()),
-                          "studies": int(arms["studies"][3]["input_ids"].numel()), "real": real_tokens},
+        "padded_tokens": {
+            "ours": int(arms["ours"][3]["input_ids"].numel()),
+            "studies": int(arms["studies"][3]["input_ids"].numel()),
+            "real": real_tokens,
+        },
         "speedup": round(med["studies"] / med["ours"], 2),
         "our_step_gflop": round(flops / 1e9, 2),
         "our_gflops_per_s": round(flops / med["ours"] / 1e9, 1),
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer = load_classifier(train, int(table["label"].max()) + 1)
     pair = is_pair_table(table)
     few = tokenize(tokenizer, table, rows[: train.batch_size], train.max_length, pair)
-    evals = tokenize(tokenizer, table, rows[train.batch_size: train.batch_size + args.eval_size], train.max_length, pair)
+    evals = tokenize(tokenizer, table, rows[train.batch_size : train.batch_size + args.eval_size], train.max_length, pair)
     model.train()
     train_step_seconds(model, tokenizer, few, None, 2)  # warm-up
     dynamic, fixed, sorted_eval, plain_eval, fused, looped = [], [], [], [], [], []
@@ -190,7 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     med = statistics.median
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "model": train.model, "dataset": args.dataset, "batch_size": train.batch_size, "max_length": train.max_length,
+        "model": train.model,
+        "dataset": args.dataset,
+        "batch_size": train.batch_size,
+        "max_length": train.max_length,
         "mean_tokens_per_example": round(float(np.mean([len(f["input_ids"]) for f in few + evals])), 1),
         "train_step_s": {"dynamic_padding": round(med(dynamic), 4), "pad_to_max_length": round(med(fixed), 4)},
         "train_step_speedup": round(med(fixed) / med(dynamic), 2),
@@ -200,12 +205,16 @@ def main(argv: list[str] | None = None) -> None:
         "adamw_speedup": round(med(looped) / med(fused), 2),
     }
     labels = table["label"].to_numpy(np.int64)
-    batch_rows = next(make_batches(train.sampler, labels[rows[:64]].tolist(), train.batch_size,
-                                   torch.Generator().manual_seed(0)))
+    batch_rows = next(make_batches(train.sampler, labels[rows[:64]].tolist(), train.batch_size, torch.Generator().manual_seed(0)))
     chosen = [int(rows[i]) for i in batch_rows]
     result["reference"] = reference_comparison(
-        train, params.losses["proxyanchor"], int(labels.max()) + 1,
-        tokenize(tokenizer, table, chosen, train.max_length, pair), labels[chosen], args.repeats)
+        train,
+        params.losses["proxyanchor"],
+        int(labels.max()) + 1,
+        tokenize(tokenizer, table, chosen, train.max_length, pair),
+        labels[chosen],
+        args.repeats,
+    )
     write_json(args.out, result)
     print(json.dumps(result, indent=2))
 

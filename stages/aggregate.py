@@ -24,8 +24,19 @@ log = logging.getLogger("aggregate")
 
 
 # The params sections this stage reads: exactly its `params:` in dvc.yaml (a contract test compares).
-SECTIONS = ("datasets", "sample_sizes", "seeds", "loss", "sample", "train", "losses.cce", "losses.setfit",
-            "losses.${loss}", "infer", "aggregate")
+SECTIONS = (
+    "datasets",
+    "sample_sizes",
+    "seeds",
+    "loss",
+    "sample",
+    "train",
+    "losses.cce",
+    "losses.setfit",
+    "losses.${loss}",
+    "infer",
+    "aggregate",
+)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params, sections=SECTIONS)
-    card = fetch_dataset(args.dataset, params.fetch, args.table, args.card, root=args.params.parent,
-                         own=params.own_datasets.get(args.dataset))
+    card = fetch_dataset(
+        args.dataset, params.fetch, args.table, args.card, root=args.params.parent, own=params.own_datasets.get(args.dataset)
+    )
     log.info("%s: %d examples from %s source", args.dataset, card["n_examples"], card["source"])
 
 

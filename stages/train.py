@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.arm not in params.losses:
         raise ParamsError(f"--arm {args.arm!r}: no losses.{args.arm} section in {args.params}")
     phases = Phases()
-    runs = train_group(params.train, params.losses[args.arm], args.table, args.card, args.splits, params.seeds,
-                       args.out, phases)
+    runs = train_group(params.train, params.losses[args.arm], args.table, args.card, args.splits, params.seeds, args.out, phases)
     for seed, metrics in runs.items():
         log.info("%s seed %d: accuracy %.4f, macro-F1 %.4f", args.out, seed, metrics["accuracy"], metrics["macro_f1"])
     return phases.seconds

@@ -37,29 +37,45 @@ def make_params(datasets=("mr", "trec"), seeds=SEEDS, sizes=(16,), loss="proxyan
     return parse_params(raw)
 
 
-def write_run(root: Path, dataset: str, size: int, seed: int, arm: str, acc: float, proxies: bool,
-              degenerate: tuple[str, ...] = ()) -> None:
+def write_run(
+    root: Path, dataset: str, size: int, seed: int, arm: str, acc: float, proxies: bool, degenerate: tuple[str, ...] = ()
+) -> None:
     rid = run_id(dataset, size, seed, arm)
     run = root / "runs" / rid
-    io.write_json(run / "metrics.json", {"accuracy": acc, "macro_f1": acc - 0.01, "n_train": size,
-                                         "dev_accuracy": acc - 0.05, "majority_accuracy": 0.5,
-                                         "degenerate": list(degenerate)})
-    io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm,
-                                     "label_names": ["negative", "positive"]})
+    io.write_json(
+        run / "metrics.json",
+        {
+            "accuracy": acc,
+            "macro_f1": acc - 0.01,
+            "n_train": size,
+            "dev_accuracy": acc - 0.05,
+            "majority_accuracy": 0.5,
+            "degenerate": list(degenerate),
+        },
+    )
+    io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm, "label_names": ["negative", "positive"]})
     dml = "0.5" if arm not in ("cce",) else ""
-    io.write_text(run / "curve.csv", "step,lr,loss,cce,dml,pairs_ok\n"
-                  + "".join(f"{s},1e-5,{(3 - s) * (seed + 1)},{1.0 * s},{dml},1\n" for s in (1, 2, 3)))
+    io.write_text(
+        run / "curve.csv",
+        "step,lr,loss,cce,dml,pairs_ok\n" + "".join(f"{s},1e-5,{(3 - s) * (seed + 1)},{1.0 * s},{dml},1\n" for s in (1, 2, 3)),
+    )
     correct = round(acc * 100)
-    pred = {"accuracy": acc, "macro_f1": acc - 0.01, "confusion": [[correct // 2, 50 - correct // 2],
-                                                                 [50 - (correct - correct // 2), correct - correct // 2]]}
+    pred = {
+        "accuracy": acc,
+        "macro_f1": acc - 0.01,
+        "confusion": [[correct // 2, 50 - correct // 2], [50 - (correct - correct // 2), correct - correct // 2]],
+    }
     curve = [{"weight": w, "accuracy": acc + d, "macro_f1": 0.5} for w, d in ((0.0, -0.1), (0.5, 0.01), (1.0, 0.0))]
-    io.write_json(root / "infer" / f"{rid}.json", {
-        "classifier": pred,
-        "proxy": {"weight": 0.5, "accuracy": acc + 0.01, "macro_f1": acc} if proxies else None,
-        "proxy_curve": curve if proxies else [],
-        "prototype": {"accuracy": acc - 0.02, "macro_f1": acc},
-        "knn": {"k": 3, "accuracy": acc - 0.03, "macro_f1": acc},
-    })
+    io.write_json(
+        root / "infer" / f"{rid}.json",
+        {
+            "classifier": pred,
+            "proxy": {"weight": 0.5, "accuracy": acc + 0.01, "macro_f1": acc} if proxies else None,
+            "proxy_curve": curve if proxies else [],
+            "prototype": {"accuracy": acc - 0.02, "macro_f1": acc},
+            "knn": {"k": 3, "accuracy": acc - 0.03, "macro_f1": acc},
+        },
+    )
 
 
 def write_grid(root: Path, params, acc=ACC) -> None:
@@ -83,7 +99,11 @@ def test_collect_runs_one_row_per_run_in_params_order(grid) -> None:
     df = collect_runs(params, root / "runs", root / "infer")
     assert len(df) == 2 * 3 * 3
     assert list(df[["dataset", "seed", "arm"]].itertuples(index=False, name=None))[:4] == [
-        ("mr", 0, "cce"), ("mr", 0, "setfit"), ("mr", 0, "proxyanchor"), ("mr", 1, "cce")]
+        ("mr", 0, "cce"),
+        ("mr", 0, "setfit"),
+        ("mr", 0, "proxyanchor"),
+        ("mr", 1, "cce"),
+    ]
     cce = df[df["arm"] == "cce"]
     assert cce["proxy"].isna().all() and cce["proxy_curve"].map(len).eq(0).all()
     pa = df[(df["arm"] == "proxyanchor") & (df["dataset"] == "mr")]
@@ -112,8 +132,10 @@ def test_missing_runs_lists_every_missing_file(grid) -> None:
 
 def test_run_json_of_another_run_is_rejected(grid) -> None:
     params, root = grid
-    io.write_json(root / "runs" / "mr-16-cce" / "0" / "run.json", {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce",
-                                                              "label_names": ["negative", "positive"]})
+    io.write_json(
+        root / "runs" / "mr-16-cce" / "0" / "run.json",
+        {"dataset": "mr", "size": 16, "seed": 1, "arm": "cce", "label_names": ["negative", "positive"]},
+    )
     with pytest.raises(ValueError, match=r"mr-16-cce/0/run.json: seed=1, expected 0"):
         collect_runs(params, root / "runs", root / "infer")
 
@@ -131,13 +153,16 @@ def test_inconsistent_classifier_accuracy_is_rejected(grid) -> None:
 def test_the_verdict_says_when_an_uncorrected_interval_excludes_zero_but_holm_does_not(grid) -> None:
     params, root = grid
     tables = summarise(collect_runs(params, root / "runs", root / "infer"), params.aggregate)
-    row = (tables.overall["treated"] == "proxyanchor") & (tables.overall["baseline"] == "cce") & (
-        tables.overall["mode"] == "classifier")
+    row = (tables.overall["treated"] == "proxyanchor") & (tables.overall["baseline"] == "cce") & (tables.overall["mode"] == "classifier")
     tables.overall.loc[row, ["ci_low_pp", "ci_high_pp", "p_holm", "verdict"]] = [0.2, 2.5, 0.096, "not shown"]
     text = report._verdict(params, tables)
     n = int(tables.overall["p_holm"].notna().sum())
-    assert ("we cannot tell `proxyanchor` from `cce`" in text and "its uncorrected interval excludes zero, but the "
-            f"test does not reach p < 0.05 after Holm's correction over the {n} overall tests" in text)
+    assert (
+        "we cannot tell `proxyanchor` from `cce`" in text
+        and "its uncorrected interval excludes zero, but the "
+        f"test does not reach p < 0.05 after Holm's correction over the {n} overall tests"
+        in text
+    )
     assert '"Cannot tell" means the Holm-corrected test does not reach p < 0.05' in text
     assert "means the interval includes zero" not in text
 
@@ -192,8 +217,11 @@ def test_overall_gain_is_the_blocked_analysis_of_every_seed_pair(grid) -> None:
 
 def test_a_consistent_gain_with_enough_seeds_is_won_after_holm(tmp_path: Path) -> None:
     seeds = list(range(10))
-    acc = {("mr", "cce"): [0.60 + 0.005 * i for i in seeds], ("mr", "proxyanchor"): [0.70 + 0.004 * i for i in seeds],
-           ("mr", "setfit"): [0.60 + 0.005 * i for i in seeds]}
+    acc = {
+        ("mr", "cce"): [0.60 + 0.005 * i for i in seeds],
+        ("mr", "proxyanchor"): [0.70 + 0.004 * i for i in seeds],
+        ("mr", "setfit"): [0.60 + 0.005 * i for i in seeds],
+    }
     params = make_params(datasets=("mr",), seeds=seeds)
     write_grid(tmp_path, params, acc=acc)
     tables = summarise(collect_runs(params, tmp_path / "runs", tmp_path / "infer"), params.aggregate)
@@ -211,7 +239,14 @@ def test_metrics_json_schema_and_values(grid) -> None:
     assert set(metrics) == {"mr", "trec", "overall"}
     mr = metrics["mr"]
     assert {k: mr[k] for k in ("cce", "setfit", "dml", "dml_proxy", "majority", "gain_pp", "n")} == {
-        "cce": 0.72, "setfit": 0.7333, "dml": 0.7633, "dml_proxy": 0.7733, "majority": 0.5, "gain_pp": 4.33, "n": 3}
+        "cce": 0.72,
+        "setfit": 0.7333,
+        "dml": 0.7633,
+        "dml_proxy": 0.7733,
+        "majority": 0.5,
+        "gain_pp": 4.33,
+        "n": 3,
+    }
     assert mr["gain_low_pp"] < 4.33 < mr["gain_high_pp"] and mr["gain_p"] == 0.25
     assert mr["dev_cce"] == 0.67
     overall = metrics["overall"]
@@ -250,21 +285,38 @@ def test_results_md_answers_the_question(grid) -> None:
     params, root = grid
     run_aggregate(params, root / "runs", root / "infer", root / "reports")
     text = (root / "reports" / "results.md").read_text(encoding="utf-8")
-    for section in ("## Verdict", "## What was run", "## What this protocol can detect", "## Accuracy and macro-F1",
-                    "## Overall gain", "## Gains per dataset", "## Sources"):
+    for section in (
+        "## Verdict",
+        "## What was run",
+        "## What this protocol can detect",
+        "## Accuracy and macro-F1",
+        "## Overall gain",
+        "## Gains per dataset",
+        "## Sources",
+    ):
         assert section in text, section
-    for fact in ("`minilm`", "| datasets | mr, trec |", "| seeds | 0, 1, 2 (n = 3) |", "| few-shot sizes | 16 |",
-                 "`kfold`, 4 folds", f"{params.train.steps} steps", "0.4·CCE + 0.6·proxyanchor", "w = 0.5", "k = 3",
-                 "development set of 1× the training set"):
+    for fact in (
+        "`minilm`",
+        "| datasets | mr, trec |",
+        "| seeds | 0, 1, 2 (n = 3) |",
+        "| few-shot sizes | 16 |",
+        "`kfold`, 4 folds",
+        f"{params.train.steps} steps",
+        "0.4·CCE + 0.6·proxyanchor",
+        "w = 0.5",
+        "k = 3",
+        "development set of 1× the training set",
+    ):
         assert fact in text, fact
     # The verdict follows the corrected tests: 3 seeds can show nothing.
     assert "we cannot tell `proxyanchor` from `cce`: +1.00 pp on average over 2 dataset × size cells" in text
-    assert "won 0 and lost 0 of 2 cells after Holm's correction (raw count of positive point estimates, not a " \
-           "test: 1/2)" in text
+    assert "won 0 and lost 0 of 2 cells after Holm's correction (raw count of positive point estimates, not a test: 1/2)" in text
     assert "cannot reach p < 0.25" in text
     assert "| mr | 16 | 50.00 | 72.00 ± 2.00 | 73.33 ± 2.08 | 76.33 ± 3.21 |" in text
-    assert "CCE+ProxyAnchor (published, RoBERTa-large, the studies' protocol): +3.27 pp on average (up to +10.38 pp)" \
-           " — the same loss as this report's DML arm" in text
+    assert (
+        "CCE+ProxyAnchor (published, RoBERTa-large, the studies' protocol): +3.27 pp on average (up to +10.38 pp)"
+        " — the same loss as this report's DML arm" in text
+    )
     for arxiv in ("2211.15202", "2211.15195", "2112.08462", "2106.04990", "2209.11055"):
         assert f"arXiv:{arxiv}" in text
     for fig in ("forest", "accuracy_vs_size", "proxy_weight", "loss_curves", "confusion"):
@@ -358,14 +410,16 @@ def test_the_confusion_figure_gets_each_dataset_s_class_names_from_run_json(grid
     from matplotlib.axes import Axes
 
     seen, set_xticks = [], Axes.set_xticks
-    monkeypatch.setattr(Axes, "set_xticks", lambda ax, ticks, labels=None, **kw: (
-        seen.append(list(labels or [])), set_xticks(ax, ticks, labels, **kw))[1])
+    monkeypatch.setattr(
+        Axes, "set_xticks", lambda ax, ticks, labels=None, **kw: (seen.append(list(labels or [])), set_xticks(ax, ticks, labels, **kw))[1]
+    )
     figures._confusion(tables, root / "confusion.png")
     assert seen and all(labels == ["negati", "positi"] for labels in seen)  # names, cut to six characters
 
 
-@pytest.mark.parametrize(("point", "where"), [("input", "at the input"), ("feature", "after encoder layer 1"),
-                                              ("embedding", "at the embedding")])
+@pytest.mark.parametrize(
+    ("point", "where"), [("input", "at the input"), ("feature", "after encoder layer 1"), ("embedding", "at the embedding")]
+)
 def test_the_report_names_a_metrix_variant_its_base_and_its_mixing_point(point: str, where: str) -> None:
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
     raw["loss"] = "proxyanchor-metrix"

@@ -136,8 +136,17 @@ def paired_frame(diffs: dict[str, list[float]]) -> pd.DataFrame:
 
 def test_compare_names_direction_and_leaves_out_undefined_numbers() -> None:
     up = [0.1, 0.2, 0.15, 0.3, 0.1, 0.2, 0.25, 0.1, 0.2, 0.3]
-    frame = paired_frame({"accuracy": up, "silhouette": up, "intra": up, "inter": [-u for u in up],
-                          "ratio": [0.01, -0.01] * 5, "precision_at_1": up, "map_at_r": up[:9] + [np.nan]})
+    frame = paired_frame(
+        {
+            "accuracy": up,
+            "silhouette": up,
+            "intra": up,
+            "inter": [-u for u in up],
+            "ratio": [0.01, -0.01] * 5,
+            "precision_at_1": up,
+            "map_at_r": up[:9] + [np.nan],
+        }
+    )
     out = compare(frame, confidence=0.95, alpha=0.05, seed=0).set_index("metric")
     assert "centre_distance" not in out.index  # the CCE arm has no centres: nothing to compare
     assert out.loc["silhouette", "verdict"] == "tighter" and out.loc["intra", "verdict"] == "less tight"
@@ -159,9 +168,23 @@ def test_the_decile_and_geometry_figures_are_byte_identical_across_two_draws(tmp
     from fewshot_dml.analysis.report import LABELS
     from fewshot_dml.report.figures import pinned_rc
 
-    rows = [{"dataset": d, "size": 16, "seed": s, "arm": r, "role": r, "axis": "length", "bin": b,
-             "value": b, "accuracy": 0.5 + 0.01 * b + 0.02 * s}
-            for d in ("mr", "cr") for s in range(3) for r in ("cce", "setfit", "dml") for b in range(1, 11)]
+    rows = [
+        {
+            "dataset": d,
+            "size": 16,
+            "seed": s,
+            "arm": r,
+            "role": r,
+            "axis": "length",
+            "bin": b,
+            "value": b,
+            "accuracy": 0.5 + 0.01 * b + 0.02 * s,
+        }
+        for d in ("mr", "cr")
+        for s in range(3)
+        for r in ("cce", "setfit", "dml")
+        for b in range(1, 11)
+    ]
     paired = paired_frame({m: list(np.linspace(-0.1, 0.2, 10)) for m in ("accuracy", "silhouette", "map_at_r")})
     with pinned_rc():
         for name in ("a", "b"):
@@ -184,8 +207,7 @@ def test_one_seed_gives_no_test_and_no_association_rather_than_an_error() -> Non
 def test_the_summary_is_read_off_the_corrected_tests_only() -> None:
     from fewshot_dml.analysis.report import _summary
 
-    tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"],
-                          "verdict": ["tighter", "less tight", "not shown"]})
+    tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"], "verdict": ["tighter", "less tight", "not shown"]})
     assoc = pd.DataFrame({"metric": ["silhouette", "inter"], "rho": [0.1, -0.52], "shown": [False, True]})
     text = _summary("supcon", tests, assoc, 0.05)
     assert "tighter by silhouette; less tight by inter-class distance; no difference shown in Precision@1" in text

@@ -14,8 +14,7 @@ from bench.pipeline import attribute, render_results, targets  # noqa: E402
 
 RECORDS = [
     {"stage": "sample", "wall_s": 1.0, "imports_s": 0.6, "phases": {}},
-    {"stage": "train", "wall_s": 100.0, "imports_s": 3.0,
-     "phases": {"read": 0.5, "load": 5.0, "fit": 80.0, "embed": 10.0, "write": 0.5}},
+    {"stage": "train", "wall_s": 100.0, "imports_s": 3.0, "phases": {"read": 0.5, "load": 5.0, "fit": 80.0, "embed": 10.0, "write": 0.5}},
     {"stage": "train", "wall_s": 50.0, "imports_s": 3.0, "phases": {"load": 2.0, "fit": 40.0, "embed": 4.0}},
     {"stage": "infer", "wall_s": 2.0, "imports_s": 0.5, "phases": {"read": 0.5, "infer": 0.8, "write": 0.1}},
 ]
@@ -35,9 +34,21 @@ def test_attribute_splits_every_second_into_one_category() -> None:
 
 def pipe(total: float, noop: float) -> dict:
     result = attribute(RECORDS, total_s=total)
-    result.update(noop_repro_s=noop, runs=10, changed_tracked_files=[],
-                  machine={"cpu_count": 2, "platform": "linux", "python": "3.11", "torch": "2", "transformers": "5",
-                           "pytorch-metric-learning": "2", "setfit": "1", "dvc": "3"})
+    result.update(
+        noop_repro_s=noop,
+        runs=10,
+        changed_tracked_files=[],
+        machine={
+            "cpu_count": 2,
+            "platform": "linux",
+            "python": "3.11",
+            "torch": "2",
+            "transformers": "5",
+            "pytorch-metric-learning": "2",
+            "setfit": "1",
+            "dvc": "3",
+        },
+    )
     return result
 
 
@@ -51,14 +62,28 @@ def test_targets_are_judged_and_a_miss_names_its_measured_cause() -> None:
 
 
 def test_render_shows_every_target_and_the_identity_check() -> None:
-    speed = {"batch_size": 16, "max_length": 64, "dataset": "mr", "mean_tokens_per_example": 30.0, "machine": "x",
-             "train_step_speedup": 1.3, "eval_embed_speedup": 1.5, "adamw_speedup": 4.8,
-             "adamw_step_s": {"fused": 0.01, "per_tensor": 0.05},
-             "reference": {"step_s": {"ours": 0.5, "studies": 0.8}, "examples_per_s": {"ours": 32, "studies": 20},
-                           "real_tokens_per_s": {"ours": 900, "studies": 560},
-                           "padded_tokens": {"ours": 640, "studies": 1024, "real": 450}, "speedup": 1.6,
-                           "our_step_gflop": 30.0, "our_gflops_per_s": 60.0, "matmul_peak_gflops_per_s": 120.0,
-                           "share_of_peak": 0.5}}
+    speed = {
+        "batch_size": 16,
+        "max_length": 64,
+        "dataset": "mr",
+        "mean_tokens_per_example": 30.0,
+        "machine": "x",
+        "train_step_speedup": 1.3,
+        "eval_embed_speedup": 1.5,
+        "adamw_speedup": 4.8,
+        "adamw_step_s": {"fused": 0.01, "per_tensor": 0.05},
+        "reference": {
+            "step_s": {"ours": 0.5, "studies": 0.8},
+            "examples_per_s": {"ours": 32, "studies": 20},
+            "real_tokens_per_s": {"ours": 900, "studies": 560},
+            "padded_tokens": {"ours": 640, "studies": 1024, "real": 450},
+            "speedup": 1.6,
+            "our_step_gflop": 30.0,
+            "our_gflops_per_s": 60.0,
+            "matmul_peak_gflops_per_s": 120.0,
+            "share_of_peak": 0.5,
+        },
+    }
     text = render_results(pipe(170.0, 4.0), speed)
     assert text.count("| **no** |") == 3  # the 3 s no-op, the 3x step speed-up and the 2.5 s start-up
     assert "we save padding (1024 vs 640 tokens for 450 real ones" in text and "| yes |" in text

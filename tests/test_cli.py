@@ -17,13 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def stage(script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     inherited = {k: v for k, v in os.environ.items() if k != "FEWSHOT_DML_TRACEBACK"}
     full_env = inherited | {"FEWSHOT_DML_LOG": "WARNING"} | (env or {})
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
 def params_with(tmp_path: Path):
     """Write params.yaml (the shipped one, edited) into tmp_path; the SentEval copy by absolute path."""
+
     def write(edit) -> Path:
         raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
         raw["fetch"]["local_dir"] = str(ROOT.parent / "shared" / "senteval")
@@ -31,27 +31,46 @@ def params_with(tmp_path: Path):
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         return path
+
     return write
 
 
 def test_a_params_error_is_one_line_and_exit_2(tmp_path: Path, params_with) -> None:
     params = params_with(lambda raw: raw.update(trian={"lr": 1.0}))
-    proc = stage(ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json", "--arms-out", "arms",
-                 cwd=tmp_path)
+    proc = stage(
+        ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json", "--arms-out", "arms", cwd=tmp_path
+    )
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["error: <root>.trian: unknown key; expected one of ['aggregate', 'analyze', 'datasets', 'explain', "
-                                        "'fetch', 'infer', 'loss', 'losses', 'own_datasets', 'sample', 'sample_sizes', 'seeds', "
-                                        "'train']"]
+    assert proc.stderr.splitlines() == [
+        "error: <root>.trian: unknown key; expected one of ['aggregate', 'analyze', 'datasets', 'explain', "
+        "'fetch', 'infer', 'loss', 'losses', 'own_datasets', 'sample', 'sample_sizes', 'seeds', "
+        "'train']"
+    ]
     assert not (tmp_path / "s.json").exists()
 
 
 def test_a_typo_in_train_is_reported_by_train_not_by_fetch(tmp_path: Path, params_with) -> None:
     params = params_with(lambda raw: raw["train"].update(lrr=1e-5))
-    fetch = stage(ROOT / "stages/fetch.py", "--dataset", "trec", "--table", "t.jsonl", "--card", "c.json",
-                  "--params", str(params), cwd=tmp_path)
+    fetch = stage(
+        ROOT / "stages/fetch.py", "--dataset", "trec", "--table", "t.jsonl", "--card", "c.json", "--params", str(params), cwd=tmp_path
+    )
     assert fetch.returncode == 0, fetch.stderr
-    train = stage(ROOT / "stages/train.py", "--arm", "cce", "--table", "t.jsonl", "--card", "c.json", "--splits",
-                  "splits", "--out", "runs", "--params", str(params), cwd=tmp_path)
+    train = stage(
+        ROOT / "stages/train.py",
+        "--arm",
+        "cce",
+        "--table",
+        "t.jsonl",
+        "--card",
+        "c.json",
+        "--splits",
+        "splits",
+        "--out",
+        "runs",
+        "--params",
+        str(params),
+        cwd=tmp_path,
+    )
     assert train.returncode == 2
     assert len(train.stderr.splitlines()) == 1 and train.stderr.startswith("error: train.lrr: unknown key")
     assert "Traceback" not in train.stderr
@@ -81,8 +100,7 @@ def test_a_stage_script_imports_the_package_of_its_own_checkout(tmp_path: Path) 
     assert f"THIS-CHECKOUT {logs}" in proc.stdout
 
 
-def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from fewshot_dml.core.cli import run_stage
     from fewshot_dml.train.setfit import _import_setfit
 
@@ -96,8 +114,7 @@ def test_a_missing_optional_library_is_one_line_and_exit_2(capsys: pytest.Captur
     assert "\n" not in err and "Traceback" not in err
 
 
-def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, params_with,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, params_with, monkeypatch: pytest.MonkeyPatch) -> None:
     """FEWSHOT_DML_TIMING (set by bench/pipeline.py): one JSON line per successful stage process."""
     import json
 
@@ -109,11 +126,41 @@ def test_a_stage_appends_its_timing_record_only_when_asked(tmp_path: Path, param
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "params.yaml", "t.jsonl"]  # no record
     env = {"FEWSHOT_DML_TIMING": str(timing)}
     assert stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path, env=env).returncode == 0
-    sample = stage(ROOT / "stages/sample.py", "--dataset", "trec", "--size", "8", "--table", "t.jsonl", "--card",
-                   "c.json", "--out", "splits", "--params", str(params), cwd=tmp_path, env=env)
+    sample = stage(
+        ROOT / "stages/sample.py",
+        "--dataset",
+        "trec",
+        "--size",
+        "8",
+        "--table",
+        "t.jsonl",
+        "--card",
+        "c.json",
+        "--out",
+        "splits",
+        "--params",
+        str(params),
+        cwd=tmp_path,
+        env=env,
+    )
     assert sample.returncode == 0, sample.stderr
-    failed = stage(ROOT / "stages/sample.py", "--dataset", "mr", "--size", "8", "--table", "t.jsonl", "--card",
-                   "c.json", "--out", "bad", "--params", str(params), cwd=tmp_path, env=env)
+    failed = stage(
+        ROOT / "stages/sample.py",
+        "--dataset",
+        "mr",
+        "--size",
+        "8",
+        "--table",
+        "t.jsonl",
+        "--card",
+        "c.json",
+        "--out",
+        "bad",
+        "--params",
+        str(params),
+        cwd=tmp_path,
+        env=env,
+    )
     assert failed.returncode == 2  # a failed stage records nothing
     records = [json.loads(line) for line in timing.read_text().splitlines()]
     assert [r["stage"] for r in records] == ["fetch", "sample"]

@@ -59,12 +59,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Your own data", 1)[1]
     example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
-    raw.update(datasets=["intents"], own_datasets={"intents": example["own_datasets"]["intents"]},
-               sample_sizes=[12], seeds=[0], loss="proxyanchor")
+    raw.update(
+        datasets=["intents"], own_datasets={"intents": example["own_datasets"]["intents"]}, sample_sizes=[12], seeds=[0], loss="proxyanchor"
+    )
     raw["sample"]["eval_max"] = 24
     # The model by absolute path: the workers' clones hold no untracked files.
-    raw["train"].update(model=str(tiny_bert_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24,
-                        warmup_steps=1, threads=1, save_weights=[])
+    raw["train"].update(
+        model=str(tiny_bert_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1, save_weights=[]
+    )
     for name in ("dvc.yaml", "pyproject.toml", "cluster.yaml"):
         shutil.copy(ROOT / name, repo / name)
     for name in ("stages", "src", "tests/data/own"):
@@ -105,7 +107,8 @@ def test_a_fresh_clone_restores_every_run_without_training(repo: Path, tmp_path:
     for stage in TRAIN:
         assert f"Stage '{stage}' is cached - skipping run" in out
     assert (fresh / "data/runs/intents-12-cce/0/metrics.json").read_bytes() == (
-        repo / "data/runs/intents-12-cce/0/metrics.json").read_bytes()
+        repo / "data/runs/intents-12-cce/0/metrics.json"
+    ).read_bytes()
     # Once the home step's dvc.lock and reports are committed: `dvc pull --run-cache && dvc repro` runs only check.
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "the cluster's results"], repo)
@@ -132,15 +135,21 @@ def test_a_second_run_trains_nothing(repo: Path) -> None:
 def test_a_failing_shard_is_retried_by_ray_then_reported(repo: Path) -> None:
     # An injected stage that always fails, run on the cluster instead of train.
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
-    dvc_yaml["stages"]["broken"] = {"cmd": "python -c \"import sys; print('injected failure'); sys.exit(3)\"",
-                                    "deps": ["data/splits/intents-12"], "outs": ["data/broken"]}
+    dvc_yaml["stages"]["broken"] = {
+        "cmd": "python -c \"import sys; print('injected failure'); sys.exit(3)\"",
+        "deps": ["data/splits/intents-12"],
+        "outs": ["data/broken"],
+    }
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     run(["git", "commit", "-qam", "a broken stage"], repo)
     try:
         out = cluster(repo, "--stages", "broken", "--max-retries", "1", ok=False)
         assert "1 broken stages, 0 restorable from the run-cache, 1 to run" in out, out[-3000:]
-        assert re.search(r"FAILED shard 0 \(broken\) after 2 attempt\(s\): `dvc repro --pull` exited \d+; "
-                         r"clone kept at \S+-shard0-try2, log at \S+-shard0-try2\.log", out), out[-3000:]
+        assert re.search(
+            r"FAILED shard 0 \(broken\) after 2 attempt\(s\): `dvc repro --pull` exited \d+; "
+            r"clone kept at \S+-shard0-try2, log at \S+-shard0-try2\.log",
+            out,
+        ), out[-3000:]
         assert "injected failure" in out and "1 of 1 shards failed; nothing was brought home" in out
         assert "home:" not in out
     finally:

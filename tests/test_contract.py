@@ -111,8 +111,8 @@ def test_code_deps_are_exactly_the_import_closure_of_each_stage_script(stages: d
         assert f"stages/{verb}.py" in stage["deps"], name
         expected = set(stage_code_deps(verb))
         assert declared == expected, (
-            f"{name}: missing {sorted(expected - declared)}, extra {sorted(declared - expected)}; "
-            "run `python tests/code_deps.py --write`")
+            f"{name}: missing {sorted(expected - declared)}, extra {sorted(declared - expected)}; run `python tests/code_deps.py --write`"
+        )
         checked.add(verb)
     assert checked == {p.stem for p in (ROOT / "stages").glob("*.py")}
 
@@ -154,8 +154,11 @@ def test_params_files_use_no_yaml_aliases(name: str) -> None:
 
 def test_the_readme_writes_reports_outside_every_stage_output() -> None:
     # A file written into a stage's output folder (e.g. reports/figures) is deleted by the next `dvc repro`.
-    outs = [next(iter(o)) if isinstance(o, dict) else o
-            for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values() for o in stage.get("outs", [])]
+    outs = [
+        next(iter(o)) if isinstance(o, dict) else o
+        for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
+        for o in stage.get("outs", [])
+    ]
     readme = (ROOT / "README.md").read_text()
     written = re.findall(r"--(?:out|figure) (reports/\S+)", readme)
     assert written

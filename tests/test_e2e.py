@@ -45,11 +45,13 @@ def tiny_params() -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     example = readme_example()
     assert example["datasets"] == ["intents", "answers"], "the README example changed: update the tests"
-    raw.update(datasets=["trec", *example["datasets"]], own_datasets=example["own_datasets"],
-               sample_sizes=[12], seeds=[0, 1], loss="proxyanchor")
+    raw.update(
+        datasets=["trec", *example["datasets"]], own_datasets=example["own_datasets"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor"
+    )
     raw["sample"]["eval_max"] = 24
-    raw["train"].update(model="models/tiny", steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1,
-                        save_weights=["answers"])  # the explain stage attributes the own sentence-pair set's runs
+    raw["train"].update(
+        model="models/tiny", steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1, save_weights=["answers"]
+    )  # the explain stage attributes the own sentence-pair set's runs
     raw["explain"].update(sentences=2, steps=8)
     return raw
 
@@ -93,7 +95,8 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     for arm in ("cce", "setfit", "proxyanchor"):
         run_dir = repo / f"data/runs/answers-12-{arm}/1"
         assert {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {
-            p.name for p in run_dir.iterdir()}
+            p.name for p in run_dir.iterdir()
+        }
         infer = json.loads((repo / f"data/infer/answers-12-{arm}/1.json").read_text())
         assert (infer["proxy"] is None) == (arm != "proxyanchor")
     metrics = json.loads((repo / "reports/metrics.json").read_text())
@@ -107,27 +110,48 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     assert run_json["label_names"] == intents["label_names"]
     assert run_json["model"]["kind"] == "local" and run_json["model"]["source"] == "models/tiny"
     assert ran(run(["dvc", "repro"], repo)) == ["check"]
-    for name in ("results.md", "plots/gains.csv", "plots/accuracy_vs_size.csv", "plots/proxy_weight.csv",
-                 "plots/loss_curves.csv", "figures/forest.png", "figures/confusion.png"):
+    for name in (
+        "results.md",
+        "plots/gains.csv",
+        "plots/accuracy_vs_size.csv",
+        "plots/proxy_weight.csv",
+        "plots/loss_curves.csv",
+        "figures/forest.png",
+        "figures/confusion.png",
+    ):
         assert (repo / "reports" / name).is_file(), name
     # The analysis: geometry tests, maps, deciles, confusion, and the answers set's attributions (weights kept for it only).
     analysis = repo / "reports/analysis"
-    for name in ("analysis.md", "metrics.json", "plots/deciles_distance.csv", "plots/deciles_length.csv",
-                 "figures/map-trec-12.png", "figures/map-answers-12.png", "figures/deciles-distance.png",
-                 "figures/deciles-length.png", "figures/geometry-vs-accuracy.png",
-                 "figures/attributions-answers-12.png"):
+    for name in (
+        "analysis.md",
+        "metrics.json",
+        "plots/deciles_distance.csv",
+        "plots/deciles_length.csv",
+        "figures/map-trec-12.png",
+        "figures/map-answers-12.png",
+        "figures/deciles-distance.png",
+        "figures/deciles-length.png",
+        "figures/geometry-vs-accuracy.png",
+        "figures/attributions-answers-12.png",
+    ):
         assert (analysis / name).is_file(), name
     assert not (analysis / "figures/attributions-trec-12.png").exists()
     assert not (repo / "data/runs/trec-12-cce/0/model").exists() and (repo / "data/runs/answers-12-cce/0/model").is_dir()
     explained = json.loads((repo / "data/explain/answers-12.json").read_text())
-    assert {(r["role"], r["kind"]) for r in explained["runs"]} == {("cce", "classifier"), ("cce", "prototype"),
-                                                                   ("dml", "classifier"), ("dml", "proxy")}
+    assert {(r["role"], r["kind"]) for r in explained["runs"]} == {
+        ("cce", "classifier"),
+        ("cce", "prototype"),
+        ("dml", "classifier"),
+        ("dml", "proxy"),
+    }
     geometry = json.loads((analysis / "metrics.json").read_text())
     assert set(geometry["geometry"]) == {"cce", "setfit", "dml"} and "silhouette" in geometry["dml_minus_cce"]
     # `dvc plots show` renders one chart per question (no error, every definition present).
     shown = run(["dvc", "plots", "show", "--json"], repo)
-    assert all(name in shown for name in ("gain_per_dataset", "accuracy_vs_size", "proxy_weight", "loss_components",
-                                          "deciles_distance", "deciles_length"))
+    assert all(
+        name in shown
+        for name in ("gain_per_dataset", "accuracy_vs_size", "proxy_weight", "loss_components", "deciles_distance", "deciles_length")
+    )
 
 
 def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path) -> None:
@@ -171,7 +195,8 @@ def test_an_edited_local_model_file_retrains(repo: Path) -> None:
         run(["dvc", "repro", "check"], repo)
         status = json.loads(run(["dvc", "status", "--json"], repo))
         assert {s for s in status if s.startswith("train@")} == {
-            f"train@{d}-12-{a}" for d in ("trec", "intents", "answers") for a in ("cce", "setfit", "proxyanchor")}
+            f"train@{d}-12-{a}" for d in ("trec", "intents", "answers") for a in ("cce", "setfit", "proxyanchor")
+        }
         assert not any(s.startswith(("fetch@", "sample@")) for s in status)
         assert "data/raw/model.json" in json.dumps(status["train@intents-12-cce"])
     finally:
@@ -189,8 +214,11 @@ def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
         out = run(["dvc", "repro"], repo, ok=False)
         assert time.perf_counter() - started < 60
         assert ran(out) == ["check"]
-        assert re.search(r"error: train.model='./models/tiny-typo'.* looks like a path, and there is no directory at "
-                         r"\S*/models/tiny-typo", out), out[-2000:]
+        assert re.search(
+            r"error: train.model='./models/tiny-typo'.* looks like a path, and there is no directory at "
+            r"\S*/models/tiny-typo",
+            out,
+        ), out[-2000:]
     finally:
         params.write_bytes(original)
 
@@ -227,8 +255,26 @@ def commit_marked_code(repo: Path) -> None:
 def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
     commit_marked_code(repo)
     # DVC writes 0.00001 into params.yaml as 1e-05, which YAML 1.1 would read as a string.
-    run(["dvc", "exp", "run", "aggregate", "--queue", "-S", "loss=softtriple", "-S", "train.lr=0.00001",
-         "-S", "datasets=[trec]", "-S", "seeds=[0]", "--name", "queued-lr"], repo)
+    run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "aggregate",
+            "--queue",
+            "-S",
+            "loss=softtriple",
+            "-S",
+            "train.lr=0.00001",
+            "-S",
+            "datasets=[trec]",
+            "-S",
+            "seeds=[0]",
+            "--name",
+            "queued-lr",
+        ],
+        repo,
+    )
     run(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600
     status = ""
@@ -260,8 +306,20 @@ def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: P
 
 def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path) -> None:
     # The queued experiment above (cce, setfit, softtriple on trec, seed 0) is a one-point sweep.
-    run([sys.executable, "-m", "fewshot_dml.studies.tuning_report", "--out", "reports/tuning.md",
-         "--figure", "reports/tuning.png", "--match", "queued-*"], repo)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "fewshot_dml.studies.tuning_report",
+            "--out",
+            "reports/tuning.md",
+            "--figure",
+            "reports/tuning.png",
+            "--match",
+            "queued-*",
+        ],
+        repo,
+    )
     text = (repo / "reports/tuning.md").read_text()
     assert "`softtriple` ✓" in text and "| `softtriple` − `cce` | confirmatory |" in text
     assert "![tuning](tuning.png)" in text

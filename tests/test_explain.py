@@ -40,15 +40,18 @@ def test_attributions_sum_to_the_score_difference(runs: dict[str, Path], toy: tu
     assert words == [(["the", "battery", "lasts", "long"], 4), (["shares", "fell"], 2)]
     assert [(e["target"], e["kind"]) for e in entries] == [("classifier", "classifier"), ("metric", "proxy")]
     for entry in entries:
-        for attributions, score, base, delta in zip(entry["attributions"], entry["score"], entry["baseline_score"],
-                                                    entry["delta"], strict=True):
+        for attributions, score, base, delta in zip(
+            entry["attributions"], entry["score"], entry["baseline_score"], entry["delta"], strict=True
+        ):
             # Integrated Gradients' completeness: the special tokens, equal in input and baseline, get nothing.
             assert sum(attributions) == pytest.approx(score - base, abs=2e-3 + 0.02 * abs(score - base))
             assert abs(delta) <= 2e-3 + 0.02 * abs(score - base)
 
 
 def test_attributions_are_deterministic_and_a_run_without_centres_uses_prototypes(
-        runs: dict[str, Path], toy: tuple[Path, Path, Path]) -> None:  # noqa: F811
+    runs: dict[str, Path],
+    toy: tuple[Path, Path, Path],  # noqa: F811
+) -> None:
     table = read_table(toy[0])
     first = explain_run(runs["cce"], table, [4], steps=8)
     assert first == explain_run(runs["cce"], table, [4], steps=8)
@@ -74,10 +77,28 @@ def test_a_sentence_pair_is_split_into_the_words_of_both(tiny_bert_dir: Path) ->
 
 
 def test_seed_agreement_and_the_report_section() -> None:
-    item = {"dataset": "sst2", "size": 16, "seed": 0, "steps": 50, "sentences": [], "runs": [
-        {"seed": s, "arm": "cce", "role": "cce", "target": "classifier", "kind": "classifier",
-         "attributions": [[1.0, 2.0, 3.0, 0.5]], "delta": [0.0], "score": [1.0], "baseline_score": [0.0],
-         "predicted": [1]} for s in (0, 1)]}
+    item = {
+        "dataset": "sst2",
+        "size": 16,
+        "seed": 0,
+        "steps": 50,
+        "sentences": [],
+        "runs": [
+            {
+                "seed": s,
+                "arm": "cce",
+                "role": "cce",
+                "target": "classifier",
+                "kind": "classifier",
+                "attributions": [[1.0, 2.0, 3.0, 0.5]],
+                "delta": [0.0],
+                "score": [1.0],
+                "baseline_score": [0.0],
+                "predicted": [1],
+            }
+            for s in (0, 1)
+        ],
+    }
     item["runs"][1]["attributions"] = [[3.0, 2.0, 1.0, 0.5]]
     assert seed_agreement(item) == {"cce classifier": pytest.approx(0.2)}  # ranks 2,3,4,1 vs 4,3,2,1
     assert agreement_summary([item])["sst2-16"]["seed_agreement"] == {"cce_classifier": 0.2}
@@ -113,12 +134,16 @@ def test_the_map_and_attribution_figures_are_byte_identical_across_two_draws(tmp
     from fewshot_dml.report.figures import pinned_rc
 
     rng = np.random.default_rng(0)
-    run_map = RunMap(rng.normal(size=(30, 2)), rng.integers(0, 3, 30), rng.random(30) > 0.3,
-                     rng.normal(size=(3, 2)), np.arange(3), ("a", "b", "c"))
-    item = {"dataset": "mrpc", "size": 16, "seed": 0, "sentences": [
-        {"label": 1, "label_name": "paraphrase", "words": ["one", "two", "three", "four"], "first_words": 2}],
-        "runs": [{"seed": 0, "role": "cce", "kind": "classifier", "attributions": [[0.1, -0.5, 0.3, 0.0]],
-                  "predicted": [1]}]}
+    run_map = RunMap(
+        rng.normal(size=(30, 2)), rng.integers(0, 3, 30), rng.random(30) > 0.3, rng.normal(size=(3, 2)), np.arange(3), ("a", "b", "c")
+    )
+    item = {
+        "dataset": "mrpc",
+        "size": 16,
+        "seed": 0,
+        "sentences": [{"label": 1, "label_name": "paraphrase", "words": ["one", "two", "three", "four"], "first_words": 2}],
+        "runs": [{"seed": 0, "role": "cce", "kind": "classifier", "attributions": [[0.1, -0.5, 0.3, 0.0]], "predicted": [1]}],
+    }
     with pinned_rc():
         for name in ("a", "b"):
             draw_map({"cce": run_map, "dml": run_map}, {"cce": 0.5, "dml": 0.6}, "title", tmp_path / f"map-{name}.png")

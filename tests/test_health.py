@@ -9,8 +9,7 @@ from fewshot_dml.train.health import diagnose
 
 RNG = np.random.default_rng(0)
 LABELS = np.array([0, 1, 0, 1, 2, 2])
-HEALTHY = dict(losses=[1.1, 0.9, 0.7, 0.6], logits=np.eye(3)[LABELS] + 0.1, embeddings=RNG.normal(size=(6, 4)),
-               labels=LABELS)
+HEALTHY = dict(losses=[1.1, 0.9, 0.7, 0.6], logits=np.eye(3)[LABELS] + 0.1, embeddings=RNG.normal(size=(6, 4)), labels=LABELS)
 
 
 def test_a_healthy_run_has_no_symptom() -> None:
@@ -26,8 +25,10 @@ def test_a_weak_but_varied_run_is_not_flagged() -> None:
     ("change", "match"),
     [
         ({"losses": [1.0, 1.5, 3.0, 40.0]}, r"training loss rose from 1 at step 1 to 40 \(mean of the last 1 steps\), more than 2x"),
-        ({"logits": np.tile([0.0, 5.0, 1.0], (6, 1))},
-         r"predictions collapsed: all 6 evaluation examples are predicted as class 1 \(3 classes present\)"),
+        (
+            {"logits": np.tile([0.0, 5.0, 1.0], (6, 1))},
+            r"predictions collapsed: all 6 evaluation examples are predicted as class 1 \(3 classes present\)",
+        ),
         ({"embeddings": np.tile([3.0, -1.0, 0.5, 2.0], (6, 1))}, r"embeddings have no variance: total variance 0 against"),
         ({"embeddings": np.zeros((6, 4))}, r"embeddings have no variance"),
     ],

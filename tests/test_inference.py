@@ -79,15 +79,31 @@ def make_run(root: Path, params: Params, loss: str) -> Path:
     if module is not None:
         module.load_state_dict(state)
     scores = {"scores": class_scores(loss, module, eval_emb)} if get_spec(loss).has_proxies else {}
-    np.savez(run / "eval.npz", logits=logits.astype(np.float32), embeddings=eval_emb, labels=eval_labels,
-             indices=np.arange(len(eval_labels), dtype=np.int64), **scores)
-    np.savez(run / "train.npz", embeddings=train_emb, labels=train_labels,
-             indices=np.arange(len(train_labels), dtype=np.int64) + 100)
+    np.savez(
+        run / "eval.npz",
+        logits=logits.astype(np.float32),
+        embeddings=eval_emb,
+        labels=eval_labels,
+        indices=np.arange(len(eval_labels), dtype=np.int64),
+        **scores,
+    )
+    np.savez(run / "train.npz", embeddings=train_emb, labels=train_labels, indices=np.arange(len(train_labels), dtype=np.int64) + 100)
     torch.save(state, run / "loss_state.pt")
-    io.write_json(run / "run.json", {
-        "arm": loss, "num_classes": C, "embedding_size": D,
-        "loss": {"name": loss, "base": section.base, "beta": section.beta, "proxy_lr": section.proxy_lr, "hparams": dict(section.hparams)},
-    })
+    io.write_json(
+        run / "run.json",
+        {
+            "arm": loss,
+            "num_classes": C,
+            "embedding_size": D,
+            "loss": {
+                "name": loss,
+                "base": section.base,
+                "beta": section.beta,
+                "proxy_lr": section.proxy_lr,
+                "hparams": dict(section.hparams),
+            },
+        },
+    )
     return run
 
 
@@ -162,12 +178,15 @@ def rewrite_npz(path: Path, **changes: Any) -> None:
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    ({"logits": None}, r"missing arrays \['logits'\]"),
-    ({"logits": np.zeros((18, 4), np.float32)}, r"logits has shape \(18, 4\); expected \(18, 3\)"),
-    ({"labels": np.full(18, 3)}, r"labels int64 in \[3, 3\]; expected integers in \[0, 2\]"),
-    ({"embeddings": np.full((18, D), np.inf, np.float16)}, "embeddings holds non-finite values"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"logits": None}, r"missing arrays \['logits'\]"),
+        ({"logits": np.zeros((18, 4), np.float32)}, r"logits has shape \(18, 4\); expected \(18, 3\)"),
+        ({"labels": np.full(18, 3)}, r"labels int64 in \[3, 3\]; expected integers in \[0, 2\]"),
+        ({"embeddings": np.full((18, D), np.inf, np.float16)}, "embeddings holds non-finite values"),
+    ],
+)
 def test_bad_eval_arrays(tmp_path: Path, params: Params, change: dict[str, Any], match: str) -> None:
     run = make_run(tmp_path, params, "cce")
     rewrite_npz(run / "eval.npz", **change)
@@ -175,11 +194,14 @@ def test_bad_eval_arrays(tmp_path: Path, params: Params, change: dict[str, Any],
         load_run(run)
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    ({"scores": None}, r"missing arrays \['scores'\]"),
-    ({"scores": np.zeros((18, C + 1), np.float32)}, r"scores has shape \(18, 4\); expected \(18, 3\)"),
-    ({"scores": np.full((18, C), np.nan, np.float32)}, "scores holds non-finite values"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"scores": None}, r"missing arrays \['scores'\]"),
+        ({"scores": np.zeros((18, C + 1), np.float32)}, r"scores has shape \(18, 4\); expected \(18, 3\)"),
+        ({"scores": np.full((18, C), np.nan, np.float32)}, "scores holds non-finite values"),
+    ],
+)
 def test_bad_class_scores(tmp_path: Path, params: Params, change: dict[str, Any], match: str) -> None:
     """A proxy loss's run needs the class scores the train stage stores (an older run has none)."""
     run = make_run(tmp_path, params, "proxyanchor")
@@ -190,10 +212,12 @@ def test_bad_class_scores(tmp_path: Path, params: Params, change: dict[str, Any]
 
 def test_inference_needs_neither_torch_nor_pml() -> None:
     """The infer stage's whole import closure stays free of torch and PML (its start-up is the cost)."""
-    code = ("import sys; sys.argv = ['infer']; import runpy; "
-            "runpy.run_path('stages/infer.py', run_name='not_main'); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_metric_learning', "
-            "'transformers', 'pandas')); print(bad); assert not bad, bad")
+    code = (
+        "import sys; sys.argv = ['infer']; import runpy; "
+        "runpy.run_path('stages/infer.py', run_name='not_main'); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_metric_learning', "
+        "'transformers', 'pandas')); print(bad); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
@@ -205,8 +229,9 @@ def test_numpy_softmax_matches_torch_and_keeps_the_mixture_predictions() -> None
     ref = torch.softmax(torch.from_numpy(scores), dim=1).numpy()
     np.testing.assert_allclose(_softmax(scores), ref, rtol=1e-6, atol=1e-7)
     for w in np.linspace(0, 1, 11):
-        torch_mix = (np.float32(w) * torch.softmax(torch.from_numpy(logits), 1).numpy()
-                     + (np.float32(1) - np.float32(w)) * ref).argmax(axis=1)
+        torch_mix = (np.float32(w) * torch.softmax(torch.from_numpy(logits), 1).numpy() + (np.float32(1) - np.float32(w)) * ref).argmax(
+            axis=1
+        )
         assert np.array_equal(mixture_predictions(logits, scores, float(w)), torch_mix)
 
 
@@ -237,8 +262,7 @@ def test_accuracy_f1_matches_sklearn() -> None:
     y_true, y_pred = rng.integers(0, 4, 50), rng.integers(0, 3, 50)  # class 3 is never predicted
     out = accuracy_f1(y_true, y_pred, 5)  # class 4 is neither present nor predicted: F1 0
     assert out["accuracy"] == pytest.approx(metrics.accuracy_score(y_true, y_pred))
-    assert out["macro_f1"] == pytest.approx(
-        metrics.f1_score(y_true, y_pred, labels=range(5), average="macro", zero_division=0))
+    assert out["macro_f1"] == pytest.approx(metrics.f1_score(y_true, y_pred, labels=range(5), average="macro", zero_division=0))
 
 
 def test_accuracy_f1_by_hand() -> None:

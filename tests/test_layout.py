@@ -10,8 +10,20 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fewshot_dml"
 # Lowest first; a subpackage may import its own modules and those of a lower rank. `cluster` orchestrates
 # DVC and Ray and needs only the plumbing and the strict loader.
-LAYERS: dict[str, int] = {"core": 0, "catalog": 1, "losses": 2, "config": 3, "data": 4, "model": 4, "infer": 5,
-                          "train": 6, "report": 7, "analysis": 8, "studies": 9, "cluster": 9}
+LAYERS: dict[str, int] = {
+    "core": 0,
+    "catalog": 1,
+    "losses": 2,
+    "config": 3,
+    "data": 4,
+    "model": 4,
+    "infer": 5,
+    "train": 6,
+    "report": 7,
+    "analysis": 8,
+    "studies": 9,
+    "cluster": 9,
+}
 TORCH_FREE = ("core", "catalog", "losses", "config")
 MAX_LINES = 320  # "~300": a module that grows past this is split by concern
 
@@ -57,7 +69,8 @@ def test_no_upward_import_and_no_private_name_across_modules(path: Path) -> None
         target = parts[1]
         if target != sub:
             assert LAYERS[target] < LAYERS[sub] or (sub == "cluster" and target in ("core", "config")), (
-                f"{path.relative_to(PACKAGE)} imports {module}: {target}/ is not below {sub}/")
+                f"{path.relative_to(PACKAGE)} imports {module}: {target}/ is not below {sub}/"
+            )
         private = [n for n in names if n.startswith("_") and n != "__version__"]
         assert not private, f"{path.relative_to(PACKAGE)} imports private names {private} from {module}"
 
@@ -65,8 +78,7 @@ def test_no_upward_import_and_no_private_name_across_modules(path: Path) -> None
 @pytest.mark.parametrize("sub", TORCH_FREE)
 def test_the_lower_layers_never_import_torch_at_module_level(sub: str) -> None:
     for path in (PACKAGE / sub).rglob("*.py"):
-        heavy = [m for m, _, top in imports(path) if top and m.split(".")[0] in ("torch", "pytorch_metric_learning",
-                                                                                  "transformers")]
+        heavy = [m for m, _, top in imports(path) if top and m.split(".")[0] in ("torch", "pytorch_metric_learning", "transformers")]
         assert not heavy, f"{path.relative_to(PACKAGE)} imports {heavy} at module level"
 
 

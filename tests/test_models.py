@@ -61,8 +61,7 @@ def test_head_shapes_and_design(tiny_roberta_dir: Path) -> None:
     assert isinstance(model, TextClassifier) and model.embedding_size == 32
     assert model.dropout.p == 0.3
     assert model.dense.weight.shape == (32, 32) and model.out_proj.weight.shape == (5, 32)
-    batch = {k: v for k, v in tok(["a dull film", "great acting !", "what ?"], padding=True,
-                                  return_tensors="pt").items()}
+    batch = {k: v for k, v in tok(["a dull film", "great acting !", "what ?"], padding=True, return_tensors="pt").items()}
     model.eval()
     with torch.no_grad():
         logits, pooled = model(batch)

@@ -107,18 +107,43 @@ def test_save_weights_is_all_none_or_the_listed_datasets(raw: dict[str, Any], va
         ("losses.softtriple.centers_per_class", 2.5, r"losses\.softtriple\.centers_per_class: 2\.5 is not an integer"),
         ("losses.fancy", {"beta": 0.5}, r"losses\.fancy: unknown loss 'fancy'; expected one of \["),
         ("fetch", "x", r"fetch: expected a mapping, got str"),
-        ("losses.contrastive-metrix.metrix.alpha", 0.0, r"losses\.contrastive-metrix\.metrix\.alpha: 0\.0 is out of range; expected \(0, inf\]"),
-        ("losses.contrastive-metrix.metrix.point", "logits", r"losses\.contrastive-metrix\.metrix\.point: 'logits' is not allowed; expected one of \['input', 'feature', 'embedding'\]"),
+        (
+            "losses.contrastive-metrix.metrix.alpha",
+            0.0,
+            r"losses\.contrastive-metrix\.metrix\.alpha: 0\.0 is out of range; expected \(0, inf\]",
+        ),
+        (
+            "losses.contrastive-metrix.metrix.point",
+            "logits",
+            r"losses\.contrastive-metrix\.metrix\.point: 'logits' is not allowed; expected one of \['input', 'feature', 'embedding'\]",
+        ),
         ("losses.contrastive-metrix.metrix.layer", 0, r"losses\.contrastive-metrix\.metrix\.layer: 0 is out of range"),
         ("losses.contrastive-metrix.metrix.mix", 1, r"losses\.contrastive-metrix\.metrix\.mix: unknown key"),
-        ("losses.contrastive-metrix.variant_of", "triplet", r"losses\.contrastive-metrix\.neg_margin: unknown key; expected one of \['beta', 'dml_on', 'margin'\]"),
-        ("losses.tri-metrix", {"variant_of": "triplet", "beta": 0.4, "dml_on": "pooled", "margin": 0.05, "metrix": {"point": "embedding", "layer": 1, "alpha": 2.0, "weight": 0.4}},
-         r"losses\.tri-metrix\.metrix: loss 'triplet' has no Metrix form; expected a base in \['contrastive', 'multisimilarity', 'proxyanchor', 'supcon'\]"),
+        (
+            "losses.contrastive-metrix.variant_of",
+            "triplet",
+            r"losses\.contrastive-metrix\.neg_margin: unknown key; expected one of \['beta', 'dml_on', 'margin'\]",
+        ),
+        (
+            "losses.tri-metrix",
+            {
+                "variant_of": "triplet",
+                "beta": 0.4,
+                "dml_on": "pooled",
+                "margin": 0.05,
+                "metrix": {"point": "embedding", "layer": 1, "alpha": 2.0, "weight": 0.4},
+            },
+            r"losses\.tri-metrix\.metrix: loss 'triplet' has no Metrix form; expected a base in \['contrastive', 'multisimilarity', 'proxyanchor', 'supcon'\]",
+        ),
         ("losses.odd", {"variant_of": "magic", "beta": 0.4}, r"losses\.odd\.variant_of: unknown loss 'magic'; expected one of \["),
         ("losses.odd", {"beta": 0.4}, r"losses\.odd: unknown loss 'odd'; expected one of \[.*or a variant with a `variant_of` key"),
         ("losses.supcon.variant_of", "supcon", r"losses\.supcon\.variant_of: 'supcon' is a registered loss"),
         ("losses.supcon.dml_on", "words", r"losses\.supcon\.dml_on: 'words' is not allowed; expected one of \['pooled', 'tokens'\]"),
-        ("losses.supcon-metrix.dml_on", "tokens", r"losses\.supcon-metrix\.metrix: Metrix mixes sentence embeddings; expected dml_on: pooled"),
+        (
+            "losses.supcon-metrix.dml_on",
+            "tokens",
+            r"losses\.supcon-metrix\.metrix: Metrix mixes sentence embeddings; expected dml_on: pooled",
+        ),
         ("fetch.download", "yes", r"fetch\.download: 'yes' is not a boolean"),
         ("fetch.urls.trec", "", r"fetch\.urls\.trec: '' is not a non-empty string"),
         ("fetch.urls.imdb", "http://x", r"fetch\.urls\.imdb: unknown key; expected one of \['mrpc', 'mrpc_dev_ids'"),
@@ -149,7 +174,14 @@ def test_the_loader_keeps_other_scalars_as_yaml_does() -> None:
     from fewshot_dml.core.strict import read_yaml
 
     assert read_yaml("a: 1\nb: '1e-5'\nc: true\nd: 1.0e+3\ne: .5\nf: abc\ng: .inf") == {
-        "a": 1, "b": "1e-5", "c": True, "d": 1000.0, "e": 0.5, "f": "abc", "g": float("inf")}
+        "a": 1,
+        "b": "1e-5",
+        "c": True,
+        "d": 1000.0,
+        "e": 0.5,
+        "f": "abc",
+        "g": float("inf"),
+    }
 
 
 def test_a_stage_validates_only_the_sections_it_reads(raw: dict[str, Any]) -> None:
@@ -175,8 +207,7 @@ def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
         load_params(tmp_path / "params.yaml")
 
 
-OWN = {"source": "tests/data/own/intents.csv", "revision": None, "split": "train", "text": "text",
-       "text_pair": None, "label": "intent"}
+OWN = {"source": "tests/data/own/intents.csv", "revision": None, "split": "train", "text": "text", "text_pair": None, "label": "intent"}
 
 
 def with_own(raw: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
@@ -196,42 +227,59 @@ def test_an_own_dataset_joins_the_grid_beside_the_built_in_ones(raw: dict[str, A
     assert parse_params(with_own(raw, intents=OWN), sections=("datasets",)).datasets[-1] == "intents"
 
 
-@pytest.mark.parametrize(("suffix", "builder"), [(".csv", "csv"), (".tsv", "csv"), (".jsonl", "json"),
-                                                 (".JSON", "json"), (".parquet", "parquet")])
+@pytest.mark.parametrize(
+    ("suffix", "builder"), [(".csv", "csv"), (".tsv", "csv"), (".jsonl", "json"), (".JSON", "json"), (".parquet", "parquet")]
+)
 def test_the_file_suffix_picks_the_datasets_reader(raw: dict[str, Any], suffix: str, builder: str) -> None:
     params = parse_params(with_own(raw, mine={**OWN, "source": f"data/mine{suffix}"}))
     assert params.own_datasets["mine"].builder == builder
 
 
 def test_two_datasets_of_one_name_are_an_error(tmp_path: Path) -> None:
-    text = (ROOT / "params.yaml").read_text(encoding="utf-8").replace(
-        "own_datasets: {}", "own_datasets:\n  mine: {source: a.csv}\n  mine: {source: b.csv}")
+    text = (
+        (ROOT / "params.yaml")
+        .read_text(encoding="utf-8")
+        .replace("own_datasets: {}", "own_datasets:\n  mine: {source: a.csv}\n  mine: {source: b.csv}")
+    )
     (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(ParamsError, match=r"params.yaml:\d+: not valid YAML \(found duplicate key 'mine'; expected "
-                                          r"each name once\)"):
+    with pytest.raises(
+        ParamsError,
+        match=r"params.yaml:\d+: not valid YAML \(found duplicate key 'mine'; expected "
+        r"each name once\)",
+    ):
         load_params(tmp_path / "params.yaml")
 
 
-@pytest.mark.parametrize(("name", "section", "match"), [
-    ("mr", OWN, r"own_datasets.mr: 'mr' is the name of a built-in SentEval dataset; expected a new name"),
-    ("My-Data", OWN, r"own_datasets.My-Data: 'My-Data' is not a dataset name; expected lower-case letters"),
-    ("mine", {**OWN, "revision": "v1"}, r"own_datasets.mine.revision: 'v1' is set for the local file"),
-    ("mine", {**OWN, "split": "test"}, r"own_datasets.mine.split: 'test'; a local file is one split, expected 'train'"),
-    ("mine", {**OWN, "source": "org/tickets"}, r"own_datasets.mine.revision: null for the hub dataset 'org/tickets'"),
-    ("mine", {**OWN, "source": "data/mine.txt"}, r"own_datasets.mine.source: 'data/mine.txt' is neither a file with"),
-    ("mine", {**OWN, "source": "./data/mine"}, r"own_datasets.mine.source: './data/mine' is neither a file with"),
-    ("mine", {**OWN, "text_pair": "text"}, r"own_datasets.mine: text, text_pair and label name the columns "
-                                           r"\['text', 'text', 'intent'\]; expected distinct columns"),
-    ("mine", {k: v for k, v in OWN.items() if k != "text_pair"}, r"own_datasets.mine.text_pair: missing key"),
-    ("mine", {**OWN, "labels": ["a"]}, r"own_datasets.mine.labels: unknown key"),
-    ("mine", {**OWN, "text": ""}, r"own_datasets.mine.text: '' is not a non-empty string"),
-])
+@pytest.mark.parametrize(
+    ("name", "section", "match"),
+    [
+        ("mr", OWN, r"own_datasets.mr: 'mr' is the name of a built-in SentEval dataset; expected a new name"),
+        ("My-Data", OWN, r"own_datasets.My-Data: 'My-Data' is not a dataset name; expected lower-case letters"),
+        ("mine", {**OWN, "revision": "v1"}, r"own_datasets.mine.revision: 'v1' is set for the local file"),
+        ("mine", {**OWN, "split": "test"}, r"own_datasets.mine.split: 'test'; a local file is one split, expected 'train'"),
+        ("mine", {**OWN, "source": "org/tickets"}, r"own_datasets.mine.revision: null for the hub dataset 'org/tickets'"),
+        ("mine", {**OWN, "source": "data/mine.txt"}, r"own_datasets.mine.source: 'data/mine.txt' is neither a file with"),
+        ("mine", {**OWN, "source": "./data/mine"}, r"own_datasets.mine.source: './data/mine' is neither a file with"),
+        (
+            "mine",
+            {**OWN, "text_pair": "text"},
+            r"own_datasets.mine: text, text_pair and label name the columns "
+            r"\['text', 'text', 'intent'\]; expected distinct columns",
+        ),
+        ("mine", {k: v for k, v in OWN.items() if k != "text_pair"}, r"own_datasets.mine.text_pair: missing key"),
+        ("mine", {**OWN, "labels": ["a"]}, r"own_datasets.mine.labels: unknown key"),
+        ("mine", {**OWN, "text": ""}, r"own_datasets.mine.text: '' is not a non-empty string"),
+    ],
+)
 def test_a_bad_own_dataset_section_names_the_key(raw: dict[str, Any], name: str, section: dict, match: str) -> None:
     with pytest.raises(ParamsError, match=match):
         parse_params(with_own(raw, **{name: section}))
 
 
 def test_an_unknown_dataset_points_to_own_datasets(raw: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=r"datasets\[7\]: unknown dataset 'mydata'; expected one of \[.*'intents'\] "
-                                          r"\(a dataset of your own is declared under own_datasets\)"):
+    with pytest.raises(
+        ParamsError,
+        match=r"datasets\[7\]: unknown dataset 'mydata'; expected one of \[.*'intents'\] "
+        r"\(a dataset of your own is declared under own_datasets\)",
+    ):
         parse_params({**with_own(raw, intents=OWN), "datasets": [*raw["datasets"], "mydata"]})

@@ -31,6 +31,7 @@ LABELS = synthetic_labels(400, 4)
 
 # ---- determinism ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("protocol", ["kfold", "per_class"])
 def test_same_inputs_same_split(protocol: str) -> None:
     a = make_split(LABELS, protocol, 8, 3, 4, 50)
@@ -55,6 +56,7 @@ def test_different_seeds_differ(protocol: str) -> None:
 
 
 # ---- kfold --------------------------------------------------------------------------------------
+
 
 def test_kfold_eval_is_one_fold_and_train_is_outside_it() -> None:
     n, folds = 103, 4
@@ -93,6 +95,7 @@ def test_kfold_train_covers_the_pool_uniformly() -> None:
 
 # ---- per_class ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", [1, 3, 8])
 def test_per_class_exact_counts_and_rest_is_eval(size: int) -> None:
     split = make_split(LABELS, "per_class", size, 2, 4, 0)
@@ -121,6 +124,7 @@ def test_per_class_nothing_left_to_evaluate() -> None:
 
 
 # ---- the evaluation cap -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("protocol", ["kfold", "per_class"])
 def test_eval_cap_is_stratified_and_exact(protocol: str) -> None:
@@ -177,6 +181,7 @@ def test_stratified_quotas_known_values() -> None:
 
 # ---- property loop ----------------------------------------------------------------------------
 
+
 def test_properties_over_many_seeds_and_sizes() -> None:
     for n, classes in ((12, 2), (37, 3), (90, 6)):
         labels = synthetic_labels(n, classes, seed=n)
@@ -204,6 +209,7 @@ def _check_one(labels: np.ndarray, protocol: str, size: int, seed: int, folds: i
 
 # ---- argument errors --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -227,6 +233,7 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 
 # ---- the split file -----------------------------------------------------------------------------
 
+
 def write_table(tmp_path: Path, labels: np.ndarray, card_extra: dict) -> tuple[Path, Path]:
     """A table and its card; ``{"table_sha256": SHA}`` in ``card_extra`` stands for the table's real checksum."""
     table = tmp_path / "toy.jsonl"
@@ -243,8 +250,7 @@ PARAMS = SampleParams(protocol="kfold", folds=4, eval_max=30, dev_ratio=0.0)
 SHA = object()  # write_table: the real checksum of the table written
 
 
-def write_split(table: Path, card: Path, params: SampleParams, dataset: str, size: int, seed: int,
-                out_dir: Path) -> dict:
+def write_split(table: Path, card: Path, params: SampleParams, dataset: str, size: int, seed: int, out_dir: Path) -> dict:
     """One seed through ``write_splits`` (the sample stage's function): its record."""
     return write_splits(table, card, params, dataset, size, [seed], out_dir)[seed]
 
@@ -260,9 +266,19 @@ def test_write_split_is_canonical_and_byte_stable(tmp_path: Path) -> None:
     assert json.loads(out_a.read_text()) == record
     split = make_split(LABELS, "kfold", 8, 1, 4, 30)
     assert record == {
-        "dataset": "toy", "size": 8, "seed": 1, "protocol": "kfold", "folds": 4, "eval_fold": 1,
-        "eval_max": 30, "dev_ratio": 0.0, "n_examples": 400, "table_sha256": sha,
-        "train": list(split.train), "dev": [], "eval": list(split.eval),
+        "dataset": "toy",
+        "size": 8,
+        "seed": 1,
+        "protocol": "kfold",
+        "folds": 4,
+        "eval_fold": 1,
+        "eval_max": 30,
+        "dev_ratio": 0.0,
+        "n_examples": 400,
+        "table_sha256": sha,
+        "train": list(split.train),
+        "dev": [],
+        "eval": list(split.eval),
     }
     check_split(record, "toy", 400, sha)
     assert [p.name for p in dir_a.parent.iterdir()] == ["toy-8"]  # no temp directory left behind
@@ -315,10 +331,10 @@ def test_write_split_rejects_mismatched_card_and_bad_labels(tmp_path: Path) -> N
     table, card = write_table(tmp_path, LABELS, {"table_sha256": SHA})
     with pytest.raises(ValueError, match=r"dataset='toy' but expected 'mr'"):
         write_split(table, card, PARAMS, "mr", 8, 0, tmp_path / "s.json")
-    table.write_text('{"label": 0, "text": "a", "text_pair": ""}\n{"label": "pos", "text": "b", "text_pair": ""}\n',
-                     encoding="utf-8")
-    card.write_text(json.dumps({**json.loads(card.read_text()), "n_examples": 2,
-                                "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest()}))
+    table.write_text('{"label": 0, "text": "a", "text_pair": ""}\n{"label": "pos", "text": "b", "text_pair": ""}\n', encoding="utf-8")
+    card.write_text(
+        json.dumps({**json.loads(card.read_text()), "n_examples": 2, "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest()})
+    )
     with pytest.raises(ValueError, match=r"toy.jsonl:2: label 'pos' is not an integer"):
         write_split(table, card, PARAMS, "toy", 1, 0, tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()
@@ -326,11 +342,24 @@ def test_write_split_rejects_mismatched_card_and_bad_labels(tmp_path: Path) -> N
 
 # ---- check_split --------------------------------------------------------------------------------
 
+
 def good_record() -> dict:
     split = make_split(LABELS, "kfold", 8, 0, 4, 20, dev_ratio=1.0)
-    return {"dataset": "toy", "size": 8, "seed": 0, "protocol": "kfold", "folds": 4, "eval_fold": 0,
-            "eval_max": 20, "dev_ratio": 1.0, "n_examples": 400, "table_sha256": "cd" * 32,
-            "train": list(split.train), "dev": list(split.dev), "eval": list(split.eval)}
+    return {
+        "dataset": "toy",
+        "size": 8,
+        "seed": 0,
+        "protocol": "kfold",
+        "folds": 4,
+        "eval_fold": 0,
+        "eval_max": 20,
+        "dev_ratio": 1.0,
+        "n_examples": 400,
+        "table_sha256": "cd" * 32,
+        "train": list(split.train),
+        "dev": list(split.dev),
+        "eval": list(split.eval),
+    }
 
 
 @pytest.mark.parametrize(
@@ -373,6 +402,7 @@ def test_check_split_refuses_a_dev_row_shared_with_train_or_eval(a: str, b: str)
 
 # ---- the development set ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("protocol", ["kfold", "per_class"])
 def test_dev_set_is_disjoint_sized_and_leaves_train_and_eval_of_earlier_splits_unchanged(protocol: str) -> None:
     size = 8 if protocol == "kfold" else 3
@@ -399,10 +429,13 @@ def test_kfold_dev_rows_come_from_the_training_folds_not_the_held_out_fold() -> 
         assert len(split.dev) == 16 and not set(split.dev) & held_out
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"dev_ratio": -1}, r"dev_ratio=-1 is invalid; expected a number in \[0, 100\]"),
-    ({"dev_ratio": 100, "size": 200}, r"dev_ratio=100 asks for 20000 development rows but only 100"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dev_ratio": -1}, r"dev_ratio=-1 is invalid; expected a number in \[0, 100\]"),
+        ({"dev_ratio": 100, "size": 200}, r"dev_ratio=100 asks for 20000 development rows but only 100"),
+    ],
+)
 def test_dev_ratio_errors(kwargs: dict, match: str) -> None:
     args = {"labels": LABELS, "protocol": "kfold", "size": 4, "seed": 0, "folds": 4, "eval_max": 0} | kwargs
     with pytest.raises(ValueError, match=match):
@@ -410,6 +443,7 @@ def test_dev_ratio_errors(kwargs: dict, match: str) -> None:
 
 
 # ---- real data ----------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(not TREC.exists(), reason=f"{TREC} not present")
 def test_real_trec_per_class_and_kfold() -> None:

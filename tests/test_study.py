@@ -18,13 +18,24 @@ CCE = {"mr": 0.70, "trec": 0.50}
 SETFIT = {"mr": 0.72, "trec": 0.52}
 
 
-def record(name, loss, *, typ="branch_commit", state=None, dml=None, dev=None, prefix="", cce=CCE,
-           params=None) -> dict:
+def record(name, loss, *, typ="branch_commit", state=None, dml=None, dev=None, prefix="", cce=CCE, params=None) -> dict:
     """One row as dvc.api.exp_show returns it (flattened metrics, params, dvc's own columns)."""
-    row = {"Experiment": name, "rev": name[:7] if name else "main", "typ": typ, "Created": "06:35 PM",
-           "parent": None, "State": state, "Executor": None, "loss": loss, "seeds": "[0, 1, 2]",
-           "datasets": "['mr', 'trec']", "sample_sizes": "[16]", "fetch.local_dir": name or "x",
-           "src/fewshot_dml/report/aggregate.py": "79388819cc4a45dd9c27b756f185ab41", **(params or {})}
+    row = {
+        "Experiment": name,
+        "rev": name[:7] if name else "main",
+        "typ": typ,
+        "Created": "06:35 PM",
+        "parent": None,
+        "State": state,
+        "Executor": None,
+        "loss": loss,
+        "seeds": "[0, 1, 2]",
+        "datasets": "['mr', 'trec']",
+        "sample_sizes": "[16]",
+        "fetch.local_dir": name or "x",
+        "src/fewshot_dml/report/aggregate.py": "79388819cc4a45dd9c27b756f185ab41",
+        **(params or {}),
+    }
     if dml is None:
         return row
     dev = dev or {d: a - 0.05 for d, a in dml.items()}
@@ -32,31 +43,55 @@ def record(name, loss, *, typ="branch_commit", state=None, dml=None, dev=None, p
     for dataset, acc in dml.items():
         gain = round((acc - cce[dataset]) * 100, 2)
         gains.append(gain)
-        row.update({f"{prefix}{dataset}.cce": cce[dataset], f"{prefix}{dataset}.dml": acc,
-                    f"{prefix}{dataset}.setfit": SETFIT[dataset], f"{prefix}{dataset}.gain_pp": gain,
-                    f"{prefix}{dataset}.gain_low_pp": gain - 1, f"{prefix}{dataset}.gain_high_pp": gain + 1,
-                    f"{prefix}{dataset}.dev_dml": dev[dataset], f"{prefix}{dataset}.dev_cce": cce[dataset] - 0.06,
-                    f"{prefix}{dataset}.dev_setfit": SETFIT[dataset] - 0.06})
-    row.update({f"{prefix}overall.cce": sum(cce.values()) / 2, f"{prefix}overall.dml": sum(dml.values()) / 2,
-                f"{prefix}overall.setfit": sum(SETFIT.values()) / 2, f"{prefix}overall.gain_pp": sum(gains) / 2,
-                f"{prefix}overall.dev_dml": sum(dev.values()) / 2, f"{prefix}overall.dev_cce": 0.54,
-                f"{prefix}overall.dev_setfit": 0.56, f"{prefix}overall.won": 0.0, f"{prefix}overall.cells": 2.0})
+        row.update(
+            {
+                f"{prefix}{dataset}.cce": cce[dataset],
+                f"{prefix}{dataset}.dml": acc,
+                f"{prefix}{dataset}.setfit": SETFIT[dataset],
+                f"{prefix}{dataset}.gain_pp": gain,
+                f"{prefix}{dataset}.gain_low_pp": gain - 1,
+                f"{prefix}{dataset}.gain_high_pp": gain + 1,
+                f"{prefix}{dataset}.dev_dml": dev[dataset],
+                f"{prefix}{dataset}.dev_cce": cce[dataset] - 0.06,
+                f"{prefix}{dataset}.dev_setfit": SETFIT[dataset] - 0.06,
+            }
+        )
+    row.update(
+        {
+            f"{prefix}overall.cce": sum(cce.values()) / 2,
+            f"{prefix}overall.dml": sum(dml.values()) / 2,
+            f"{prefix}overall.setfit": sum(SETFIT.values()) / 2,
+            f"{prefix}overall.gain_pp": sum(gains) / 2,
+            f"{prefix}overall.dev_dml": sum(dev.values()) / 2,
+            f"{prefix}overall.dev_cce": 0.54,
+            f"{prefix}overall.dev_setfit": 0.56,
+            f"{prefix}overall.won": 0.0,
+            f"{prefix}overall.cells": 2.0,
+        }
+    )
     return row
 
 
 def _lines(text: str) -> dict[str, str]:
-    return {line.split(" | ")[1].strip("` ") if line.split(" | ")[1] != "–" else line.split(" | ")[0].strip("|` "): line
-            for line in text.splitlines() if line.startswith("| `")}
+    return {
+        line.split(" | ")[1].strip("` ") if line.split(" | ")[1] != "–" else line.split(" | ")[0].strip("|` "): line
+        for line in text.splitlines()
+        if line.startswith("| `")
+    }
 
 
 def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -> None:
     records = [
         record(None, "triplet", typ="baseline", dml={"mr": 0.60, "trec": 0.40}) | {"rev": "workspace"},
-        record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49},
-               params={"losses.proxyanchor.alpha": 32.0}),
+        record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49}, params={"losses.proxyanchor.alpha": 32.0}),
         # alpha 16 is better on the evaluation set but worse on dev: dev decides.
-        record("pa-16", "proxyanchor", dml={"mr": 0.80, "trec": 0.55}, dev={"mr": 0.60, "trec": 0.40},
-               params={"losses.proxyanchor.alpha": 16.0}),
+        record(
+            "pa-16",
+            "proxyanchor",
+            dml={"mr": 0.80, "trec": 0.55},
+            dev={"mr": 0.60, "trec": 0.40},
+            params={"losses.proxyanchor.alpha": 16.0},
+        ),
         record("bold-dogs", "supcon", dml={"mr": 0.76, "trec": 0.45}, params={"losses.proxyanchor.alpha": 32.0}),
     ]
     text = study(records, {}, 0.95)
@@ -74,11 +109,17 @@ def test_every_experiment_is_a_row_a_sweep_does_not_collapse_and_dev_selects() -
 def test_another_metrics_files_columns_are_not_params() -> None:
     # The analysis stage's reports/analysis/metrics.json comes through exp_show as bare columns
     # (geometry.cce.inter, dml_minus_cce.silhouette.diff): they differ per run but are no setting.
-    extra = {"geometry.cce.inter": 0.027, "dml_minus_cce.silhouette.diff": 0.0001,
-             "reports/analysis/metrics.json:geometry.dml.ratio": 0.9}
-    records = [record("a", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params={"losses.proxyanchor.alpha": 32.0}),
-               record("b", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, params={
-                   "losses.proxyanchor.alpha": 16.0, **{k: v * 2 for k, v in extra.items()}}) | extra]
+    extra = {"geometry.cce.inter": 0.027, "dml_minus_cce.silhouette.diff": 0.0001, "reports/analysis/metrics.json:geometry.dml.ratio": 0.9}
+    records = [
+        record("a", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params={"losses.proxyanchor.alpha": 32.0}),
+        record(
+            "b",
+            "proxyanchor",
+            dml={"mr": 0.70, "trec": 0.45},
+            params={"losses.proxyanchor.alpha": 16.0, **{k: v * 2 for k, v in extra.items()}},
+        )
+        | extra,
+    ]
     rows = _lines(study(records, {}, 0.95))
     assert rows["a"].startswith("| `proxyanchor` ✓ | `a` | `losses.proxyanchor.alpha=32` |"), rows["a"]
     assert "geometry" not in rows["b"] and "dml_minus_cce" not in rows["b"]
@@ -86,14 +127,22 @@ def test_another_metrics_files_columns_are_not_params() -> None:
 
 def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
     same = {"losses.proxyanchor.alpha": 32.0}
-    records = [record("pa-32", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params=same),
-               # a dep's hash differs (exp_show lists deps beside params): a dep is not a param
-               record(None, "proxyanchor", typ="baseline", dml={"mr": 0.74, "trec": 0.49},
-                      params=same | {"src/fewshot_dml/report/figures.py": "3c138abf1792766d75bf72950b83fb68"})]
+    records = [
+        record("pa-32", "proxyanchor", dml={"mr": 0.74, "trec": 0.49}, params=same),
+        # a dep's hash differs (exp_show lists deps beside params): a dep is not a param
+        record(
+            None,
+            "proxyanchor",
+            typ="baseline",
+            dml={"mr": 0.74, "trec": 0.49},
+            params=same | {"src/fewshot_dml/report/figures.py": "3c138abf1792766d75bf72950b83fb68"},
+        ),
+    ]
     chosen, notes = select_experiments(records)
     assert [e.name for e in chosen] == ["pa-32"]
-    tie = record("pa-16", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, dev={"mr": 0.69, "trec": 0.44},
-                 params={"losses.proxyanchor.alpha": 16.0})
+    tie = record(
+        "pa-16", "proxyanchor", dml={"mr": 0.70, "trec": 0.45}, dev={"mr": 0.69, "trec": 0.44}, params={"losses.proxyanchor.alpha": 16.0}
+    )
     assert "proxyanchor: development accuracy ties (56.50) between `pa-16` and `pa-32`" in study([tie, *records], {}, 0.95)
     assert notes == ["`main` (proxyanchor): the same params and metrics as `pa-32`, listed once"]
 
@@ -101,9 +150,13 @@ def test_a_sweep_point_equal_to_the_default_is_listed_once() -> None:
 def test_dev_selection_picks_the_highest_mean_dev_accuracy_per_loss() -> None:
     from fewshot_dml.studies.experiments import dev_selected
 
-    exps, _ = select_experiments([record("a", "supcon", dml={"mr": 0.9, "trec": 0.9}, dev={"mr": 0.5, "trec": 0.5}),
-                                  record("b", "supcon", dml={"mr": 0.6, "trec": 0.6}, dev={"mr": 0.7, "trec": 0.6}),
-                                  record("c", "circle", dml={"mr": 0.6, "trec": 0.6})])
+    exps, _ = select_experiments(
+        [
+            record("a", "supcon", dml={"mr": 0.9, "trec": 0.9}, dev={"mr": 0.5, "trec": 0.5}),
+            record("b", "supcon", dml={"mr": 0.6, "trec": 0.6}, dev={"mr": 0.7, "trec": 0.6}),
+            record("c", "circle", dml={"mr": 0.6, "trec": 0.6}),
+        ]
+    )
     assert {loss: e.name for loss, e in dev_selected(exps).items()} == {"supcon": "b", "circle": "c"}
 
 
@@ -117,8 +170,11 @@ def test_failed_queued_and_metricless_experiments_are_skipped_with_a_note() -> N
     ]
     text = study(records, {}, 0.95)
     assert set(_lines(text)) == {"cce", "setfit", "ok"}
-    for note in ("`broken` (npairs): state Failed, skipped", "`waiting` (triplet): state Queued, skipped",
-                 "`empty` (arcface): no metrics (with development accuracy) in reports/metrics.json, skipped"):
+    for note in (
+        "`broken` (npairs): state Failed, skipped",
+        "`waiting` (triplet): state Queued, skipped",
+        "`empty` (arcface): no metrics (with development accuracy) in reports/metrics.json, skipped",
+    ):
         assert f"- {note}" in text
 
 
@@ -132,8 +188,10 @@ def test_prefixed_columns_are_read_and_other_files_ignored() -> None:
 
 
 def test_disagreeing_baselines_are_flagged() -> None:
-    records = [record("a", "supcon", dml={"mr": 0.75, "trec": 0.55}),
-               record("b", "circle", dml={"mr": 0.75, "trec": 0.55}, cce={"mr": 0.65, "trec": 0.50})]
+    records = [
+        record("a", "supcon", dml={"mr": 0.75, "trec": 0.55}),
+        record("b", "circle", dml={"mr": 0.75, "trec": 0.55}, cce={"mr": 0.65, "trec": 0.50}),
+    ]
     assert "`cce` differs across these experiments (`a` 60.00, `b` 57.50)" in study(records, {}, 0.95)
 
 
@@ -157,9 +215,17 @@ def test_best_arm_per_dataset_is_chosen_on_dev_and_reported_with_its_eval_interv
 
     records = [record("sc", "supcon", dml={"mr": 0.75, "trec": 0.40}, dev={"mr": 0.80, "trec": 0.30})]
     exps, _ = select_experiments(records)
-    acc = _accuracy(exps, {("cce", "mr"): [0.70, 0.70, 0.70], ("setfit", "mr"): [0.9, 0.9, 0.9],
-                           ("supcon", "mr"): [0.74, 0.75, 0.77], ("cce", "trec"): [0.5, 0.5, 0.5],
-                           ("setfit", "trec"): [0.52, 0.52, 0.52], ("supcon", "trec"): [0.4, 0.4, 0.4]})
+    acc = _accuracy(
+        exps,
+        {
+            ("cce", "mr"): [0.70, 0.70, 0.70],
+            ("setfit", "mr"): [0.9, 0.9, 0.9],
+            ("supcon", "mr"): [0.74, 0.75, 0.77],
+            ("cce", "trec"): [0.5, 0.5, 0.5],
+            ("setfit", "trec"): [0.52, 0.52, 0.52],
+            ("supcon", "trec"): [0.4, 0.4, 0.4],
+        },
+    )
     text = study(records, acc, 0.95)
     ci = st.ttest_1samp([4, 5, 7], 0).confidence_interval(0.95)
     # mr: supcon's dev 80.00 beats cce 64 and setfit 66, although setfit's evaluation accuracy is higher.
@@ -193,13 +259,16 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
         subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
 
     (tmp_path / "reports").mkdir()
-    (tmp_path / "params.yaml").write_text("loss: proxyanchor\ndatasets: [mr]\nsample_sizes: [16]\nseeds: [0, 1]\n"
-                                          "losses:\n  proxyanchor:\n    alpha: 32\n"
-                                          "aggregate: {confidence: 0.95, alpha: 0.05, seed: 0}\n")
+    (tmp_path / "params.yaml").write_text(
+        "loss: proxyanchor\ndatasets: [mr]\nsample_sizes: [16]\nseeds: [0, 1]\n"
+        "losses:\n  proxyanchor:\n    alpha: 32\n"
+        "aggregate: {confidence: 0.95, alpha: 0.05, seed: 0}\n"
+    )
     (tmp_path / "go.py").write_text(GO)
     (tmp_path / "dvc.yaml").write_text(
         f"stages:\n  agg:\n    cmd: {sys.executable} go.py\n    deps: [go.py]\n    params: [loss, losses]\n"
-        "    outs: [data/runs]\n    metrics:\n      - reports/metrics.json:\n          cache: false\n")
+        "    outs: [data/runs]\n    metrics:\n      - reports/metrics.json:\n          cache: false\n"
+    )
     sh("git", "init", "-q", "-b", "main")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "root")
     sh(sys.executable, "-m", "dvc", "init", "-q")
@@ -221,6 +290,7 @@ def test_main_reads_a_real_two_point_sweep_and_marks_the_dev_selected_point(tmp_
 
 # ---- variants against their clean loss ----
 
+
 def test_variant_section_pairs_runs_and_tests_them() -> None:
     from scipy import stats
 
@@ -234,7 +304,8 @@ def test_variant_section_pairs_runs_and_tests_them() -> None:
     other = Experiment("exp-pa", "proxyanchor", overall, "r3", None, grid)  # no variant: no row
     diffs = [0.02, 0.01, 0.03, -0.01, 0.04, 0.02]
     accuracy = {("exp-clean", "supcon", *c): 0.5 for c in grid} | {
-        ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs, strict=True)}
+        ("exp-mix", "supcon-metrix", *c): 0.5 + d for c, d in zip(grid, diffs, strict=True)
+    }
     text = variant_section([variant, clean, other], accuracy, 0.95)
     ci = stats.ttest_1samp([100 * d for d in diffs], 0).confidence_interval(0.95)
     mean = 100 * sum(diffs) / 6

@@ -37,10 +37,26 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
 LOSSES = PARAMS.losses
 
-POSITIVE = ["a wonderful film", "the acting was great", "she loves the story", "great camera , sharp pictures",
-            "the battery lasts long", "a wonderful surprise", "profits rose sharply", "it is just fine"]
-NEGATIVE = ["a dull , boring film", "a terrible script", "the screen broke", "awful product",
-            "shares fell", "weaker results", "she hates the ending", "boring and dull"]
+POSITIVE = [
+    "a wonderful film",
+    "the acting was great",
+    "she loves the story",
+    "great camera , sharp pictures",
+    "the battery lasts long",
+    "a wonderful surprise",
+    "profits rose sharply",
+    "it is just fine",
+]
+NEGATIVE = [
+    "a dull , boring film",
+    "a terrible script",
+    "the screen broke",
+    "awful product",
+    "shares fell",
+    "weaker results",
+    "she hates the ending",
+    "boring and dull",
+]
 
 
 def write_dataset(root: Path, dataset: str, rows: list[tuple[int, str, str]], label_names: list[str]) -> tuple[Path, Path]:
@@ -49,19 +65,39 @@ def write_dataset(root: Path, dataset: str, rows: list[tuple[int, str, str]], la
     lines = [json.dumps({"label": y, "text": t, "text_pair": p}, ensure_ascii=False, sort_keys=True) for y, t, p in rows]
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
     card = root / f"{dataset}.card.json"
-    card.write_text(json.dumps({"dataset": dataset, "label_names": label_names, "n_examples": len(rows),
-                                "pair": any(p for _, _, p in rows),
-                                "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest()}))
+    card.write_text(
+        json.dumps(
+            {
+                "dataset": dataset,
+                "label_names": label_names,
+                "n_examples": len(rows),
+                "pair": any(p for _, _, p in rows),
+                "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
+            }
+        )
+    )
     return table, card
 
 
-def write_split(root: Path, card_path: Path, train: list[int], eval_: list[int], seed: int,
-                dataset: str | None = None, dev: list[int] | None = None) -> Path:
+def write_split(
+    root: Path, card_path: Path, train: list[int], eval_: list[int], seed: int, dataset: str | None = None, dev: list[int] | None = None
+) -> Path:
     card = json.loads(card_path.read_text())
-    split = {"dataset": dataset or card["dataset"], "size": len(train), "seed": seed, "protocol": "kfold",
-             "folds": 2, "eval_fold": 0, "eval_max": 0, "dev_ratio": len(dev or []) / len(train),
-             "n_examples": card["n_examples"], "table_sha256": card["table_sha256"], "train": train,
-             "dev": sorted(dev or []), "eval": sorted(eval_)}
+    split = {
+        "dataset": dataset or card["dataset"],
+        "size": len(train),
+        "seed": seed,
+        "protocol": "kfold",
+        "folds": 2,
+        "eval_fold": 0,
+        "eval_max": 0,
+        "dev_ratio": len(dev or []) / len(train),
+        "n_examples": card["n_examples"],
+        "table_sha256": card["table_sha256"],
+        "train": train,
+        "dev": sorted(dev or []),
+        "eval": sorted(eval_),
+    }
     path = root / f"{split['dataset']}-{len(train)}-{seed}.json"
     path.write_text(json.dumps(split))
     return path
@@ -76,8 +112,15 @@ def toy(tmp_path: Path) -> tuple[Path, Path, Path]:
     return table, card, split
 
 
-def run(model_dir: Path, toy: tuple[Path, Path, Path], out: Path, loss: str = "proxyanchor", split: Path | None = None,
-        phases: Phases | None = None, **train) -> dict:
+def run(
+    model_dir: Path,
+    toy: tuple[Path, Path, Path],
+    out: Path,
+    loss: str = "proxyanchor",
+    split: Path | None = None,
+    phases: Phases | None = None,
+    **train,
+) -> dict:
     table, card, default_split = toy
     return train_run(train_params(model_dir, **train), LOSSES[loss], table, card, split or default_split, out, phases)
 
@@ -128,7 +171,7 @@ def test_balanced_batches_cycle_classes_and_examples_when_few_fit() -> None:
         counts = Counter(labels[i] for i in batch)
         assert len(counts) == 2 and set(counts.values()) == {2}
     for start in (0, 3, 6, 9):  # every 3 batches see every class once
-        assert {labels[i] for b in batches[start:start + 3] for i in b} == set(range(6))
+        assert {labels[i] for b in batches[start : start + 3] for i in b} == set(range(6))
     assert Counter(i for b in batches for i in b) == Counter({i: 2 for i in range(24)})  # each example once a round
 
 
@@ -154,8 +197,7 @@ def test_optimizer_groups(tiny_bert_dir: Path) -> None:
     by = [(g["lr"], g["weight_decay"], {names[id(p)] for p in g["params"]}) for g in groups]
     assert [(lr, wd) for lr, wd, _ in by] == [(1e-4, 0.05), (1e-4, 0.0), (1e-2, 0.05), (1e-2, 0.0), (0.01, 0.0)]
     assert all(n.endswith("weight") and "LayerNorm" not in n for n in by[0][2])
-    assert "encoder.embeddings.LayerNorm.weight" in by[1][2] and all(
-        n.endswith("bias") or "LayerNorm" in n for n in by[1][2])
+    assert "encoder.embeddings.LayerNorm.weight" in by[1][2] and all(n.endswith("bias") or "LayerNorm" in n for n in by[1][2])
     assert by[2][2] == {"dense.weight", "out_proj.weight"} and by[3][2] == {"dense.bias", "out_proj.bias"}
     assert by[4][2] == {"proxy"}
     assert sum(len(g["params"]) for g in groups) == len(names)
@@ -190,8 +232,9 @@ def test_epochs_set_the_number_of_steps(tiny_bert_dir: Path, toy: tuple[Path, Pa
 
 
 @pytest.mark.parametrize(("save_weights", "kept"), [(("mr", "toy"), True), (("mr",), False), (False, False)])
-def test_weights_are_kept_for_the_listed_datasets_only(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                       tmp_path: Path, save_weights: object, kept: bool) -> None:
+def test_weights_are_kept_for_the_listed_datasets_only(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, save_weights: object, kept: bool
+) -> None:
     run(tiny_bert_dir, toy, tmp_path / "out", loss="cce", steps=1, save_weights=save_weights)
     assert (tmp_path / "out" / "model").is_dir() is kept
 
@@ -202,8 +245,16 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     metrics = run(tiny_roberta_dir, toy, out, steps=3, save_weights=True, phases=phases)
     # The wall time lives outside the run directory (a DVC output): it would change the output's hash.
     assert set(phases.seconds) == {"read", "load", "fit", "embed", "write"} and min(phases.seconds.values()) > 0
-    assert {p.name for p in out.iterdir()} == {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv",
-                                               "metrics.json", "run.json", "model"}
+    assert {p.name for p in out.iterdir()} == {
+        "eval.npz",
+        "dev.npz",
+        "train.npz",
+        "loss_state.pt",
+        "curve.csv",
+        "metrics.json",
+        "run.json",
+        "model",
+    }
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary directory left behind
     with np.load(out / "eval.npz") as ev:
         assert sorted(ev.files) == ["embeddings", "indices", "labels", "logits", "scores"]
@@ -225,16 +276,36 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert all(r["pairs_ok"] == "1" and float(r["dml"]) > 0 for r in curve)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics and metrics["accuracy"] == pytest.approx(accuracy)
-    assert set(metrics) == {"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "majority_accuracy", "n_train",
-                            "n_dev", "n_eval", "num_classes", "steps", "batches_without_pairs", "device", "degenerate"}
+    assert set(metrics) == {
+        "accuracy",
+        "macro_f1",
+        "dev_accuracy",
+        "dev_macro_f1",
+        "majority_accuracy",
+        "n_train",
+        "n_dev",
+        "n_eval",
+        "num_classes",
+        "steps",
+        "batches_without_pairs",
+        "device",
+        "degenerate",
+    }
     assert metrics["dev_accuracy"] is None and metrics["n_dev"] == 0  # this split has no development set
     assert metrics["majority_accuracy"] == 0.5  # 8 of 16 rows per class: class 0 (lowest id) on a 4/4 eval set
     assert isinstance(metrics["degenerate"], list)
     assert (metrics["n_train"], metrics["n_eval"], metrics["steps"], metrics["device"]) == (8, 8, 3, "cpu")
     info = json.loads((out / "run.json").read_text())
     assert (info["dataset"], info["size"], info["seed"], info["arm"]) == ("toy", 8, 0, "proxyanchor")
-    assert info["loss"] == {"name": "proxyanchor", "base": "proxyanchor", "beta": 0.4, "proxy_lr": 0.01,
-                            "hparams": {"margin": 0.1, "alpha": 0.1}, "dml_on": "pooled", "metrix": None}
+    assert info["loss"] == {
+        "name": "proxyanchor",
+        "base": "proxyanchor",
+        "beta": 0.4,
+        "proxy_lr": 0.01,
+        "hparams": {"margin": 0.1, "alpha": 0.1},
+        "dml_on": "pooled",
+        "metrix": None,
+    }
     assert info["train"]["steps"] == 3 and info["embedding_size"] == 32 and info["label_names"] == ["negative", "positive"]
     assert set(info["versions"]) == {"torch", "transformers", "pytorch_metric_learning"}
     assert AutoModel.from_pretrained(out / "model").config.hidden_size == 32
@@ -243,8 +314,7 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
     assert artifacts.eval_scores is not None and artifacts.eval_logits.shape == (8, 2)
 
 
-def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                             tmp_path: Path) -> None:
+def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
     table, card, split = toy
     other_seed = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10, 3, 11], [4, 5, 6, 7, 12, 13, 14, 15], seed=1)
     a, b, c, base = (tmp_path / name for name in ("a", "b", "c", "cce"))
@@ -263,9 +333,9 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     assert all(r["dml"] == "" for r in read_curve(base))
 
 
-def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert_dir: Path,
-                                                                      toy: tuple[Path, Path, Path],
-                                                                      tmp_path: Path) -> None:
+def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     """train_group (the train stage) gives each seed the bytes of a run trained alone, in a fresh process."""
     table, card, split0 = toy
     splits = tmp_path / "splits"
@@ -283,11 +353,13 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert
     params = tmp_path / "params.json"
     params.write_text(json.dumps(dataclasses.asdict(train)))
     for seed in (0,):  # trained second in the group: alone in a new interpreter, nothing carried over from seed 1
-        code = ("import json, sys; from pathlib import Path; from fewshot_dml.config.sections import TrainParams; "
-                "from fewshot_dml.train.run import train_run; from test_training import LOSSES; "
-                f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
-                f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
-                f"Path({str(splits / f'{seed}.json')!r}), Path({str(tmp_path / f'alone-{seed}')!r}))")
+        code = (
+            "import json, sys; from pathlib import Path; from fewshot_dml.config.sections import TrainParams; "
+            "from fewshot_dml.train.run import train_run; from test_training import LOSSES; "
+            f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
+            f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
+            f"Path({str(splits / f'{seed}.json')!r}), Path({str(tmp_path / f'alone-{seed}')!r}))"
+        )
         subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, check=True)
         group, alone = tmp_path / "group" / str(seed), tmp_path / f"alone-{seed}"
         assert sorted(p.name for p in group.iterdir()) == sorted(p.name for p in alone.iterdir())
@@ -299,8 +371,9 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(tiny_bert
     assert not (tmp_path / "partial").exists()  # a seed that fails leaves no group behind
 
 
-def test_the_development_set_is_embedded_and_scored_apart_from_eval(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                                     tmp_path: Path) -> None:
+def test_the_development_set_is_embedded_and_scored_apart_from_eval(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     table, card, _ = toy
     split = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10], [4, 5, 12, 13], seed=0, dev=[3, 11, 6, 14])
     out = tmp_path / "dev-run"
@@ -337,25 +410,41 @@ def test_saved_setfit_weights_are_byte_identical_under_any_string_hashing(tiny_b
     # with the library's save_pretrained alone these two processes wrote two different files.
     import os
 
-    script = ("import sys; from setfit import SetFitModel; from fewshot_dml.train.setfit import save_setfit; "
-              "save_setfit(SetFitModel.from_pretrained(sys.argv[1]), sys.argv[2])")
+    script = (
+        "import sys; from setfit import SetFitModel; from fewshot_dml.train.setfit import save_setfit; "
+        "save_setfit(SetFitModel.from_pretrained(sys.argv[1]), sys.argv[2])"
+    )
     # Two hash seeds under which SetFit's set of names iterates in different orders (checked here, so the
     # test keeps its power if Python's hashing changes).
     seeds = ("0", "2")
     order = 'print(list({"normalize_embeddings", "labels"}))'
-    assert len({subprocess.run([sys.executable, "-c", order], capture_output=True, text=True, check=True,
-                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in seeds}) == 2
+    assert (
+        len(
+            {
+                subprocess.run(
+                    [sys.executable, "-c", order], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                ).stdout
+                for seed in seeds
+            }
+        )
+        == 2
+    )
     configs = set()
     for seed in seeds:
-        subprocess.run([sys.executable, "-c", script, str(tiny_bert_dir), str(tmp_path / seed)], check=True,
-                       capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"})
+        subprocess.run(
+            [sys.executable, "-c", script, str(tiny_bert_dir), str(tmp_path / seed)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"},
+        )
         configs.add((tmp_path / seed / "config_setfit.json").read_text())
     (config,) = configs
     assert list(json.loads(config)) == sorted(json.loads(config))
 
 
-def test_setfit_arm_without_the_library_says_how_to_install_it(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_setfit_arm_without_the_library_says_how_to_install_it(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "setfit", None)  # `import setfit` raises ImportError
@@ -367,8 +456,7 @@ def test_setfit_arm_without_the_library_says_how_to_install_it(tiny_bert_dir: Pa
 def test_embed_returns_input_order(tiny_bert_dir: Path) -> None:
     torch.manual_seed(0)
     model, tok = load_classifier(train_params(tiny_bert_dir, pooling="mean"), num_labels=2)
-    table = make_table([0] * 5, ["a much longer sentence about the film", "short", "a dull , boring film", "ok", "fine ."],
-                       [""] * 5)
+    table = make_table([0] * 5, ["a much longer sentence about the film", "short", "a dull , boring film", "ok", "fine ."], [""] * 5)
     features = tokenize(tok, table, range(5), 16, pair=False)
     logits, pooled = embed(model, tok, features, 2, torch.device("cpu"))  # length-sorted batches inside
     assert logits.dtype == pooled.dtype == np.float32 and pooled.shape == (5, 32)
@@ -386,8 +474,9 @@ def test_write_npz_is_loadable_and_timestamp_free(tmp_path: Path) -> None:
         assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
-def test_single_class_batches_are_counted(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_single_class_batches_are_counted(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     one_class = write_split(tmp_path, toy[1], [0, 1, 2, 3], [4, 5, 12, 13], seed=2)
     with caplog.at_level(logging.WARNING, logger="fewshot_dml.train.run"):
         metrics = run(tiny_bert_dir, toy, tmp_path / "out", loss="supcon", split=one_class, steps=2)
@@ -399,20 +488,19 @@ def test_single_class_batches_are_counted(tiny_bert_dir: Path, toy: tuple[Path, 
 # ---- errors ----
 
 
-def test_pair_loss_with_random_sampler_is_rejected(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                   tmp_path: Path) -> None:
+def test_pair_loss_with_random_sampler_is_rejected(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"loss 'supcon' needs >= 2 examples.*set train.sampler: balanced"):
         run(tiny_bert_dir, toy, tmp_path / "out", loss="supcon", sampler="random")
     assert not (tmp_path / "out").exists()
 
 
-def test_non_finite_loss_names_the_step(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_names_the_step(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
     real_forward = Objective.forward
 
-    def forward(self: Objective, logits: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,
-                *rest: object) -> ObjectiveOutput:
+    def forward(self: Objective, logits: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor, *rest: object) -> ObjectiveOutput:
         out = real_forward(self, logits, embeddings, labels, *rest)
         calls.append(1)
         if len(calls) < 2:
@@ -426,8 +514,9 @@ def test_non_finite_loss_names_the_step(tiny_bert_dir: Path, toy: tuple[Path, Pa
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_failure_while_writing_leaves_no_run_directory(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_while_writing_leaves_no_run_directory(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
@@ -459,6 +548,7 @@ def test_labels_outside_the_card_are_rejected(tiny_bert_dir: Path, tmp_path: Pat
 
 # ---- contract: every registered loss through the real trainer and inference ----
 
+
 def _contract_cases() -> list[tuple[str, str | None]]:
     """Every loss section of params.yaml; a Metrix variant at each of its three mixing points."""
     cases: list[tuple[str, str | None]] = []
@@ -469,8 +559,9 @@ def _contract_cases() -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize(("loss", "point"), _contract_cases())
-def test_every_registered_loss_trains_and_infers(tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path,
-                                                 loss: str, point: str | None) -> None:
+def test_every_registered_loss_trains_and_infers(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, loss: str, point: str | None
+) -> None:
     from dataclasses import replace
 
     from fewshot_dml.losses import get_spec
@@ -512,16 +603,18 @@ def test_token_level_dml_trains_and_is_recorded(tiny_bert_dir: Path, toy: tuple[
     assert result["proxy"] is not None and result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
-def test_a_diverged_run_is_flagged_in_its_metrics_and_warned_about(tiny_bert_dir: Path, toy: tuple[Path, Path, Path],
-                                                                    tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_diverged_run_is_flagged_in_its_metrics_and_warned_about(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Inside the allowed ranges (every lr <= 1), yet useless: the observation that exited 0 unflagged.
     from dataclasses import replace
 
     table, card, split = toy
     loss = replace(LOSSES["proxyanchor"], proxy_lr=1.0)
     with caplog.at_level(logging.WARNING):
-        metrics = train_run(train_params(tiny_bert_dir, lr=1.0, head_lr=1.0, steps=6, warmup_steps=0), loss, table,
-                            card, split, tmp_path / "diverged")
+        metrics = train_run(
+            train_params(tiny_bert_dir, lr=1.0, head_lr=1.0, steps=6, warmup_steps=0), loss, table, card, split, tmp_path / "diverged"
+        )
     assert metrics["degenerate"], "lr = head_lr = proxy_lr = 1.0 was not flagged"
     assert any("predictions collapsed" in d or "no variance" in d or "loss rose" in d for d in metrics["degenerate"])
     assert "diverged is degenerate: " in caplog.text

@@ -26,11 +26,16 @@ from fewshot_dml.studies.tuning import (
 from fewshot_dml.studies.tuning_report import one_grid, render, write_figure
 from fewshot_dml.train import setfit as setfit_arm
 
-DEFAULTS = {"train": {"lr": 5e-05, "reinit_layers": 0}, "losses": {"supcon": {"temperature": 0.1},
-                                                                  "proxyanchor": {"alpha": 32.0}}}
+DEFAULTS = {"train": {"lr": 5e-05, "reinit_layers": 0}, "losses": {"supcon": {"temperature": 0.1}, "proxyanchor": {"alpha": 32.0}}}
 GRID = tuple((d, 16, seed) for d in ("mr", "cr") for seed in (0, 1, 2))
-BASE = {"train.lr": "5e-05", "train.reinit_layers": "0", "infer.knn_k": "1", "infer.curve_points": "3",
-        "losses.supcon.temperature": "0.1", "losses.proxyanchor.alpha": "32"}
+BASE = {
+    "train.lr": "5e-05",
+    "train.reinit_layers": "0",
+    "infer.knn_k": "1",
+    "infer.curve_points": "3",
+    "losses.supcon.temperature": "0.1",
+    "losses.proxyanchor.alpha": "32",
+}
 
 AGG = AggregateParams(confidence=0.95, alpha=0.05, seed=0)
 
@@ -39,40 +44,42 @@ def experiment(name: str, loss: str, **changes: str) -> Experiment:
     return Experiment(name, loss, {}, rev=name, grid=GRID, params={**BASE, "loss": loss, **changes})
 
 
-def candidate(arm: str, dev: float, eval_: float, config: str = "defaults", mode: str = "classifier",
-              jitter: float = 0.0) -> Candidate:
+def candidate(arm: str, dev: float, eval_: float, config: str = "defaults", mode: str = "classifier", jitter: float = 0.0) -> Candidate:
     values = {cell: eval_ + (jitter * (i % 3 - 1)) for i, cell in enumerate(GRID)}
     return Candidate(arm, config, f"exp-{arm}", mode, {cell: dev for cell in GRID}, values)
 
 
 def test_mode_accuracies_score_every_mode_on_the_part_given() -> None:
     train = {"embeddings": np.array([[1, 0], [0, 1]], np.float16), "labels": np.array([0, 1])}
-    part = {"labels": np.array([0, 1, 1]), "logits": np.array([[2, 0], [2, 0], [0, 2]], np.float32),
-            "embeddings": np.array([[1, 0.1], [0.1, 1], [0, 1]], np.float16),
-            "scores": np.array([[0, 9], [0, 9], [0, 9]], np.float32)}
+    part = {
+        "labels": np.array([0, 1, 1]),
+        "logits": np.array([[2, 0], [2, 0], [0, 2]], np.float32),
+        "embeddings": np.array([[1, 0.1], [0.1, 1], [0, 1]], np.float16),
+        "scores": np.array([[0, 9], [0, 9], [0, 9]], np.float32),
+    }
     acc = mode_accuracies(part, train, 2, has_proxies=True, knn_k=1, curve_points=3)
-    assert acc == pytest.approx({"classifier": 2 / 3, "proxy w=0": 2 / 3, "proxy w=0.5": 2 / 3,
-                                 "prototype": 1.0, "knn": 1.0})
+    assert acc == pytest.approx({"classifier": 2 / 3, "proxy w=0": 2 / 3, "proxy w=0.5": 2 / 3, "prototype": 1.0, "knn": 1.0})
     assert "proxy w=0" not in mode_accuracies(part, train, 2, has_proxies=False, knn_k=1, curve_points=3)
 
 
 def test_arm_configs_list_each_configuration_of_an_arm_once_with_what_sets_it_apart() -> None:
-    exps = [experiment("a", "supcon"), experiment("b", "proxyanchor"),
-            experiment("c", "supcon", **{"losses.supcon.temperature": "0.05"}),
-            experiment("d", "supcon", **{"train.reinit_layers": "1"})]
+    exps = [
+        experiment("a", "supcon"),
+        experiment("b", "proxyanchor"),
+        experiment("c", "supcon", **{"losses.supcon.temperature": "0.05"}),
+        experiment("d", "supcon", **{"train.reinit_layers": "1"}),
+    ]
     exps = [exps[3], exps[1], exps[2], exps[0]]  # dvc lists the newest first: the order must not matter
     rows = [(arm, config, e.name) for arm, config, e, _ in arm_configs(exps, flatten(DEFAULTS))]
     assert [r for r in rows if r[0] == "cce"] == [("cce", "defaults", "b"), ("cce", "train.reinit_layers=1", "d")]
     assert [r for r in rows if r[0] == "proxyanchor"] == [("proxyanchor", "defaults", "b")]
-    assert [r[1] for r in rows if r[0] == "supcon"] == [
-        "defaults", "losses.supcon.temperature=0.05", "train.reinit_layers=1"]
+    assert [r[1] for r in rows if r[0] == "supcon"] == ["defaults", "losses.supcon.temperature=0.05", "train.reinit_layers=1"]
     assert [r for r in rows if r[0] == "setfit"] == [("setfit", "defaults", "d")]  # it reads no reinit_layers
 
 
 def test_setfit_reads_exactly_the_train_params_the_tuning_study_keys_it_by() -> None:
     source = Path(setfit_arm.__file__).read_text()
-    assert tuple(sorted(set(re.findall(r"\btrain\.([a-z_]+)", source)))) == tuple(
-        k.removeprefix("train.") for k in SETFIT_READS)
+    assert tuple(sorted(set(re.findall(r"\btrain\.([a-z_]+)", source)))) == tuple(k.removeprefix("train.") for k in SETFIT_READS)
 
 
 def test_selection_reads_the_development_accuracy_only_and_keeps_the_first_on_ties() -> None:
@@ -94,8 +101,14 @@ def test_blocked_comparison_pairs_by_cell_and_refuses_different_grids() -> None:
 
 
 def test_the_confirmatory_family_is_the_best_dml_arm_on_dev() -> None:
-    chosen = select([candidate("cce", 0.6, 0.60, jitter=0.01), candidate("setfit", 0.5, 0.50, jitter=0.01),
-                     candidate("supcon", 0.7, 0.65, jitter=0.01), candidate("proxyanchor", 0.65, 0.70, jitter=0.01)])
+    chosen = select(
+        [
+            candidate("cce", 0.6, 0.60, jitter=0.01),
+            candidate("setfit", 0.5, 0.50, jitter=0.01),
+            candidate("supcon", 0.7, 0.65, jitter=0.01),
+            candidate("proxyanchor", 0.65, 0.70, jitter=0.01),
+        ]
+    )
     best, rows = comparisons(chosen, AGG)
     assert best == "supcon"  # the higher development accuracy, although proxyanchor is better held out
     primary = [(r["treated"], r["baseline"]) for r in rows if r["primary"]]
@@ -107,11 +120,9 @@ def write_run(root: Path, exp: str, arm: str, cell: tuple, rng: np.random.Genera
     run = root / exp / "data/runs" / layout.run_id(*cell, arm)
     run.mkdir(parents=True)
     for name, n in ((rundir.EVAL, 8), (rundir.DEV, dev_rows), (rundir.TRAIN, 4)):
-        arrays = {"labels": np.arange(n) % 2, "embeddings": rng.normal(size=(n, 4)).astype(np.float16),
-                  "indices": np.arange(n)}
+        arrays = {"labels": np.arange(n) % 2, "embeddings": rng.normal(size=(n, 4)).astype(np.float16), "indices": np.arange(n)}
         if name != rundir.TRAIN:
-            arrays |= {"logits": rng.normal(size=(n, 2)).astype(np.float32),
-                       "scores": rng.normal(size=(n, 2)).astype(np.float32)}
+            arrays |= {"logits": rng.normal(size=(n, 2)).astype(np.float32), "scores": rng.normal(size=(n, 2)).astype(np.float32)}
         np.savez(run / name, **arrays)
 
 
@@ -129,10 +140,12 @@ def test_collect_and_render_a_sweep(tmp_path: Path) -> None:
     candidates = collect(exps, reader(tmp_path), "data/runs")
     # cce and setfit are listed once (the same configuration in both experiments); proxies add w = 0, 0.5.
     assert sorted({(c.arm, c.experiment) for c in candidates}) == [
-        ("cce", "tune-supcon"), ("proxyanchor", "tune-proxyanchor"), ("setfit", "tune-supcon"),
-        ("supcon", "tune-supcon")]
-    assert {c.mode for c in candidates if c.arm == "proxyanchor"} == {
-        "classifier", "proxy w=0", "proxy w=0.5", "prototype", "knn"}
+        ("cce", "tune-supcon"),
+        ("proxyanchor", "tune-proxyanchor"),
+        ("setfit", "tune-supcon"),
+        ("supcon", "tune-supcon"),
+    ]
+    assert {c.mode for c in candidates if c.arm == "proxyanchor"} == {"classifier", "proxy w=0", "proxy w=0.5", "prototype", "knn"}
     text = render(candidates, exps, ["a note"], "figures/tuning.png", AGG)
     assert "## The issue's goals" in text and "Holm p" in text and "✓" in text and "- a note" in text
     assert text.count("| confirmatory |") == 2
@@ -144,8 +157,7 @@ def test_collect_and_render_a_sweep(tmp_path: Path) -> None:
 
 def test_the_selected_recipes_are_read_again_on_another_protocol(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    sweep = [experiment("tune-supcon", "supcon"), experiment("tune-supcon-t", "supcon",
-                                                             **{"losses.supcon.temperature": "0.05"})]
+    sweep = [experiment("tune-supcon", "supcon"), experiment("tune-supcon-t", "supcon", **{"losses.supcon.temperature": "0.05"})]
     per_class = experiment("perclass", "supcon", **{"sample.protocol": "per_class"})
     for e in [*sweep, per_class]:
         for arm in ("cce", "setfit", "supcon"):

@@ -95,13 +95,15 @@ def build_tiny_roberta(out_dir: str | Path, vocab_size: int = 400) -> Path:
     # RoBERTa's special-token ids: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     trainer = ByteLevelBPETokenizer()
-    trainer.train_from_iterator(CORPUS, vocab_size=vocab_size, min_frequency=1, special_tokens=specials,
-                                show_progress=False)
+    trainer.train_from_iterator(CORPUS, vocab_size=vocab_size, min_frequency=1, special_tokens=specials, show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file, merges_file = trainer.save_model(tmp)
         vocab = json.loads(Path(vocab_file).read_text(encoding="utf-8"))
-        merges = [tuple(line.split(" ")) for line in Path(merges_file).read_text(encoding="utf-8").splitlines()
-                  if line and not line.startswith("#version")]
+        merges = [
+            tuple(line.split(" "))
+            for line in Path(merges_file).read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#version")
+        ]
     tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_POSITIONS)
     tokenizer.save_pretrained(out_dir)
     config = RobertaConfig(
@@ -125,7 +127,26 @@ def build_tiny_roberta(out_dir: str | Path, vocab_size: int = 400) -> Path:
 def tiny_train_params(model: str | Path, **overrides: object) -> TrainParams:
     """Small, fast TrainParams for a tiny model on CPU (every field explicit, as params.yaml gives them)."""
     values: dict[str, object] = dict(
-        model=str(model), pooling="cls", max_length=16, batch_size=4, eval_batch_size=8, steps=3, epochs=0,
-        lr=1e-3, llrd=1.0, reinit_layers=0, head_lr=1e-2, weight_decay=0.01, adam_eps=1e-8, warmup_steps=1, scheduler="linear", max_grad_norm=1.0,
-        dropout=0.1, sampler="balanced", device="cpu", threads=1, save_weights=False)
+        model=str(model),
+        pooling="cls",
+        max_length=16,
+        batch_size=4,
+        eval_batch_size=8,
+        steps=3,
+        epochs=0,
+        lr=1e-3,
+        llrd=1.0,
+        reinit_layers=0,
+        head_lr=1e-2,
+        weight_decay=0.01,
+        adam_eps=1e-8,
+        warmup_steps=1,
+        scheduler="linear",
+        max_grad_norm=1.0,
+        dropout=0.1,
+        sampler="balanced",
+        device="cpu",
+        threads=1,
+        save_weights=False,
+    )
     return TrainParams(**{**values, **overrides})  # type: ignore[arg-type]

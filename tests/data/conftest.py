@@ -47,8 +47,9 @@ OFFICIAL_FILES = {
 }
 
 
-def fetch_params(local_dir: str = LOCAL_DIR, *, base: str = "http://127.0.0.1:9/unused", download: bool = False,
-                 timeout_s: float = 5.0, retries: int = 0) -> FetchParams:
+def fetch_params(
+    local_dir: str = LOCAL_DIR, *, base: str = "http://127.0.0.1:9/unused", download: bool = False, timeout_s: float = 5.0, retries: int = 0
+) -> FetchParams:
     """FetchParams whose ``urls`` are the official file names under ``base``."""
     urls = FetchUrls(**{key: f"{base}/{name}" for key, name in OFFICIAL_FILES.items()})
     return FetchParams(local_dir=local_dir, download=download, urls=urls, timeout_s=timeout_s, retries=retries)

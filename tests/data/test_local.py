@@ -125,7 +125,10 @@ MRPC_HEAD = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
         ({"MRPC/train.tsv": MRPC_HEAD + "yes\t1\t2\ta\tb\n"}, r"MRPC/train\.tsv:2: label 'yes' is not an integer in 0\.\.1"),
         ({"MRPC/train.tsv": MRPC_HEAD + "1\t1\t2\t \tb\n"}, r"MRPC/train\.tsv:2: field 4 is empty"),
         ({"MRPC/train.tsv": "Quality\t#1 String\n1\ta\n"}, r"MRPC/train\.tsv:1: expected the header"),
-        ({"MRPC/train.tsv": MRPC_HEAD.encode() + b"1\t1\t2\t\xff\tb\n"}, r"MRPC/train\.tsv: not valid utf-8 \(byte 0xff at offset 49\); tried encodings \[.utf-8.\]"),
+        (
+            {"MRPC/train.tsv": MRPC_HEAD.encode() + b"1\t1\t2\t\xff\tb\n"},
+            r"MRPC/train\.tsv: not valid utf-8 \(byte 0xff at offset 49\); tried encodings \[.utf-8.\]",
+        ),
         ({"SST-2/train.tsv": "sentence\tlabel\ngood \t1\nbad\t+1\n"}, r"SST-2/train\.tsv:3: label '\+1' is not an integer"),
         ({"TREC/trec.tsv": "Who ?\t6\n"}, r"TREC/trec\.tsv:1: label '6' is not an integer in 0\.\.5"),
         ({"MR/rt-polarity.neg": "a\n"}, r"mr: missing file .*copy/MR/rt-polarity\.pos in the local copy"),
@@ -172,7 +175,8 @@ def _replace_line(path: Path, number: int, new: bytes) -> None:
     ],
 )
 def test_an_edited_local_copy_is_refused_naming_file_and_checksums(
-        kit: Any, senteval: Path, tmp_path: Path, out: Any, file: str, edit: Any) -> None:
+    kit: Any, senteval: Path, tmp_path: Path, out: Any, file: str, edit: Any
+) -> None:
     copy = _copy_of_shared(senteval, tmp_path)
     edit(copy / file)
     name = {"MR": "mr", "TREC": "trec", "SST-2": "sst2"}[file.split("/")[0]]
@@ -194,8 +198,10 @@ def test_verified_sources_do_not_depend_on_the_grid(kit: Any, senteval: Path, tm
 
 
 def test_a_missing_local_copy_is_an_error_unless_downloads_are_allowed(kit: Any, tmp_path: Path, out: Any) -> None:
-    match = (r"fetch\.local_dir='sentevall': no directory at .*/sentevall; expected the SentEval copy there, "
-             r"or set fetch\.download: true")
+    match = (
+        r"fetch\.local_dir='sentevall': no directory at .*/sentevall; expected the SentEval copy there, "
+        r"or set fetch\.download: true"
+    )
     with pytest.raises(FetchError, match=match):
         fetch_dataset("trec", kit.params("sentevall"), out.table, out.card, root=tmp_path)
     with pytest.raises(FetchError, match=match):
@@ -213,8 +219,9 @@ def test_relative_local_dir_resolves_against_the_workspace_of_a_dvc_temp_run(kit
     assert workspace_root(workspace) == workspace.resolve()
     _layout(tmp_path, {"MR/rt-polarity.neg": b"a\n", "MR/rt-polarity.pos": b"b\n"})
     temp = workspace / ".dvc/tmp/exps/standalone/tmpa1b2"
-    card = fetch_dataset("mr", kit.params("../copy"), temp / "t.jsonl", temp / "c.json", root=temp,
-                         registry=kit.with_local("mr", n_examples=2))
+    card = fetch_dataset(
+        "mr", kit.params("../copy"), temp / "t.jsonl", temp / "c.json", root=temp, registry=kit.with_local("mr", n_examples=2)
+    )
     assert card["source"] == "local" and card["n_examples"] == 2
 
 

@@ -98,8 +98,12 @@ def test_shipped_urls_are_the_official_addresses() -> None:
 
     urls = vars(load_params(Path(__file__).resolve().parents[2] / "params.yaml").fetch.urls)
     assert {key: url.rsplit("/", 1)[-1] for key, url in urls.items()} == {
-        "senteval_small": "datasmall_NB_ACL12.zip", "sst2": "SST-2.zip", "trec": "train_5500.label",
-        "mrpc": "msr_paraphrase_train.txt", "mrpc_dev_ids": "mrpc_dev_ids.tsv"}
+        "senteval_small": "datasmall_NB_ACL12.zip",
+        "sst2": "SST-2.zip",
+        "trec": "train_5500.label",
+        "mrpc": "msr_paraphrase_train.txt",
+        "mrpc_dev_ids": "mrpc_dev_ids.tsv",
+    }
     assert all(url.startswith("https://") for url in urls.values())
 
 
@@ -115,49 +119,69 @@ MRPC_HEAD = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 # as files; a nested dict becomes a zip archive.
 ERRORS: dict[str, tuple[str, Any, dict, str]] = {
     "404": ("mr", "missing", {}, r"/missing/datasmall_NB_ACL12\.zip: HTTP 404"),
-    "pin-wrong": (
-        "mr", "official", {"sha256": "0" * 64}, r"datasmall_NB_ACL12\.zip: sha256 [0-9a-f]{64} does not match the pinned 0{64}"
-    ),
+    "pin-wrong": ("mr", "official", {"sha256": "0" * 64}, r"datasmall_NB_ACL12\.zip: sha256 [0-9a-f]{64} does not match the pinned 0{64}"),
     "pin-real": ("trec", "official", {}, r"train_5500\.label: sha256 [0-9a-f]{64} does not match the pinned 9e4c8bdc"),
     "count-off": (
-        "mrpc", "official", NO_PIN | {"exclude": None},
+        "mrpc",
+        "official",
+        NO_PIN | {"exclude": None},
         r"mrpc: read 4075 examples from http://127\.0\.0\.1:\d+/f0/msr_paraphrase_train\.txt, expected exactly 3668",
     ),
     "dev-ids-pin": ("mrpc", "official", NO_PIN, r"mrpc_dev_ids\.tsv: sha256 [0-9a-f]{64} does not match the pinned 971d7767"),
     "dev-ids-absent": (
-        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3\t4\n"},
-        NO_PIN | {"exclude": "served"}, r"msr_paraphrase_train\.txt: 1 excluded pair\(s\) do not occur, e\.g\. \('3', '4'\)",
+        "mrpc",
+        {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3\t4\n"},
+        NO_PIN | {"exclude": "served"},
+        r"msr_paraphrase_train\.txt: 1 excluded pair\(s\) do not occur, e\.g\. \('3', '4'\)",
     ),
     "dev-ids-format": (
-        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3 4\n"},
-        NO_PIN | {"exclude": "served"}, r"mrpc_dev_ids\.tsv:1: expected 2 tab-separated fields, got 1",
+        "mrpc",
+        {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t1\t2\ta\tb\n").encode(), "mrpc_dev_ids.tsv": b"3 4\n"},
+        NO_PIN | {"exclude": "served"},
+        r"mrpc_dev_ids\.tsv:1: expected 2 tab-separated fields, got 1",
     ),
     "table-pin": (
-        "trec", {"train_5500.label": "swapped"}, NO_PIN,
+        "trec",
+        {"train_5500.label": "swapped"},
+        NO_PIN,
         r"trec: the table read from .*train_5500\.label has sha256 [0-9a-f]{64}, not the pinned b7fffb3f",
     ),
     "trec-no-colon": (
-        "trec", {"train_5500.label": b"DESC:def What ?\nHUMind Who ?\n"}, NO_PIN,
+        "trec",
+        {"train_5500.label": b"DESC:def What ?\nHUMind Who ?\n"},
+        NO_PIN,
         r"train_5500\.label:2: expected 'COARSE:fine question', got 'HUMind Who \?'",
     ),
     "trec-coarse": (
-        "trec", {"train_5500.label": b"FOO:bar What ?\n"}, NO_PIN, r"train_5500\.label:1: unknown coarse class 'FOO'; expected one of \['DESC'"
+        "trec",
+        {"train_5500.label": b"FOO:bar What ?\n"},
+        NO_PIN,
+        r"train_5500\.label:1: unknown coarse class 'FOO'; expected one of \['DESC'",
     ),
     "mrpc-fields": (
-        "mrpc", {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t2\t3\ta\n").encode()}, NO_PIN | {"exclude": None},
+        "mrpc",
+        {"msr_paraphrase_train.txt": (MRPC_HEAD + "1\t2\t3\ta\n").encode()},
+        NO_PIN | {"exclude": None},
         r"msr_paraphrase_train\.txt:2: expected 5 tab-separated fields, got 4",
     ),
     "sst2-label": (
-        "sst2", {"SST-2.zip": {"SST-2/train.tsv": b"sentence\tlabel\nok\t1.0\n"}}, NO_PIN,
+        "sst2",
+        {"SST-2.zip": {"SST-2/train.tsv": b"sentence\tlabel\nok\t1.0\n"}},
+        NO_PIN,
         r"SST-2\.zip!SST-2/train\.tsv:2: label '1\.0' is not an integer in 0\.\.1",
     ),
     "not-zip": ("sst2", {"SST-2.zip": b"PK not a zip"}, NO_PIN, r"SST-2\.zip: not a valid zip archive"),
     "no-member": (
-        "sst2", {"SST-2.zip": {"SST-2/dev.tsv": b"x"}}, NO_PIN,
+        "sst2",
+        {"SST-2.zip": {"SST-2/dev.tsv": b"x"}},
+        NO_PIN,
         r"SST-2\.zip: the archive has no member 'SST-2/train\.tsv'; it holds \['SST-2/dev\.tsv'\]",
     ),
     "refused": (
-        "mr", "closed", {}, r"127\.0\.0\.1:\d+/x/datasmall_NB_ACL12\.zip: unreachable after 1 attempt\(s\): .*[Cc]onnection refused"
+        "mr",
+        "closed",
+        {},
+        r"127\.0\.0\.1:\d+/x/datasmall_NB_ACL12\.zip: unreachable after 1 attempt\(s\): .*[Cc]onnection refused",
     ),
     "bad-url": ("sst2", "ftp-nope://x", {}, r"ftp-nope://x/SST-2\.zip: not a valid URL; expected one of the schemes"),
 }

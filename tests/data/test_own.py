@@ -21,14 +21,18 @@ from fewshot_dml.data.table import read_card_and_table
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "tests" / "data" / "own"
-NO_SENTEVAL = FetchParams(local_dir="no-such-dir", download=False, urls=FetchUrls(*["http://127.0.0.1:9/x"] * 5),
-                          timeout_s=1.0, retries=0)
+NO_SENTEVAL = FetchParams(local_dir="no-such-dir", download=False, urls=FetchUrls(*["http://127.0.0.1:9/x"] * 5), timeout_s=1.0, retries=0)
 
 
-def own(source: str | Path, text: str = "text", label: str = "label", text_pair: str | None = None,
-        revision: str | None = None, split: str = "train") -> OwnDatasetParams:
-    return OwnDatasetParams(source=str(source), revision=revision, split=split, text=text, text_pair=text_pair,
-                            label=label)
+def own(
+    source: str | Path,
+    text: str = "text",
+    label: str = "label",
+    text_pair: str | None = None,
+    revision: str | None = None,
+    split: str = "train",
+) -> OwnDatasetParams:
+    return OwnDatasetParams(source=str(source), revision=revision, split=split, text=text, text_pair=text_pair, label=label)
 
 
 def write_csv(path: Path, rows: list[tuple[Any, ...]], header: tuple[str, ...] = ("text", "label")) -> Path:
@@ -45,8 +49,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def fetch(name: str, spec: OwnDatasetParams, tmp_path: Path) -> dict:
-    return fetch_dataset(name, NO_SENTEVAL, tmp_path / "out" / f"{name}.jsonl", tmp_path / "out" / f"{name}.card.json",
-                         root=tmp_path, own=spec)
+    return fetch_dataset(
+        name, NO_SENTEVAL, tmp_path / "out" / f"{name}.jsonl", tmp_path / "out" / f"{name}.card.json", root=tmp_path, own=spec
+    )
 
 
 def test_the_shipped_csv_and_jsonl_become_tables_with_cards(tmp_path: Path) -> None:
@@ -111,8 +116,7 @@ def test_the_mapping_is_stable_when_rows_are_shuffled_or_added(tmp_path: Path) -
 def test_a_class_label_column_keeps_its_names_and_an_unused_class_is_an_error(tmp_path: Path) -> None:
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "neutral", "pos"])})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "neutral", "pos"])})
     data = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [2, 0, 1]}, features=features)
     data.to_parquet(tmp_path / "three.parquet")
     assert fetch("three", own(tmp_path / "three.parquet"), tmp_path)["label_order"] == "class_label"
@@ -121,30 +125,38 @@ def test_a_class_label_column_keeps_its_names_and_an_unused_class_is_an_error(tm
         fetch("two", own(tmp_path / "two.parquet"), tmp_path)
 
 
-@pytest.mark.parametrize(("rows", "spec", "match"), [
-    ([("a", "x"), ("b", "y")], {"label": "intent"},
-     r"d.csv: no column 'intent' \(own_datasets.d.label\); the columns are \['text', 'label'\]"),
-    ([("a", "x"), ("b", "y")], {"text_pair": "reply"}, r"d.csv: no column 'reply' \(own_datasets.d.text_pair\)"),
-    ([("a", "x"), ("", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
-    ([("a", "x"), ("   ", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
-    ([("a", "x"), ("b", "")], {}, r"d.csv: row 2: label '' in column 'label'; expected a non-empty string or an integer"),
-    ([("a", "x"), ("b", "x")], {}, r"d.csv: the label column 'label' has one class \['x'\]; expected at least 2"),
-    ([("1", "x"), ("2", "y")], {}, r"d.csv: row 1: column 'text' holds int 1, not text"),
-])
-def test_bad_csv_data_is_one_error_naming_the_file_and_nothing_is_written(
-        tmp_path: Path, rows: list, spec: dict, match: str) -> None:
+@pytest.mark.parametrize(
+    ("rows", "spec", "match"),
+    [
+        (
+            [("a", "x"), ("b", "y")],
+            {"label": "intent"},
+            r"d.csv: no column 'intent' \(own_datasets.d.label\); the columns are \['text', 'label'\]",
+        ),
+        ([("a", "x"), ("b", "y")], {"text_pair": "reply"}, r"d.csv: no column 'reply' \(own_datasets.d.text_pair\)"),
+        ([("a", "x"), ("", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
+        ([("a", "x"), ("   ", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
+        ([("a", "x"), ("b", "")], {}, r"d.csv: row 2: label '' in column 'label'; expected a non-empty string or an integer"),
+        ([("a", "x"), ("b", "x")], {}, r"d.csv: the label column 'label' has one class \['x'\]; expected at least 2"),
+        ([("1", "x"), ("2", "y")], {}, r"d.csv: row 1: column 'text' holds int 1, not text"),
+    ],
+)
+def test_bad_csv_data_is_one_error_naming_the_file_and_nothing_is_written(tmp_path: Path, rows: list, spec: dict, match: str) -> None:
     path = write_csv(tmp_path / "d.csv", rows)
     with pytest.raises(FetchError, match=match):
         fetch("d", own(path, **spec), tmp_path)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize(("rows", "match"), [
-    ([{"text": "a", "label": "x"}, {"text": None, "label": "y"}], r"d.jsonl: row 2: empty text in column 'text'"),
-    ([{"text": "a", "label": "x"}, {"text": "b", "label": None}], r"d.jsonl: row 2: label None in column 'label'"),
-    ([{"text": "a", "label": 1.5}, {"text": "b", "label": 2.5}], r"d.jsonl: row 1: label 1.5 in column 'label'"),
-    ([{"text": "a", "label": True}, {"text": "b", "label": False}], r"d.jsonl: row 1: label True in column 'label'"),
-])
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([{"text": "a", "label": "x"}, {"text": None, "label": "y"}], r"d.jsonl: row 2: empty text in column 'text'"),
+        ([{"text": "a", "label": "x"}, {"text": "b", "label": None}], r"d.jsonl: row 2: label None in column 'label'"),
+        ([{"text": "a", "label": 1.5}, {"text": "b", "label": 2.5}], r"d.jsonl: row 1: label 1.5 in column 'label'"),
+        ([{"text": "a", "label": True}, {"text": "b", "label": False}], r"d.jsonl: row 1: label True in column 'label'"),
+    ],
+)
 def test_bad_jsonl_data_is_one_error_naming_the_file(tmp_path: Path, rows: list, match: str) -> None:
     with pytest.raises(FetchError, match=match):
         fetch("d", own(write_jsonl(tmp_path / "d.jsonl", rows)), tmp_path)
@@ -172,8 +184,7 @@ def test_a_missing_file_fails_in_check_and_an_edit_changes_the_record(tmp_path: 
         verify_sources(NO_SENTEVAL, ("mine", "mr"), tmp_path, tmp_path / "sources.json", own={"mine": spec})
 
 
-def test_a_hub_dataset_is_loaded_at_its_pinned_revision_and_split(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_dataset_is_loaded_at_its_pinned_revision_and_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
     calls = []
@@ -185,10 +196,12 @@ def test_a_hub_dataset_is_loaded_at_its_pinned_revision_and_split(tmp_path: Path
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     card = fetch("hubbed", own("org/tickets", text="q", label="y", revision="abc123", split="validation"), tmp_path)
     assert calls == [("org/tickets", {"revision": "abc123", "split": "validation"})]
-    assert (card["source"], card["location"], card["revision"], card["split"]) == ("hub", "org/tickets", "abc123",
-                                                                                   "validation")
+    assert (card["source"], card["location"], card["revision"], card["split"]) == ("hub", "org/tickets", "abc123", "validation")
     assert source_record("hubbed", own("org/tickets", revision="abc123", split="validation"), tmp_path) == {
-        "hub": "org/tickets", "revision": "abc123", "split": "validation"}
+        "hub": "org/tickets",
+        "revision": "abc123",
+        "split": "validation",
+    }
 
 
 def sample(params: SampleParams, labels: list[int], names: list[str], tmp_path: Path, size: int) -> dict:
@@ -203,8 +216,11 @@ def test_a_class_too_small_for_the_sample_is_named_with_its_file(tmp_path: Path)
     with pytest.raises(ValueError, match=r"d \(.*d.csv\): class 'rare' has 1 example\(s\); every class needs 2"):
         sample(kfold, [0] * 30 + [1], ["common", "rare"], tmp_path, 8)
     per_class = SampleParams(protocol="per_class", folds=4, eval_max=0, dev_ratio=1.0)
-    with pytest.raises(ValueError, match=r"class 'rare' has 8 example\(s\); sample.protocol=per_class, size 4 and "
-                                         r"dev_ratio 1.0 need 9 per class"):
+    with pytest.raises(
+        ValueError,
+        match=r"class 'rare' has 8 example\(s\); sample.protocol=per_class, size 4 and "
+        r"dev_ratio 1.0 need 9 per class",
+    ):
         sample(per_class, [0] * 30 + [1] * 8, ["common", "rare"], tmp_path, 4)
     assert not (tmp_path / "s").exists()
     split = sample(per_class, [0] * 30 + [1] * 9, ["common", "rare"], tmp_path, 4)[0]

@@ -69,10 +69,8 @@ def test_gradients_reach_both_mixed_sources_at_the_embedding(name: str) -> None:
 def test_feature_mixing_sends_gradients_through_the_upper_layers_to_both_sources(tiny_bert_dir: Path) -> None:
     model, tokenizer = load_classifier(tiny_train_params(tiny_bert_dir, pooling="mean"), 2)
     section = PARAMS.losses["supcon-metrix"]
-    objective = build_objective(replace(section, metrix=replace(section.metrix, layer=1)), 2, 32,
-                                depth=model.depth, seed=0)
-    batch = dict(tokenizer(["a good film", "great acting", "a dull plot", "awful , boring"], padding=True,
-                           return_tensors="pt"))
+    objective = build_objective(replace(section, metrix=replace(section.metrix, layer=1)), 2, 32, depth=model.depth, seed=0)
+    batch = dict(tokenizer(["a good film", "great acting", "a dull plot", "awful , boring"], padding=True, return_tensors="pt"))
     labels = torch.tensor([1, 1, 0, 0])
     _, pooled, states = model.forward_features(batch, objective.hidden_layer)
     states.hidden.retain_grad()
@@ -99,8 +97,10 @@ def test_draws_are_deterministic_under_the_seed() -> None:
 
     def draws(seed: int) -> list:
         metrix = Metrix(params, seed)
-        return [tuple(map(lambda t: t.tolist() if torch.is_tensor(t) else t, metrix.mixed_embeddings(
-            emb, labels, None, None, None)[1])) for _ in range(5)]
+        return [
+            tuple(map(lambda t: t.tolist() if torch.is_tensor(t) else t, metrix.mixed_embeddings(emb, labels, None, None, None)[1]))
+            for _ in range(5)
+        ]
 
     assert draws(3) == draws(3) and draws(3) != draws(4)
     lams = [Metrix(params, s).rng.beta(2.0, 2.0) for s in range(200)]
@@ -133,14 +133,16 @@ def test_a_proxy_loss_on_tokens_keeps_pooled_proxy_inference() -> None:
 
 def test_a_metrix_layer_beyond_the_encoder_is_refused() -> None:
     section = PARAMS.losses["proxyanchor-metrix"]
-    with pytest.raises(ValueError, match=r"losses\.proxyanchor-metrix\.metrix\.layer: 6 is not inside the encoder's "
-                                         r"6 layers; expected 1\.\.5"):
+    with pytest.raises(
+        ValueError,
+        match=r"losses\.proxyanchor-metrix\.metrix\.layer: 6 is not inside the encoder's "
+        r"6 layers; expected 1\.\.5",
+    ):
         build_objective(replace(section, metrix=replace(section.metrix, layer=6)), 2, 8, depth=6)
 
 
 def test_objective_refuses_metrix_on_a_loss_without_a_soft_form() -> None:
 
     with pytest.raises(ValueError, match=r"loss 'triplet' has no soft-label form"):
-        Objective(get_spec("triplet"), 0.4, pml.TripletMarginLoss(), metrix=Metrix(
-            MetrixParams("embedding", 1, 2.0, 0.4), 0))
+        Objective(get_spec("triplet"), 0.4, pml.TripletMarginLoss(), metrix=Metrix(MetrixParams("embedding", 1, 2.0, 0.4), 0))
     assert loss_spec.hard_pair_weights(torch.tensor([0, 1]))[0].sum() == 0

@@ -35,6 +35,7 @@ def objective(params: Params, name: str, num_classes: int, emb_dim: int, seed: i
 
 def axis_state(obj: Objective, num_classes: int, emb_dim: int) -> dict[str, torch.Tensor]:
     """A state dict putting class c's proxies (every centre, for SoftTriple) along +-axis c // 2."""
+
     def direction(c: int) -> torch.Tensor:
         v = torch.zeros(emb_dim)
         v[c // 2] = 1.0 if c % 2 == 0 else -1.0
@@ -74,8 +75,10 @@ def test_every_loss_with_a_metrix_form_has_a_metrix_variant(params: Params) -> N
 
 
 def test_validating_every_loss_does_not_load_torch() -> None:
-    code = "import sys, fewshot_dml.config.params as p, fewshot_dml.losses as l; l.all_specs(); p.load_params(); " \
-           "print(sorted(m for m in ('torch', 'pytorch_metric_learning') if m in sys.modules))"
+    code = (
+        "import sys, fewshot_dml.config.params as p, fewshot_dml.losses as l; l.all_specs(); p.load_params(); "
+        "print(sorted(m for m in ('torch', 'pytorch_metric_learning') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -15,14 +15,13 @@ LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
 
 
 def embeddings(seed: int = 0) -> torch.Tensor:
-    return torch.randn(len(LABELS), 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
-                       requires_grad=True)
+    return torch.randn(len(LABELS), 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64, requires_grad=True)
 
 
 PAIR_LOSSES = {
-    "contrastive": (lambda: pml.ContrastiveLoss(pos_margin=0.1, neg_margin=0.9), get_spec('contrastive').soft),
-    "multisimilarity": (lambda: pml.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), get_spec('multisimilarity').soft),
-    "supcon": (lambda: pml.SupConLoss(temperature=0.1), get_spec('supcon').soft),
+    "contrastive": (lambda: pml.ContrastiveLoss(pos_margin=0.1, neg_margin=0.9), get_spec("contrastive").soft),
+    "multisimilarity": (lambda: pml.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), get_spec("multisimilarity").soft),
+    "supcon": (lambda: pml.SupConLoss(temperature=0.1), get_spec("supcon").soft),
 }
 
 
@@ -49,7 +48,7 @@ def test_proxyanchor_with_hard_weights_equals_the_library(seed: int) -> None:
     a, b = embeddings(seed), embeddings(seed).detach().clone().requires_grad_(True)
     expected = lib(a, LABELS)
     pos = torch.nn.functional.one_hot(LABELS, 4).double()
-    got = get_spec('proxyanchor').soft(ours, b, pos, 1 - pos)
+    got = get_spec("proxyanchor").soft(ours, b, pos, 1 - pos)
     assert got.item() == pytest.approx(expected.item(), rel=1e-10)
     expected.backward()
     got.backward()
@@ -63,7 +62,7 @@ def test_weights_scale_the_terms_they_stand_for() -> None:
     a = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     c = torch.tensor([[0.6, 0.8]], dtype=torch.float64)  # cosine 0.6
     lam = torch.tensor([[0.3]], dtype=torch.float64)
-    got = get_spec('multisimilarity').soft(ms, a, c, lam, 1 - lam)
+    got = get_spec("multisimilarity").soft(ms, a, c, lam, 1 - lam)
     s = 0.6
     expected = math.log1p(0.3 * math.exp(2.0 * (0.5 - s))) / 2 + math.log1p(0.7 * math.exp(50.0 * (s - 0.5))) / 50
     assert got.item() == pytest.approx(expected, rel=1e-12)

@@ -42,7 +42,6 @@ from fewshot_dml.train.loss_state import load_loss_module
 logger = logging.getLogger(__name__)
 
 
-
 def choose_sentences(labels: np.ndarray, n: int, seed: int) -> list[int]:
     """``n`` positions of the evaluation set, class by class in turn (class order, then a seeded shuffle)."""
     rng = np.random.default_rng(seed)
@@ -65,7 +64,7 @@ def word_groups(encoding: Any, text: str, text_pair: str) -> tuple[list[str], li
     names = []
     for sequence, word in words:
         span = encoding.word_to_chars(word, sequence_index=sequence)
-        names.append((text if sequence == 0 else text_pair)[span.start:span.end])
+        names.append((text if sequence == 0 else text_pair)[span.start : span.end])
     return names, list(words.values())
 
 
@@ -74,9 +73,14 @@ def first_words(encoding: Any) -> int:
     return len({w for seq, w in zip(encoding.sequence_ids(), encoding.word_ids(), strict=True) if seq == 0 and w is not None})
 
 
-def integrated_gradients(model: TextClassifier, score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                         batch: dict[str, torch.Tensor], special: torch.Tensor, pad_id: int,
-                         steps: int) -> tuple[np.ndarray, float, float, float]:
+def integrated_gradients(
+    model: TextClassifier,
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    special: torch.Tensor,
+    pad_id: int,
+    steps: int,
+) -> tuple[np.ndarray, float, float, float]:
     """Per-token attributions (T,) of ``score(logits, pooled)`` for one encoded sentence, the convergence
     delta, F(x) and F(baseline). The baseline keeps the special tokens and pads everything else."""
     from captum.attr import LayerIntegratedGradients
@@ -92,8 +96,9 @@ def integrated_gradients(model: TextClassifier, score: Callable[[torch.Tensor, t
     ids, mask = batch["input_ids"], batch["attention_mask"]
     baseline = torch.where(special, ids, torch.full_like(ids, pad_id))
     ig = LayerIntegratedGradients(forward, model.encoder.embeddings)
-    attributions, delta = ig.attribute(ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps,
-                                       return_convergence_delta=True)
+    attributions, delta = ig.attribute(
+        ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps, return_convergence_delta=True
+    )
     with torch.no_grad():
         at_x, at_base = float(forward(ids, mask)[0]), float(forward(baseline, mask)[0])
     return attributions.sum(dim=-1)[0].detach().numpy(), float(delta[0]), at_x, at_base
@@ -112,8 +117,9 @@ def metric_score(run_dir: Path, run: dict[str, Any]) -> tuple[str, Callable[[tor
     return "prototype", lambda pooled: torch.nn.functional.normalize(pooled, dim=1) @ protos.T
 
 
-def explain_run(run_dir: Path, table: pd.DataFrame, rows: Sequence[int],
-                steps: int) -> tuple[list[tuple[list[str], int]], list[dict[str, Any]]]:
+def explain_run(
+    run_dir: Path, table: pd.DataFrame, rows: Sequence[int], steps: int
+) -> tuple[list[tuple[list[str], int]], list[dict[str, Any]]]:
     """The words of ``rows`` of the table (with how many are the first sentence's), and the attributions
     of the true class's classifier logit and metric score to them."""
     from fewshot_dml.model.batching import collate
@@ -130,18 +136,18 @@ def explain_run(run_dir: Path, table: pd.DataFrame, rows: Sequence[int],
         text, pair, label = table["text"].iat[row], table["text_pair"].iat[row], int(table["label"].iat[row])
         enc = tokenizer(text, pair or None, truncation=True, max_length=int(run["train"]["max_length"]))
         batch = collate(tokenizer, [dict(enc)], torch.device("cpu"))
-        special = torch.tensor(tokenizer.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True),
-                               dtype=torch.bool)[None]
+        special = torch.tensor(tokenizer.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True), dtype=torch.bool)[None]
         names, groups = word_groups(enc, text, pair)
         words.append((names, first_words(enc)))
         with torch.no_grad():
             predicted = int(model(batch)[0].argmax(dim=1)[0])
         # Log-softmax, not the raw score: a word that raises every class's score alike says nothing about the class.
-        targets = {"classifier": lambda logits, pooled, c=label: torch.log_softmax(logits, dim=1)[:, c],
-                   "metric": lambda logits, pooled, c=label: torch.log_softmax(scores(pooled), dim=1)[:, c]}
+        targets = {
+            "classifier": lambda logits, pooled, c=label: torch.log_softmax(logits, dim=1)[:, c],
+            "metric": lambda logits, pooled, c=label: torch.log_softmax(scores(pooled), dim=1)[:, c],
+        }
         for target, score in targets.items():
-            tokens, delta, at_x, at_base = integrated_gradients(model, score, batch, special, tokenizer.pad_token_id,
-                                                                steps)
+            tokens, delta, at_x, at_base = integrated_gradients(model, score, batch, special, tokenizer.pad_token_id, steps)
             entry = out[target]
             entry["attributions"].append([round(float(tokens[g].sum()), 6) for g in groups])
             entry["delta"].append(round(delta, 6))
@@ -155,9 +161,13 @@ def explain_cell(params: Params, runs_dir: Path, raw_dir: Path, dataset: str, si
     """Attributions of every fine-tuned run of (dataset, size) that kept its weights; None if none did."""
     first = params.seeds[0]
     role = roles(params.loss)
-    runs = [(seed, arm) for seed in params.seeds for arm in params.arms
-            if get_spec(params.losses[arm].base).kind != KIND_SETFIT
-            and (Path(runs_dir) / layout.run_id(dataset, size, seed, arm) / rundir.MODEL).is_dir()]
+    runs = [
+        (seed, arm)
+        for seed in params.seeds
+        for arm in params.arms
+        if get_spec(params.losses[arm].base).kind != KIND_SETFIT
+        and (Path(runs_dir) / layout.run_id(dataset, size, seed, arm) / rundir.MODEL).is_dir()
+    ]
     if not runs:
         return None
     table = read_table(Path(raw_dir) / f"{dataset}{layout.TABLE_SUFFIX}")
@@ -175,16 +185,25 @@ def explain_cell(params: Params, runs_dir: Path, raw_dir: Path, dataset: str, si
         logger.info("explain %s", run_dir)
         run_words, entries = explain_run(run_dir, table, rows, params.explain.steps)
         if words is not None and run_words != words:
-            raise ValueError(f"{run_dir}: its tokenizer splits the sentences into other words than the "
-                             "cell's other runs; expected every arm of a cell to share the encoder's tokenizer")
+            raise ValueError(
+                f"{run_dir}: its tokenizer splits the sentences into other words than the "
+                "cell's other runs; expected every arm of a cell to share the encoder's tokenizer"
+            )
         words = run_words
         explained += [{"seed": seed, "arm": arm, "role": role[arm], **entry} for entry in entries]
-    sentences = [{"row": row, "text": table["text"].iat[row], "text_pair": table["text_pair"].iat[row],
-                  "label": int(table["label"].iat[row]), "label_name": label_names[int(table["label"].iat[row])],
-                  "words": w, "first_words": first} for row, (w, first) in zip(rows, words or [([], 0)] * len(rows),
-                                                                               strict=True)]
-    return {"dataset": dataset, "size": size, "seed": first, "steps": params.explain.steps,
-            "sentences": sentences, "runs": explained}
+    sentences = [
+        {
+            "row": row,
+            "text": table["text"].iat[row],
+            "text_pair": table["text_pair"].iat[row],
+            "label": int(table["label"].iat[row]),
+            "label_name": label_names[int(table["label"].iat[row])],
+            "words": w,
+            "first_words": first,
+        }
+        for row, (w, first) in zip(rows, words or [([], 0)] * len(rows), strict=True)
+    ]
+    return {"dataset": dataset, "size": size, "seed": first, "steps": params.explain.steps, "sentences": sentences, "runs": explained}
 
 
 def run_explain(params: Params, runs_dir: Path, raw_dir: Path, out_dir: Path) -> list[str]:

@@ -66,8 +66,7 @@ def agreement_summary(explained: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in explained:
         cell = layout.split_group(item["dataset"], item["size"])
-        agreement = {k.replace(" ", "_"): round(v, 4) if np.isfinite(v) else None
-                     for k, v in seed_agreement(item).items()}
+        agreement = {k.replace(" ", "_"): round(v, 4) if np.isfinite(v) else None for k, v in seed_agreement(item).items()}
         out[cell] = {"seed_agreement": agreement, "max_relative_delta": round(max_relative_delta(item), 6)}
     return out
 
@@ -77,8 +76,10 @@ def attribution_section(params: Params, explained: Sequence[Mapping[str, Any]], 
     e = params.explain
     head = "## Token attributions (Integrated Gradients)"
     if not explained:
-        return (f"{head}\n\nNo run of this experiment kept its weights, so nothing is attributed. Set "
-                "`train.save_weights` to a list of datasets (or `true`) and rerun to get them.")
+        return (
+            f"{head}\n\nNo run of this experiment kept its weights, so nothing is attributed. Set "
+            "`train.save_weights` to a list of datasets (or `true`) and rerun to get them."
+        )
     rows = []
     for item in explained:
         cell = layout.split_group(item["dataset"], item["size"])

@@ -34,15 +34,24 @@ def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: s
         ax.scatter(m.points[ok, 0], m.points[ok, 1], c=colors[ok], s=12, alpha=0.7, linewidths=0)
         ax.scatter(m.points[~ok, 0], m.points[~ok, 1], c=colors[~ok], s=22, marker="x", linewidths=1.1)
         if len(m.centres):
-            ax.scatter(m.centres[:, 0], m.centres[:, 1], c=[f"C{c % 10}" for c in m.centre_classes], s=180,
-                       marker="*", edgecolors="black", linewidths=1.0, zorder=3)
+            ax.scatter(
+                m.centres[:, 0],
+                m.centres[:, 1],
+                c=[f"C{c % 10}" for c in m.centre_classes],
+                s=180,
+                marker="*",
+                edgecolors="black",
+                linewidths=1.0,
+                zorder=3,
+            )
         ax.set_title(f"{arm}: accuracy {100 * accuracy[arm]:.1f}%")
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [Line2D([], [], marker="o", linestyle="", color=f"C{c % 10}", label=str(n)) for c, n in enumerate(names)]
-    handles += [Line2D([], [], marker="x", linestyle="", color="0.3", label="misclassified"),
-                Line2D([], [], marker="*", linestyle="", markersize=12, color="0.8", markeredgecolor="black",
-                       label="learned centre")]
+    handles += [
+        Line2D([], [], marker="x", linestyle="", color="0.3", label="misclassified"),
+        Line2D([], [], marker="*", linestyle="", markersize=12, color="0.8", markeredgecolor="black", label="learned centre"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8))
     fig.suptitle(title)
     save_png(fig, path)
@@ -61,8 +70,15 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
         for role in ROLES:
             s = per_seed[per_seed["role"] == role].groupby("bin")["accuracy"]
             mean, sd = 100 * s.mean(), 100 * s.std(ddof=1).fillna(0)
-            ax.plot(mean.index, mean, marker="o", markersize=3, color=arm_color(ROLES, role), label=role,
-                    linestyle="--" if role == BASELINE else "-")
+            ax.plot(
+                mean.index,
+                mean,
+                marker="o",
+                markersize=3,
+                color=arm_color(ROLES, role),
+                label=role,
+                linestyle="--" if role == BASELINE else "-",
+            )
             ax.fill_between(mean.index, mean - sd, mean + sd, color=arm_color(ROLES, role), alpha=0.15, linewidth=0)
         name = "all datasets" if cell is None else (f"{cell[0]}/{cell[1]}" if multi else cell[0])
         ax.set(title=name, xlabel=AXIS_LABEL[axis], ylabel="accuracy (%)")
@@ -70,8 +86,7 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
     finish(fig, axes, path, f"Classifier accuracy by {what} (equal-count groups; mean over seeds, band = ±1 sd)")
 
 
-def draw_geometry_vs_accuracy(paired: pd.DataFrame, metrics: Sequence[str], labels: Mapping[str, str],
-                              path: Path) -> None:
+def draw_geometry_vs_accuracy(paired: pd.DataFrame, metrics: Sequence[str], labels: Mapping[str, str], path: Path) -> None:
     """Per (dataset, seed): the DML arm's change in a geometry number against its change in accuracy."""
     fig, axes = panels(len(metrics), width=3.6, height=3.2, cols=len(metrics))
     datasets = list(dict.fromkeys(paired["dataset"]))
@@ -138,12 +153,20 @@ def draw_attributions(explained: Mapping[str, Any], path: Path) -> None:
     for kind, x, line, text, score in ops:
         xy = ((x + 0.1 * dpi) / (width_in * dpi), 1 - (top_in + line * line_in) / height_in)
         if kind == "word":
-            fig.text(*xy, text, fontsize=8, va="top", color="white" if abs(score) > 0.6 else "black",
-                     bbox={"boxstyle": "square,pad=0.2", "facecolor": cmap(0.5 + 0.5 * score), "linewidth": 0})
+            fig.text(
+                *xy,
+                text,
+                fontsize=8,
+                va="top",
+                color="white" if abs(score) > 0.6 else "black",
+                bbox={"boxstyle": "square,pad=0.2", "facecolor": cmap(0.5 + 0.5 * score), "linewidth": 0},
+            )
         else:
-            fig.text(*xy, text, fontsize=8 if kind != "label" else 7.5, va="top",
-                     weight="bold" if kind == "head" else "normal")
-    fig.suptitle(f"{explained['dataset']}: Integrated Gradients of the true class's log-softmax (seed {explained['seed']})"
-                 "\nred raises it, blue lowers it; each line scaled to its largest |attribution|; "
-                 "right/wrong = the run's prediction; ‖ = between the two sentences of a pair", fontsize=9)
+            fig.text(*xy, text, fontsize=8 if kind != "label" else 7.5, va="top", weight="bold" if kind == "head" else "normal")
+    fig.suptitle(
+        f"{explained['dataset']}: Integrated Gradients of the true class's log-softmax (seed {explained['seed']})"
+        "\nred raises it, blue lowers it; each line scaled to its largest |attribution|; "
+        "right/wrong = the run's prediction; ‖ = between the two sentences of a pair",
+        fontsize=9,
+    )
     save_png(fig, path)

@@ -28,8 +28,15 @@ from fewshot_dml.train.loss_state import load_loss_module
 
 # Every geometry number of a run, in report order; `centre_distance` is NaN for a loss without centres.
 GEOMETRY = ("silhouette", "intra", "inter", "ratio", "precision_at_1", "map_at_r", "centre_distance")
-HIGHER_IS_TIGHTER = {"silhouette": True, "intra": False, "inter": True, "ratio": False, "precision_at_1": True,
-                     "map_at_r": True, "centre_distance": False}
+HIGHER_IS_TIGHTER = {
+    "silhouette": True,
+    "intra": False,
+    "inter": True,
+    "ratio": False,
+    "precision_at_1": True,
+    "map_at_r": True,
+    "centre_distance": False,
+}
 DECILE_AXES = ("distance", "length")
 
 
@@ -64,10 +71,15 @@ def retrieval(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
     from pytorch_metric_learning.utils.inference import CustomKNN
 
-    calculator = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count",
-                                    knn_func=CustomKNN(CosineSimilarity()), device=torch.device("cpu"))
-    scores = calculator.get_accuracy(torch.from_numpy(normalise(embeddings).astype(np.float32)),
-                                     torch.from_numpy(np.asarray(labels, np.int64)))
+    calculator = AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        knn_func=CustomKNN(CosineSimilarity()),
+        device=torch.device("cpu"),
+    )
+    scores = calculator.get_accuracy(
+        torch.from_numpy(normalise(embeddings).astype(np.float32)), torch.from_numpy(np.asarray(labels, np.int64))
+    )
     return {"precision_at_1": float(scores["precision_at_1"]), "map_at_r": float(scores["mean_average_precision_at_r"])}
 
 
@@ -81,8 +93,7 @@ def class_means(embeddings: np.ndarray, labels: np.ndarray, num_classes: int) ->
     return means
 
 
-def centre_distance(centres: np.ndarray, centre_classes: np.ndarray, embeddings: np.ndarray,
-                    labels: np.ndarray, num_classes: int) -> float:
+def centre_distance(centres: np.ndarray, centre_classes: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
     """Mean cosine distance of each learned centre to its class's mean evaluation embedding."""
     means = class_means(embeddings, labels, num_classes)[centre_classes]
     dist = 1.0 - np.sum(normalise(centres) * means, axis=1)
@@ -118,8 +129,7 @@ def binned_accuracy(values: np.ndarray, correct: np.ndarray, bins: int, seed: in
         raise ValueError(f"{len(values)} examples cannot fill analyze.bins={bins} groups; expected at least {bins}")
     tie_break = np.random.default_rng(seed).random(len(values))
     groups = np.array_split(np.lexsort((tie_break, values)), bins)
-    return (np.array([values[g].mean() for g in groups]),
-            np.array([np.asarray(correct, np.float64)[g].mean() for g in groups]))
+    return (np.array([values[g].mean() for g in groups]), np.array([np.asarray(correct, np.float64)[g].mean() for g in groups]))
 
 
 def tsne_map(points: np.ndarray, params: AnalyzeParams) -> np.ndarray:
@@ -128,8 +138,9 @@ def tsne_map(points: np.ndarray, params: AnalyzeParams) -> np.ndarray:
 
     z = normalise(points)
     perplexity = min(params.perplexity, (len(z) - 1) / 3)  # sklearn needs perplexity < n
-    return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", method="exact",
-                random_state=params.seed).fit_transform(z)
+    return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", method="exact", random_state=params.seed).fit_transform(
+        z
+    )
 
 
 @dataclass(frozen=True)
@@ -162,18 +173,22 @@ def analyze_run(run_dir: Path, table: pd.DataFrame, params: AnalyzeParams, *, wi
     correct = art.eval_logits.argmax(axis=1) == labels
     centres, centre_classes = read_centres(run_dir, run)
     intra, inter = class_distances(emb, labels)
-    numbers = {"accuracy": float(correct.mean()), "silhouette": silhouette(emb, labels), "intra": intra,
-               "inter": inter, "ratio": intra / inter, **retrieval(emb, labels),
-               "centre_distance": centre_distance(centres, centre_classes, emb, labels, c) if len(centres) else np.nan}
+    numbers = {
+        "accuracy": float(correct.mean()),
+        "silhouette": silhouette(emb, labels),
+        "intra": intra,
+        "inter": inter,
+        "ratio": intra / inter,
+        **retrieval(emb, labels),
+        "centre_distance": centre_distance(centres, centre_classes, emb, labels, c) if len(centres) else np.nan,
+    }
     indices = rundir.read_npz(run_dir / rundir.EVAL, ("indices",))["indices"]
-    axes = {"distance": example_distances(emb, labels, params.distance_to, c),
-            "length": sentence_lengths(table, indices)}
+    axes = {"distance": example_distances(emb, labels, params.distance_to, c), "length": sentence_lengths(table, indices)}
     deciles = {axis: binned_accuracy(values, correct, params.bins, params.seed) for axis, values in axes.items()}
     run_map = None
     if with_map:
         coords = tsne_map(np.concatenate([emb, centres]), params)
-        run_map = RunMap(coords[:len(emb)], labels, correct, coords[len(emb):], centre_classes,
-                         tuple(run["label_names"]))
+        run_map = RunMap(coords[: len(emb)], labels, correct, coords[len(emb) :], centre_classes, tuple(run["label_names"]))
     return {"numbers": numbers, "deciles": deciles, "map": run_map}
 
 
@@ -197,13 +212,14 @@ def analyze_grid(params: Params, runs_dir: Path, raw_dir: Path) -> Analysis:
     grid = layout.grid(params.datasets, params.sample_sizes, params.seeds, params.arms)
     for dataset, size, seed, arm in tqdm(grid, desc="analyze", unit="run"):
         first = seed == params.seeds[0]
-        result = analyze_run(Path(runs_dir) / layout.run_id(dataset, size, seed, arm), tables[dataset],
-                             params.analyze, with_map=first)
+        result = analyze_run(Path(runs_dir) / layout.run_id(dataset, size, seed, arm), tables[dataset], params.analyze, with_map=first)
         key = {"dataset": dataset, "size": size, "seed": seed, "arm": arm, "role": role[arm]}
         geometry.append({**key, **result["numbers"]})
         for axis, (values, accuracy) in result["deciles"].items():
-            deciles += [{**key, "axis": axis, "bin": b + 1, "value": v, "accuracy": a}
-                        for b, (v, a) in enumerate(zip(values, accuracy, strict=True))]
+            deciles += [
+                {**key, "axis": axis, "bin": b + 1, "value": v, "accuracy": a}
+                for b, (v, a) in enumerate(zip(values, accuracy, strict=True))
+            ]
         if first:
             maps[(dataset, size, arm)] = result["map"]
     return Analysis(pd.DataFrame(geometry), pd.DataFrame(deciles), maps, params.loss)

@@ -26,9 +26,15 @@ from fewshot_dml.core import io
 from fewshot_dml.core.markdown import fmt_p, table
 from fewshot_dml.report.stats import blocked_gain, holm
 
-LABELS = {"silhouette": "silhouette", "intra": "intra-class distance", "inter": "inter-class distance",
-          "ratio": "intra / inter", "precision_at_1": "Precision@1", "map_at_r": "MAP@R",
-          "centre_distance": "centre-to-class-mean distance"}
+LABELS = {
+    "silhouette": "silhouette",
+    "intra": "intra-class distance",
+    "inter": "inter-class distance",
+    "ratio": "intra / inter",
+    "precision_at_1": "Precision@1",
+    "map_at_r": "MAP@R",
+    "centre_distance": "centre-to-class-mean distance",
+}
 _PERMUTATIONS = 20_000  # Monte Carlo within-cell permutations of the association test
 
 
@@ -57,8 +63,17 @@ def compare(paired: pd.DataFrame, *, confidence: float, alpha: float, seed: int)
         if not cells:  # e.g. centre distance: the CCE arm has no centres
             continue
         r = blocked_gain(cells, confidence=confidence, seed=seed)  # in "pp": x 100
-        rows.append({"metric": metric, "diff": r.gain_pp / 100, "low": r.ci_low_pp / 100, "high": r.ci_high_pp / 100,
-                     "p": r.p_value, "n": r.n, "left_out": left_out})
+        rows.append(
+            {
+                "metric": metric,
+                "diff": r.gain_pp / 100,
+                "low": r.ci_low_pp / 100,
+                "high": r.ci_high_pp / 100,
+                "p": r.p_value,
+                "n": r.n,
+                "left_out": left_out,
+            }
+        )
     out = pd.DataFrame(rows, columns=["metric", "diff", "low", "high", "p", "n", "left_out"])
     out["p_holm"] = holm(out["p"].tolist())
     out["verdict"] = [_verdict(r.metric, r.diff, r.p_holm, alpha) for r in out.itertuples()]
@@ -71,8 +86,9 @@ def _verdict(metric: str, diff: float, p_holm: float | None, alpha: float) -> st
     return "tighter" if (diff > 0) == HIGHER_IS_TIGHTER[metric] else "less tight"
 
 
-def within_cell_spearman(x: np.ndarray, y: np.ndarray, cells: np.ndarray, *, seed: int,
-                         permutations: int = _PERMUTATIONS) -> tuple[float, float]:
+def within_cell_spearman(
+    x: np.ndarray, y: np.ndarray, cells: np.ndarray, *, seed: int, permutations: int = _PERMUTATIONS
+) -> tuple[float, float]:
     """Spearman's rho of ``x`` and ``y`` and its two-sided p from permuting ``y`` within each cell.
 
     Written by hand: scipy's ``permutation_test`` has no strata. Ranks are taken once over all pairs
@@ -113,17 +129,25 @@ def _finite(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 6)
 
 
-def metrics_json(analysis: Analysis, tests: pd.DataFrame, assoc: pd.DataFrame,
-                 attribution: Mapping[str, Any]) -> dict[str, Any]:
+def metrics_json(analysis: Analysis, tests: pd.DataFrame, assoc: pd.DataFrame, attribution: Mapping[str, Any]) -> dict[str, Any]:
     """``reports/analysis/metrics.json``: means by role, the DML − CCE tests, the associations."""
     means = analysis.geometry.groupby("role", sort=False)[["accuracy", *GEOMETRY]].mean()
     return {
         "geometry": {role: {m: _finite(v) for m, v in row.items()} for role, row in means.iterrows()},
-        "dml_minus_cce": {r.metric: {"diff": _finite(r.diff), "low": _finite(r.low), "high": _finite(r.high),
-                                     "p": _finite(r.p), "p_holm": _finite(r.p_holm), "n": r.n}
-                          for r in tests.itertuples()},
-        "association": {r.metric: {"rho": _finite(r.rho), "p": _finite(r.p), "p_holm": _finite(r.p_holm), "n": r.n}
-                        for r in assoc.itertuples()},
+        "dml_minus_cce": {
+            r.metric: {
+                "diff": _finite(r.diff),
+                "low": _finite(r.low),
+                "high": _finite(r.high),
+                "p": _finite(r.p),
+                "p_holm": _finite(r.p_holm),
+                "n": r.n,
+            }
+            for r in tests.itertuples()
+        },
+        "association": {
+            r.metric: {"rho": _finite(r.rho), "p": _finite(r.p), "p_holm": _finite(r.p_holm), "n": r.n} for r in assoc.itertuples()
+        },
         "attribution": dict(attribution),
     }
 
@@ -173,8 +197,12 @@ def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: 
         here = acc[(acc["dataset"] == dataset) & (acc["size"] == size)].set_index("arm")["accuracy"]
         name = f"map-{dataset}-{size}.png"
         seed = int(acc["seed"].iloc[0])
-        fig.draw_map(maps, here.to_dict(), f"{dataset} (size {size}, seed {seed}): t-SNE of the evaluation "
-                     "embeddings and the learned centres", out / name)
+        fig.draw_map(
+            maps,
+            here.to_dict(),
+            f"{dataset} (size {size}, seed {seed}): t-SNE of the evaluation embeddings and the learned centres",
+            out / name,
+        )
         names["maps"].append(name)
     for axis, what in (("distance", "distance to the mean embedding"), ("length", "sentence length (words)")):
         fig.draw_deciles(analysis.deciles, axis, what, out / f"deciles-{axis}.png")
@@ -188,31 +216,51 @@ def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: 
 
 def _summary(dml: str, tests: pd.DataFrame, assoc: pd.DataFrame, alpha: float) -> str:
     """One paragraph read off the Holm-corrected tests only."""
+
     def named(verdict: str) -> str:
         names = [LABELS[m] for m in tests.loc[tests["verdict"] == verdict, "metric"]]
         return ", ".join(names) if names else "none"
 
     shown = [f"{LABELS[r.metric]} (rho {r.rho:+.2f})" for r in assoc.itertuples() if r.shown]
-    return (f"**In short** (Holm p < {alpha:g}): `{dml}` made the classes tighter by {named('tighter')}; "
-            f"less tight by {named('less tight')}; no difference shown in {named('not shown')}. "
-            + (f"Within datasets, a seed's accuracy change goes with its change in {', '.join(shown)}."
-               if shown else "No geometry change is shown to go with the accuracy change within datasets."))
+    return (
+        f"**In short** (Holm p < {alpha:g}): `{dml}` made the classes tighter by {named('tighter')}; "
+        f"less tight by {named('less tight')}; no difference shown in {named('not shown')}. "
+        + (
+            f"Within datasets, a seed's accuracy change goes with its change in {', '.join(shown)}."
+            if shown
+            else "No geometry change is shown to go with the accuracy change within datasets."
+        )
+    )
 
 
-def render(params: Params, analysis: Analysis, tests: pd.DataFrame, assoc: pd.DataFrame,
-           explained: list[dict], figures: Mapping[str, list[str]]) -> str:
+def render(
+    params: Params, analysis: Analysis, tests: pd.DataFrame, assoc: pd.DataFrame, explained: list[dict], figures: Mapping[str, list[str]]
+) -> str:
     from fewshot_dml.analysis.explain_report import attribution_section
 
     a, agg = params.analyze, params.aggregate
     n_runs = len(analysis.geometry)
     means = analysis.geometry.groupby(["dataset", "size", "arm"], sort=False)[["accuracy", *GEOMETRY]].mean()
-    rows = [[f"{d}/{s}", arm, *(f"{100 * v:.1f}" if m == "accuracy" else ("–" if not np.isfinite(v) else f"{v:.3f}")
-                                for m, v in row.items())] for (d, s, arm), row in means.iterrows()]
-    test_rows = [[LABELS[r.metric], "higher" if HIGHER_IS_TIGHTER[r.metric] else "lower", f"{r.diff:+.4f}",
-                  f"[{r.low:+.4f}, {r.high:+.4f}]", r.n, fmt_p(r.p), fmt_p(r.p_holm), r.verdict]
-                 for r in tests.itertuples()]
-    assoc_rows = [[LABELS[r.metric], f"{r.rho:+.2f}", r.n, fmt_p(r.p), fmt_p(r.p_holm),
-                   "yes" if r.shown else "not shown"] for r in assoc.itertuples()]
+    rows = [
+        [f"{d}/{s}", arm, *(f"{100 * v:.1f}" if m == "accuracy" else ("–" if not np.isfinite(v) else f"{v:.3f}") for m, v in row.items())]
+        for (d, s, arm), row in means.iterrows()
+    ]
+    test_rows = [
+        [
+            LABELS[r.metric],
+            "higher" if HIGHER_IS_TIGHTER[r.metric] else "lower",
+            f"{r.diff:+.4f}",
+            f"[{r.low:+.4f}, {r.high:+.4f}]",
+            r.n,
+            fmt_p(r.p),
+            fmt_p(r.p_holm),
+            r.verdict,
+        ]
+        for r in tests.itertuples()
+    ]
+    assoc_rows = [
+        [LABELS[r.metric], f"{r.rho:+.2f}", r.n, fmt_p(r.p), fmt_p(r.p_holm), "yes" if r.shown else "not shown"] for r in assoc.itertuples()
+    ]
     dml = analysis.dml_arm
     parts = [
         "# What the DML loss did to the embedding space",
@@ -227,8 +275,8 @@ def render(params: Params, analysis: Analysis, tests: pd.DataFrame, assoc: pd.Da
         f"## Did `{dml}` change the geometry? ({dml} − cce, paired by seed)",
         f"Mean over dataset × size cells of the per-cell mean difference, its {agg.confidence:.0%} t-interval "
         "(blocked, within-cell variance), and the stratified sign-flip test (n = pairs); Holm over the "
-        f"{len(tests)} numbers. \"tighter\"/\"less tight\": Holm p < {agg.alpha:g}, in or against the direction "
-        "the column \"tighter is\" names; \"not shown\" otherwise. The interval is not multiplicity-corrected.",
+        f'{len(tests)} numbers. "tighter"/"less tight": Holm p < {agg.alpha:g}, in or against the direction '
+        'the column "tighter is" names; "not shown" otherwise. The interval is not multiplicity-corrected.',
         _summary(dml, tests, assoc, agg.alpha),
         table(["number", "tighter is", "difference", "interval", "n", "p", "Holm p", "verdict"], test_rows),
         "## Does the geometry change go with the accuracy change?",

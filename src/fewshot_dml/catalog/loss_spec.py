@@ -83,9 +83,7 @@ class LossSpec:
     def build(self, num_classes: int, emb_dim: int, hparams: Mapping[str, Any]) -> torch.nn.Module | None:
         """The loss module for a model's shapes; ``hparams`` must hold exactly the declared keys."""
         if sorted(hparams) != sorted(self.hparams):
-            raise ValueError(
-                f"loss {self.name!r}: hyperparameters {sorted(hparams)}; expected exactly {sorted(self.hparams)}"
-            )
+            raise ValueError(f"loss {self.name!r}: hyperparameters {sorted(hparams)}; expected exactly {sorted(self.hparams)}")
         return self.factory(num_classes, emb_dim, hparams)
 
     @property

@@ -102,8 +102,9 @@ def parse_mrpc(text: str, where: str, *, exclude: frozenset[tuple[str, str]] = f
         rows.append((_label(quality, 2, where, number), first, second))
     absent = sorted(exclude - dropped)
     if absent:
-        raise FetchError(f"{where}: {len(absent)} excluded pair(s) do not occur, e.g. {absent[0]}; "
-                         "expected every pair of the exclusion list in the file")
+        raise FetchError(
+            f"{where}: {len(absent)} excluded pair(s) do not occur, e.g. {absent[0]}; expected every pair of the exclusion list in the file"
+        )
     return rows
 
 

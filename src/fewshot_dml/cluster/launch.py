@@ -83,13 +83,14 @@ def run_shard(job: ShardJob, attempt: int) -> dict[str, Any]:
     shutil.rmtree(clone, ignore_errors=True)
     log_file = log_path(clone)
     log_file.unlink(missing_ok=True)
-    steps = [["git", "clone", "--quiet", "--no-checkout", job.git_url, str(clone)],
-             ["git", "-C", str(clone), "checkout", "--quiet", job.commit],
-             ["dvc", "remote", "add", "--local", "--force", "--default", job.remote, job.remote_settings["url"]],
-             *(["dvc", "remote", "modify", "--local", job.remote, key, value]
-               for key, value in job.remote_settings.items() if key != "url"),
-             ["dvc", "repro", "--pull", *job.shard.stages],
-             ["dvc", "push", "--run-cache", *job.shard.stages]]
+    steps = [
+        ["git", "clone", "--quiet", "--no-checkout", job.git_url, str(clone)],
+        ["git", "-C", str(clone), "checkout", "--quiet", job.commit],
+        ["dvc", "remote", "add", "--local", "--force", "--default", job.remote, job.remote_settings["url"]],
+        *(["dvc", "remote", "modify", "--local", job.remote, key, value] for key, value in job.remote_settings.items() if key != "url"),
+        ["dvc", "repro", "--pull", *job.shard.stages],
+        ["dvc", "push", "--run-cache", *job.shard.stages],
+    ]
     repro_output = ""
     for cmd in steps:
         rc, out = run_tool(cmd, clone if clone.is_dir() else Path(job.workdir), log_file)
@@ -100,8 +101,15 @@ def run_shard(job: ShardJob, attempt: int) -> dict[str, Any]:
     shutil.rmtree(clone, ignore_errors=True)
     log_file.unlink(missing_ok=True)
     ran, restored = ran_and_restored(repro_output)
-    return {"shard": job.shard.index, "stages": list(job.shard.stages), "attempt": attempt, "host": socket.gethostname(),
-            "seconds": round(time.perf_counter() - started, 1), "ran": ran, "restored": restored}
+    return {
+        "shard": job.shard.index,
+        "stages": list(job.shard.stages),
+        "attempt": attempt,
+        "host": socket.gethostname(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "ran": ran,
+        "restored": restored,
+    }
 
 
 def _ray_tasks(params: ClusterParams) -> tuple[Any, Any]:
@@ -123,25 +131,31 @@ def _ray_tasks(params: ClusterParams) -> tuple[Any, Any]:
     def shard_task(job: ShardJob, attempts: Any) -> dict[str, Any]:
         return run_shard(job, ray.get(attempts.next.remote(job.shard.index)))
 
-    task = ray.remote(shard_task).options(num_cpus=params.num_cpus, num_gpus=params.num_gpus,
-                                          max_retries=params.max_retries, retry_exceptions=[ShardError])
+    task = ray.remote(shard_task).options(
+        num_cpus=params.num_cpus, num_gpus=params.num_gpus, max_retries=params.max_retries, retry_exceptions=[ShardError]
+    )
     return task, Attempts.remote()
 
 
 def _start_ray(params: ClusterParams) -> None:
     import ray
 
-    ray.init(address=None if params.address == LOCAL else params.address, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(
+        address=None if params.address == LOCAL else params.address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     total = ray.cluster_resources()
     for resource, wanted in (("CPU", params.num_cpus), ("GPU", params.num_gpus)):
         if wanted > total.get(resource, 0):
-            raise ClusterError(f"num_{resource.lower()}s={wanted:g} per task, but the Ray cluster at {params.address!r} "
-                               f"has {total.get(resource, 0):g} {resource}s in all; no task could ever start")
+            raise ClusterError(
+                f"num_{resource.lower()}s={wanted:g} per task, but the Ray cluster at {params.address!r} "
+                f"has {total.get(resource, 0):g} {resource}s in all; no task could ever start"
+            )
 
 
-def run_shards(plan: Plan, work: list[Shard],
-               params: ClusterParams) -> tuple[list[dict[str, Any]], list[tuple[ShardError | str, int]]]:
+def run_shards(plan: Plan, work: list[Shard], params: ClusterParams) -> tuple[list[dict[str, Any]], list[tuple[ShardError | str, int]]]:
     """Run every shard of ``work`` as a Ray task; the results of those that succeeded, and each failure
     with its attempts."""
     import ray
@@ -150,8 +164,7 @@ def run_shards(plan: Plan, work: list[Shard],
     _start_ray(params)
     try:
         task, attempts = _ray_tasks(params)
-        jobs = [ShardJob(s, plan.commit, params.git_url, params.workdir, plan.remote, plan.remote_settings)
-                for s in work]
+        jobs = [ShardJob(s, plan.commit, params.git_url, params.workdir, plan.remote, plan.remote_settings) for s in work]
         pending = {task.remote(job, attempts): job for job in jobs}
         results, failures = [], []
         with tqdm(total=len(jobs), desc="shards", unit="shard") as bar:
@@ -174,10 +187,12 @@ def run_shards(plan: Plan, work: list[Shard],
 def report_failure(failure: ShardError | str, attempts: int) -> str:
     if isinstance(failure, str):
         return f"FAILED {failure}"
-    return (f"FAILED shard {failure.index} ({', '.join(failure.stages)}) after {attempts} attempt(s): "
-            f"`{failure.step}` exited {failure.rc}; clone kept at {failure.clone}, log at {log_path(Path(failure.clone))}; "
-            "its last lines:\n"
-            f"{tail(failure.output)}")
+    return (
+        f"FAILED shard {failure.index} ({', '.join(failure.stages)}) after {attempts} attempt(s): "
+        f"`{failure.step}` exited {failure.rc}; clone kept at {failure.clone}, log at {log_path(Path(failure.clone))}; "
+        "its last lines:\n"
+        f"{tail(failure.output)}"
+    )
 
 
 def bring_home(root: Path) -> tuple[list[str], list[str]]:
@@ -194,8 +209,10 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
     """The whole command; its exit status (0: done, 1: a shard failed)."""
     params = with_defaults(params, root)
     plan = make_plan(root, params)
-    print(f"commit {plan.commit[:7]}, remote {plan.remote!r}: {len(plan.stages)} {'/'.join(params.stages)} stages, "
-          f"{len(plan.stages) - len(plan.to_run)} restorable from the run-cache, {len(plan.to_run)} to run")
+    print(
+        f"commit {plan.commit[:7]}, remote {plan.remote!r}: {len(plan.stages)} {'/'.join(params.stages)} stages, "
+        f"{len(plan.stages) - len(plan.to_run)} restorable from the run-cache, {len(plan.to_run)} to run"
+    )
     work = shards(plan.to_run, params.shard_size)
     for shard in work:
         print(f"  shard {shard.index}: {', '.join(shard.stages)}")
@@ -204,13 +221,14 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
     if plan.to_run:
         results, failures = run_shards(plan, work, params)
         for r in results:
-            print(f"  shard {r['shard']} done on {r['host']} in {r['seconds']} s (attempt {r['attempt']}): "
-                  f"ran {len(r['ran'])} stages, restored {len(r['restored'])}")
+            print(
+                f"  shard {r['shard']} done on {r['host']} in {r['seconds']} s (attempt {r['attempt']}): "
+                f"ran {len(r['ran'])} stages, restored {len(r['restored'])}"
+            )
         if failures:
             for failure, attempts in failures:
                 print(report_failure(failure, attempts), file=sys.stderr)
-            print(f"{len(failures)} of {len(results) + len(failures)} shards failed; nothing was brought home",
-                  file=sys.stderr)
+            print(f"{len(failures)} of {len(results) + len(failures)} shards failed; nothing was brought home", file=sys.stderr)
             return 1
     if home:
         ran, restored = bring_home(root)
@@ -218,8 +236,7 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
         print("pushed; commit dvc.lock, and `dvc pull` in any clone of that commit gets every output")
         trained = sorted(set(ran) & set(plan.stages))
         if trained:
-            print(f"warning: {len(trained)} cluster stages ran here instead of being restored: {', '.join(trained)}",
-                  file=sys.stderr)
+            print(f"warning: {len(trained)} cluster stages ran here instead of being restored: {', '.join(trained)}", file=sys.stderr)
     return 0
 
 
@@ -227,8 +244,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fewshot_dml.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=Path("."), help="the workspace (default: here)")
     parser.add_argument("--config", type=Path, help=f"the settings (default: <repo>/{CONFIG_FILE})")
-    for name, kind in (("address", str), ("remote", str), ("shard_size", int), ("num_cpus", float),
-                       ("num_gpus", float), ("max_retries", int), ("workdir", str), ("git_url", str)):
+    for name, kind in (
+        ("address", str),
+        ("remote", str),
+        ("shard_size", int),
+        ("num_cpus", float),
+        ("num_gpus", float),
+        ("max_retries", int),
+        ("workdir", str),
+        ("git_url", str),
+    ):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=f"overrides {name}")
     parser.add_argument("--stages", nargs="+", help="overrides stages")
     parser.add_argument("--plan", action="store_true", help="list the stages still to run, run nothing on the cluster")
@@ -246,4 +271,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

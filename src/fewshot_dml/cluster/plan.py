@@ -75,7 +75,7 @@ class Shard:
 
 def shards(stages: Sequence[str], size: int) -> list[Shard]:
     """Split ``stages`` (in their order) into consecutive, non-overlapping shards of ``size``."""
-    return [Shard(i, tuple(stages[start:start + size])) for i, start in enumerate(range(0, len(stages), size))]
+    return [Shard(i, tuple(stages[start : start + size])) for i, start in enumerate(range(0, len(stages), size))]
 
 
 def tool_env() -> dict[str, str]:
@@ -85,8 +85,7 @@ def tool_env() -> dict[str, str]:
 
 def run_tool(cmd: Sequence[str], cwd: Path, log_file: Path | None = None) -> tuple[int, str]:
     """Run a git/dvc command; its exit status and output (stdout and stderr, in order)."""
-    proc = subprocess.run(list(cmd), cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    proc = subprocess.run(list(cmd), cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log_file is not None:
         with log_file.open("a", encoding="utf-8") as fh:
             fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}")
@@ -116,8 +115,9 @@ def committed_head(root: Path, repo: Any) -> str:
     outputs = [str(out.def_path).rstrip("/") for stage in repo.index.stages for out in stage.outs]
     changed = [p for p in changed if p != "dvc.lock" and not any(p == o or p.startswith(o + "/") for o in outputs)]
     if changed:
-        raise ClusterError(f"the workers clone commit {head[:7]}, but these tracked files differ from it: "
-                           f"{', '.join(changed)}; commit them first")
+        raise ClusterError(
+            f"the workers clone commit {head[:7]}, but these tracked files differ from it: {', '.join(changed)}; commit them first"
+        )
     return head
 
 
@@ -126,18 +126,24 @@ def shared_remote(repo: Any, name: str | None) -> tuple[str, dict[str, Any]]:
     default = repo.config["core"].get("remote")
     remotes = dict(repo.config["remote"])
     if name is None and default is None:
-        raise ClusterError("no DVC remote: add one every machine can reach, e.g. `dvc remote add -d shared "
-                           "s3://bucket/fewshot-dml`, and commit .dvc/config")
+        raise ClusterError(
+            "no DVC remote: add one every machine can reach, e.g. `dvc remote add -d shared "
+            "s3://bucket/fewshot-dml`, and commit .dvc/config"
+        )
     name = name or default
     if name not in remotes:
         raise ClusterError(f"remote={name!r} is not a DVC remote of this repository; expected one of {sorted(remotes)}")
     if name != default:
-        raise ClusterError(f"remote={name!r} is not the default remote ({default!r}); `dvc repro --pull` restores "
-                           f"from the default one: run `dvc remote default {name}`")
+        raise ClusterError(
+            f"remote={name!r} is not the default remote ({default!r}); `dvc repro --pull` restores "
+            f"from the default one: run `dvc remote default {name}`"
+        )
     settings = {k: str(v) for k, v in remotes[name].items()}
     if settings["url"].startswith(("http://", "https://")):
-        raise ClusterError(f"remote {name!r} ({settings['url']}) is http(s), which cannot hold DVC's run-cache; "
-                           f"expected one of: {', '.join(RUN_CACHE_REMOTES)}")
+        raise ClusterError(
+            f"remote {name!r} ({settings['url']}) is http(s), which cannot hold DVC's run-cache; "
+            f"expected one of: {', '.join(RUN_CACHE_REMOTES)}"
+        )
     return name, settings
 
 
@@ -146,8 +152,9 @@ def cluster_stages(repo: Any, groups: Sequence[str]) -> tuple[list[str], list[st
     names = [s.addressing for s in repo.index.stages]
     unknown = sorted(set(groups) - {n.split("@")[0] for n in names})
     if unknown:
-        raise ClusterError(f"stages={list(groups)}: {unknown[0]!r} is not a stage of dvc.yaml; expected some of "
-                           f"{sorted({n.split('@')[0] for n in names})}")
+        raise ClusterError(
+            f"stages={list(groups)}: {unknown[0]!r} is not a stage of dvc.yaml; expected some of {sorted({n.split('@')[0] for n in names})}"
+        )
     chosen = [n for n in names if n.split("@")[0] in groups]
     upstream = {s.addressing for n in chosen for s in repo.stage.collect(n, with_deps=True)} - set(chosen)
     return chosen, [n for n in names if n in upstream]
@@ -206,5 +213,4 @@ def tail(text: str, lines: int = 25) -> str:
 
 def with_defaults(params: ClusterParams, root: Path) -> ClusterParams:
     """Fill ``workdir`` (beside the workspace, so a relative ``../shared`` resolves the same) and ``git_url``."""
-    return replace(params, workdir=str(Path(params.workdir or root.parent).resolve()),
-                   git_url=params.git_url or str(root))
+    return replace(params, workdir=str(Path(params.workdir or root.parent).resolve()), git_url=params.git_url or str(root))

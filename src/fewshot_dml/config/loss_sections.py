@@ -79,8 +79,7 @@ def loss_section(name: str, raw: Any) -> LossParams:
         base = name
     elif base is None:
         raise ParamsError(
-            f"{where}: unknown loss {name!r}; expected one of {list(loss_names())}, "
-            "or a variant with a `variant_of` key naming one of them"
+            f"{where}: unknown loss {name!r}; expected one of {list(loss_names())}, or a variant with a `variant_of` key naming one of them"
         )
     try:
         loss_spec = get_spec(base if isinstance(base, str) else repr(base))
@@ -108,13 +107,9 @@ def loss_section(name: str, raw: Any) -> LossParams:
             with_form = [n for n in loss_names() if get_spec(n).has_metrix]
             raise ParamsError(f"{where}.metrix: loss {base!r} has no Metrix form; expected a base in {with_form}")
         if dml_on != "pooled":
-            raise ParamsError(
-                f"{where}.metrix: Metrix mixes sentence embeddings; expected dml_on: pooled, got {dml_on!r}"
-            )
+            raise ParamsError(f"{where}.metrix: Metrix mixes sentence embeddings; expected dml_on: pooled, got {dml_on!r}")
         metrix = metrix_section(metrix_raw, f"{where}.metrix")
-    return LossParams(
-        name=name, hparams=types.MappingProxyType(values), base=base, dml_on=dml_on, metrix=metrix, **common
-    )
+    return LossParams(name=name, hparams=types.MappingProxyType(values), base=base, dml_on=dml_on, metrix=metrix, **common)
 
 
 def metrix_section(raw: Any, where: str) -> MetrixParams:

@@ -104,16 +104,11 @@ def parse_params(raw: Any, sections: Collection[str] | None = None) -> Params:
             continue
         values[name] = convert(raw[name], hints[name], name, f.metadata)
     losses_raw = mapping(raw["losses"], "losses")
-    losses = {
-        name: loss_section(name, value)
-        for name, value in losses_raw.items()
-        if wanted("losses") or wanted(f"losses.{name}")
-    }
+    losses = {name: loss_section(name, value) for name, value in losses_raw.items() if wanted("losses") or wanted(f"losses.{name}")}
     values["losses"] = types.MappingProxyType(losses)
     own_raw = mapping(raw["own_datasets"] if raw["own_datasets"] is not None else {}, "own_datasets")
     if wanted("own_datasets"):
-        values["own_datasets"] = types.MappingProxyType(
-            {name: own_dataset_section(name, value) for name, value in own_raw.items()})
+        values["own_datasets"] = types.MappingProxyType({name: own_dataset_section(name, value) for name, value in own_raw.items()})
     _check_grid(values, set(losses_raw), (*DATASETS, *own_raw))
     return Params(**values)
 
@@ -150,5 +145,3 @@ def _check_grid(p: Mapping[str, Any], loss_names: set[str], known: tuple[str, ..
             if arm not in loss_names:
                 role = "peer arm" if arm in PEERS else "configured loss"
                 raise ParamsError(f"losses.{arm}: missing section for the {role}")
-
-

@@ -172,13 +172,10 @@ def own_dataset_section(name: Any, raw: Any) -> OwnDatasetParams:
         raise ParamsError(f"{where}: {name!r} is the name of a built-in SentEval dataset; expected a new name")
     own = build(OwnDatasetParams, raw, f"{where}.")
     if own.builder is None and (
-        own.source.startswith((".", "~"))
-        or not HUB_ID.fullmatch(own.source)
-        or Path(own.source).suffix.lower() in _OTHER_FILES
+        own.source.startswith((".", "~")) or not HUB_ID.fullmatch(own.source) or Path(own.source).suffix.lower() in _OTHER_FILES
     ):
         raise ParamsError(
-            f"{where}.source: {own.source!r} is neither a file with a suffix in {list(OWN_FORMATS)} "
-            "nor a hub dataset id (name or org/name)"
+            f"{where}.source: {own.source!r} is neither a file with a suffix in {list(OWN_FORMATS)} nor a hub dataset id (name or org/name)"
         )
     if own.builder is not None:
         if own.revision is not None:

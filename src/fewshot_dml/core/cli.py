@@ -25,8 +25,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, OSError, 
 EXIT_USER_ERROR = 2
 
 
-def run_stage(main: Callable[[list[str] | None], Mapping[str, float] | None], argv: list[str] | None = None,
-              started: float | None = None) -> None:
+def run_stage(
+    main: Callable[[list[str] | None], Mapping[str, float] | None], argv: list[str] | None = None, started: float | None = None
+) -> None:
     """Call ``main(argv)`` with logging set up; a user error exits 2 with one line on stderr.
 
     ``started`` (``time.perf_counter()`` before the script's imports) and the phase seconds that
@@ -34,12 +35,10 @@ def run_stage(main: Callable[[list[str] | None], Mapping[str, float] | None], ar
     """
     main_started = time.perf_counter()
     phases = run_tool(main, argv)
-    record_stage(main_started if started is None else started, main_started,
-                 phases if isinstance(phases, Mapping) else None)
+    record_stage(main_started if started is None else started, main_started, phases if isinstance(phases, Mapping) else None)
 
 
-def run_tool(main: Callable[[list[str] | None], Any], argv: list[str] | None = None,
-             errors: tuple[type[BaseException], ...] = ()) -> Any:
+def run_tool(main: Callable[[list[str] | None], Any], argv: list[str] | None = None, errors: tuple[type[BaseException], ...] = ()) -> Any:
     """Call ``main(argv)`` with logging set up; a user error (or one of ``errors``) exits 2 with one line
     on stderr, unless ``FEWSHOT_DML_TRACEBACK=1``. The stages and every ``python -m`` tool run through it."""
     setup_logging()

@@ -40,8 +40,7 @@ def run_id(dataset: str, size: int, seed: int, arm: str) -> str:
     return f"{run_group(dataset, size, arm)}/{seed_dir(seed)}"
 
 
-def grid(datasets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
-         arms: Sequence[str]) -> list[tuple[str, int, int, str]]:
+def grid(datasets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], arms: Sequence[str]) -> list[tuple[str, int, int, str]]:
     """Every (dataset, size, seed, arm) cell of an experiment, in the order reports list them."""
     return [(d, size, seed, arm) for d in datasets for size in sizes for seed in seeds for arm in arms]
 

@@ -29,10 +29,18 @@ CURVE_COLUMNS = ("step", "lr", "loss", "cce", "dml", "pairs_ok")
 _NPZ_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip entry timestamp (the earliest zip allows)
 
 
-def write(out_dir: Path, *, eval_arrays: Mapping[str, np.ndarray], dev_arrays: Mapping[str, np.ndarray],
-          train_arrays: Mapping[str, np.ndarray],
-          loss_state: Mapping[str, Any], curve: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any],
-          record: Mapping[str, Any], save_model: Callable[[Path], None] | None = None) -> None:
+def write(
+    out_dir: Path,
+    *,
+    eval_arrays: Mapping[str, np.ndarray],
+    dev_arrays: Mapping[str, np.ndarray],
+    train_arrays: Mapping[str, np.ndarray],
+    loss_state: Mapping[str, Any],
+    curve: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    record: Mapping[str, Any],
+    save_model: Callable[[Path], None] | None = None,
+) -> None:
     """Write a complete run directory atomically (a failure leaves no directory behind)."""
     import torch
 
@@ -71,16 +79,25 @@ def write_curve(path: Path, curve: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(CURVE_COLUMNS)
         for row in curve:
-            writer.writerow([row["step"], repr(float(row["lr"])), repr(row["loss"]),
-                             "" if row["cce"] is None else repr(row["cce"]),
-                             "" if row["dml"] is None else repr(row["dml"]), int(row["pairs_ok"])])
+            writer.writerow(
+                [
+                    row["step"],
+                    repr(float(row["lr"])),
+                    repr(row["loss"]),
+                    "" if row["cce"] is None else repr(row["cce"]),
+                    "" if row["dml"] is None else repr(row["dml"]),
+                    int(row["pairs_ok"]),
+                ]
+            )
 
 
 def require(path: Path) -> Path:
     """``path`` if it is a file; FileNotFoundError naming the run artifacts otherwise."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing run artifact; expected the train stage's output "
-                                f"({EVAL}, {DEV}, {TRAIN}, {LOSS_STATE}, {CURVE}, {METRICS}, {RUN})")
+        raise FileNotFoundError(
+            f"{path}: missing run artifact; expected the train stage's output "
+            f"({EVAL}, {DEV}, {TRAIN}, {LOSS_STATE}, {CURVE}, {METRICS}, {RUN})"
+        )
     return path
 
 
@@ -103,5 +120,4 @@ def read_curve(path: Path) -> tuple[tuple[int, float, float, float], ...]:
             raise ValueError(f"{path}: missing column {column!r}; columns are {list(curve.columns)}")
     if curve.empty:
         raise ValueError(f"{path}: no optimisation steps recorded")
-    return tuple(zip(curve["step"].astype(int).tolist(), *(curve[c].astype(float).tolist() for c in ("loss", "cce", "dml")),
-                     strict=True))
+    return tuple(zip(curve["step"].astype(int).tolist(), *(curve[c].astype(float).tolist() for c in ("loss", "cce", "dml")), strict=True))

@@ -42,8 +42,12 @@ def record_stage(started: float, main_started: float, phases: Mapping[str, float
     if not target:
         return
     now = time.perf_counter()
-    entry = {"stage": Path(sys.argv[0]).stem, "argv": sys.argv[1:], "wall_s": round(now - started, 4),
-             "imports_s": round(main_started - started, 4),
-             "phases": {k: round(v, 4) for k, v in (phases or {}).items()}}
+    entry = {
+        "stage": Path(sys.argv[0]).stem,
+        "argv": sys.argv[1:],
+        "wall_s": round(now - started, 4),
+        "imports_s": round(main_started - started, 4),
+        "phases": {k: round(v, 4) for k, v in (phases or {}).items()},
+    }
     with open(target, "a", encoding="utf-8") as handle:  # one short line per process: appends do not interleave
         handle.write(json.dumps(entry, sort_keys=True) + "\n")

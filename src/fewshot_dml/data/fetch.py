@@ -41,13 +41,20 @@ def _local_dir(params: FetchParams, root: Path, required: bool = True) -> Path |
     if params.download:
         log.info("no local copy at %s; downloading from fetch.urls (fetch.download: true)", local_dir)
         return None
-    raise FetchError(f"fetch.local_dir={params.local_dir!r}: no directory at {local_dir}; expected the SentEval "
-                     "copy there, or set fetch.download: true to download the official files from fetch.urls")
+    raise FetchError(
+        f"fetch.local_dir={params.local_dir!r}: no directory at {local_dir}; expected the SentEval "
+        "copy there, or set fetch.download: true to download the official files from fetch.urls"
+    )
 
 
-def verify_sources(params: FetchParams, datasets: tuple[str, ...], root: Path, out: Path,
-                   registry: Mapping[str, DatasetSpec] | None = None,
-                   own: Mapping[str, OwnDatasetParams] | None = None) -> dict:
+def verify_sources(
+    params: FetchParams,
+    datasets: tuple[str, ...],
+    root: Path,
+    out: Path,
+    registry: Mapping[str, DatasetSpec] | None = None,
+    own: Mapping[str, OwnDatasetParams] | None = None,
+) -> dict:
     """Write ``out``: the verified checksums of the local copy (or that downloads will be used), and
     the sha256 of every own dataset's local file (``own``; a hub dataset: its id and revision).
 
@@ -87,8 +94,13 @@ def fetch_dataset(
     """
     if own is not None:
         loaded_own = read_own(name, own, root)
-        card = _count({"dataset": name, **loaded_own.card}, loaded_own.label_names, loaded_own.rows,
-                      loaded_own.card["location"], pair=own.text_pair is not None)
+        card = _count(
+            {"dataset": name, **loaded_own.card},
+            loaded_own.label_names,
+            loaded_own.rows,
+            loaded_own.card["location"],
+            pair=own.text_pair is not None,
+        )
         return _write(name, card, loaded_own.rows, None, out_table, out_card, loaded_own.card["location"])
     spec = get_spec(name, registry)
     local_dir = _local_dir(params, root)
@@ -103,20 +115,26 @@ def fetch_dataset(
         where = ", ".join(location)
     if len(loaded.rows) != expected:
         raise FetchError(f"{name}: read {len(loaded.rows)} examples from {where}, expected exactly {expected}")
-    card = _count({"dataset": spec.name, "source": source, "location": location, "encoding": loaded.encoding,
-                   "inputs": loaded.inputs}, spec.label_names, loaded.rows, location, spec.pair)
+    card = _count(
+        {"dataset": spec.name, "source": source, "location": location, "encoding": loaded.encoding, "inputs": loaded.inputs},
+        spec.label_names,
+        loaded.rows,
+        location,
+        spec.pair,
+    )
     return _write(name, card, loaded.rows, spec.table_sha256, out_table, out_card, where)
 
 
-def _write(name: str, card: dict, rows: list, pinned: str | None, out_table: Path, out_card: Path,
-           where: str) -> dict:
+def _write(name: str, card: dict, rows: list, pinned: str | None, out_table: Path, out_card: Path, where: str) -> dict:
     """Encode the table, check it against ``pinned``, write table then card (neither on failure)."""
     labels, texts, pairs = zip(*rows, strict=True)
     data = encode_table(make_table(labels, texts, pairs))
     sha256 = hashlib.sha256(data).hexdigest()
     if pinned is not None and sha256 != pinned:
-        raise FetchError(f"{name}: the table read from {where} has sha256 {sha256}, not the pinned "
-                         f"{pinned}; this source holds a different version of the dataset")
+        raise FetchError(
+            f"{name}: the table read from {where} has sha256 {sha256}, not the pinned "
+            f"{pinned}; this source holds a different version of the dataset"
+        )
     card["table_sha256"] = sha256
     with io.atomic_path(out_table) as tmp:
         tmp.write_bytes(data)
@@ -136,5 +154,10 @@ def _count(card: dict, label_names: tuple[str, ...], rows: list, location: str |
     missing = [label_names[i] for i in range(len(label_names)) if counts[i] == 0]
     if missing:
         raise FetchError(f"{card['dataset']}: no example of class(es) {missing} in {location}")
-    return {**card, "n_examples": len(rows), "label_names": list(label_names),
-            "class_counts": {label_name: counts[i] for i, label_name in enumerate(label_names)}, "pair": pair}
+    return {
+        **card,
+        "n_examples": len(rows),
+        "label_names": list(label_names),
+        "class_counts": {label_name: counts[i] for i, label_name in enumerate(label_names)},
+        "pair": pair,
+    }

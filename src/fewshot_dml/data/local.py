@@ -34,8 +34,10 @@ def read_verified(spec: DatasetSpec, directory: Path) -> list[tuple[str, bytes]]
         data = path.read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if part.sha256 is not None and actual != part.sha256:
-            raise FetchError(f"{path}: sha256 {actual} does not match the pinned {part.sha256}; "
-                             "the local copy was changed (restore it from ../shared/senteval)")
+            raise FetchError(
+                f"{path}: sha256 {actual} does not match the pinned {part.sha256}; "
+                "the local copy was changed (restore it from ../shared/senteval)"
+            )
         blobs.append((str(path), data))
     return blobs
 
@@ -52,8 +54,9 @@ def read_local(spec: DatasetSpec, directory: Path) -> Loaded:
     return Loaded(rows=[row for rows in parsed for row in rows], inputs=inputs, encoding=encoding)
 
 
-def verify_local_copy(directory: Path, required: Iterable[str],
-                      registry: Mapping[str, DatasetSpec] | None = None) -> dict[str, dict[str, str]]:
+def verify_local_copy(
+    directory: Path, required: Iterable[str], registry: Mapping[str, DatasetSpec] | None = None
+) -> dict[str, dict[str, str]]:
     """``{dataset: {file: sha256}}`` for every registered dataset whose files are in ``directory``.
 
     The datasets in ``required`` must be complete; every file present is checked against its pin.
@@ -67,6 +70,5 @@ def verify_local_copy(directory: Path, required: Iterable[str],
         if not present and name not in required:
             continue
         blobs = read_verified(spec, directory)
-        out[name] = {part.path: hashlib.sha256(data).hexdigest()
-                     for part, (_, data) in zip(spec.local.parts, blobs, strict=True)}
+        out[name] = {part.path: hashlib.sha256(data).hexdigest() for part, (_, data) in zip(spec.local.parts, blobs, strict=True)}
     return out

@@ -113,9 +113,7 @@ def read_official(spec: DatasetSpec, params: FetchParams) -> Loaded:
         if source.exclude is not None:
             source = _with_exclusion(source, params, tmp, inputs)
         path, sha256 = _fetch_file(url, tmp, params, source.sha256)
-        blobs = [
-            (f"{url}!{part.path}" if part.path else url, _read_member(path, part.path, url)) for part in source.parts
-        ]
+        blobs = [(f"{url}!{part.path}" if part.path else url, _read_member(path, part.path, url)) for part in source.parts]
     parsed, encoding = parse_parts(spec, source, blobs)
     rows = [row for part_rows in parsed for row in part_rows]
     log.info("%s: read %d examples from %s (%s)", spec.name, len(rows), url, encoding)

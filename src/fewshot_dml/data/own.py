@@ -63,8 +63,10 @@ def source_record(name: str, own: OwnDatasetParams, root: Path) -> dict[str, Any
         return {"hub": own.source, "revision": own.revision, "split": own.split}
     path = source_path(own, root)
     if not path.is_file():
-        raise FetchError(f"own_datasets.{name}.source: no file at {path}; expected the dataset's "
-                         f"{path.suffix} file (a relative path is resolved against the workspace root)")
+        raise FetchError(
+            f"own_datasets.{name}.source: no file at {path}; expected the dataset's "
+            f"{path.suffix} file (a relative path is resolved against the workspace root)"
+        )
     return {"file": own.source, "sha256": _sha256(path)}
 
 
@@ -77,11 +79,20 @@ def _load(name: str, own: OwnDatasetParams, root: Path) -> tuple[dict[str, list]
         try:
             data = datasets.load_dataset(own.source, revision=own.revision, split=own.split)
         except Exception as err:  # `datasets` raises many types (offline, unknown repo, revision, split)
-            raise FetchError(f"own_datasets.{name}: cannot load the hub dataset {where}: "
-                             f"{type(err).__name__}: {err}") from err
-        return data.to_dict(), data.features, where, {
-            "source": "hub", "location": own.source, "revision": own.revision, "split": own.split,
-            "format": None, "inputs": [{"name": where, "rows": len(data)}]}
+            raise FetchError(f"own_datasets.{name}: cannot load the hub dataset {where}: {type(err).__name__}: {err}") from err
+        return (
+            data.to_dict(),
+            data.features,
+            where,
+            {
+                "source": "hub",
+                "location": own.source,
+                "revision": own.revision,
+                "split": own.split,
+                "format": None,
+                "inputs": [{"name": where, "rows": len(data)}],
+            },
+        )
     path = source_path(own, root)
     where = str(path)
     options: dict[str, Any] = {}
@@ -94,38 +105,49 @@ def _load(name: str, own: OwnDatasetParams, root: Path) -> tuple[dict[str, list]
     except Exception as err:  # a malformed file surfaces as the reader's own error type
         raise FetchError(f"{where}: `datasets` cannot read it as {own.builder}: {type(err).__name__}: {err}") from err
     sha256 = _sha256(path)
-    return columns, features, where, {
-        "source": "file", "location": own.source, "revision": None, "split": "train", "format": own.builder,
-        "inputs": [{"name": own.source, "sha256": sha256, "rows": len(next(iter(columns.values()), []))}]}
+    return (
+        columns,
+        features,
+        where,
+        {
+            "source": "file",
+            "location": own.source,
+            "revision": None,
+            "split": "train",
+            "format": own.builder,
+            "inputs": [{"name": own.source, "sha256": sha256, "rows": len(next(iter(columns.values()), []))}],
+        },
+    )
 
 
 def _texts(values: list[Any], column: str, where: str) -> list[str]:
     for i, value in enumerate(values):
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise FetchError(f"{where}: row {i + 1}: empty text in column {column!r}; expected every row to "
-                             "have text (drop the row or fill it in)")
+            raise FetchError(
+                f"{where}: row {i + 1}: empty text in column {column!r}; expected every row to have text (drop the row or fill it in)"
+            )
         if not isinstance(value, str):
-            raise FetchError(f"{where}: row {i + 1}: column {column!r} holds {type(value).__name__} {value!r}, "
-                             "not text; expected a column of strings")
+            raise FetchError(
+                f"{where}: row {i + 1}: column {column!r} holds {type(value).__name__} {value!r}, not text; expected a column of strings"
+            )
     return values
 
 
-def label_ids(values: list[Any], where: str, column: str,
-              class_names: list[str] | None = None) -> tuple[list[int], tuple[str, ...], str]:
+def label_ids(values: list[Any], where: str, column: str, class_names: list[str] | None = None) -> tuple[list[int], tuple[str, ...], str]:
     """``(id per row, names in id order, label_order)``; see the module docstring for the order."""
     if class_names is not None:
         bad = next((i for i, v in enumerate(values) if not isinstance(v, int) or not 0 <= v < len(class_names)), None)
         if bad is not None:
-            raise FetchError(f"{where}: row {bad + 1}: label {values[bad]!r} in column {column!r}; expected a class "
-                             f"id in 0..{len(class_names) - 1} of {class_names}")
+            raise FetchError(
+                f"{where}: row {bad + 1}: label {values[bad]!r} in column {column!r}; expected a class "
+                f"id in 0..{len(class_names) - 1} of {class_names}"
+            )
         ids, names, order = list(values), tuple(class_names), "class_label"
     else:
         text = []
         for i, value in enumerate(values):
-            if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, str)
-                                                                                 and not value.strip()):
-                raise FetchError(f"{where}: row {i + 1}: label {value!r} in column {column!r}; expected a "
-                                 "non-empty string or an integer")
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, str) and not value.strip()):
+                raise FetchError(f"{where}: row {i + 1}: label {value!r} in column {column!r}; expected a non-empty string or an integer")
             text.append(str(value))
         numeric = all(_INTEGER.fullmatch(t) for t in text)
         names = tuple(sorted(set(text), key=int if numeric else None))
@@ -144,8 +166,7 @@ def read_own(name: str, own: OwnDatasetParams, root: Path) -> OwnLoaded:
     wanted = {"text": own.text, "text_pair": own.text_pair, "label": own.label}
     for key, column in wanted.items():
         if column is not None and column not in columns:
-            raise FetchError(f"{where}: no column {column!r} (own_datasets.{name}.{key}); the columns are "
-                             f"{list(columns)}")
+            raise FetchError(f"{where}: no column {column!r} (own_datasets.{name}.{key}); the columns are {list(columns)}")
     if not columns[own.label]:
         raise FetchError(f"{where}: no rows; expected a labelled dataset")
     texts = _texts(columns[own.text], own.text, where)

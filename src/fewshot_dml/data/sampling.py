@@ -38,8 +38,21 @@ from fewshot_dml.data.table import read_card_and_table
 
 log = logging.getLogger(__name__)
 
-SPLIT_KEYS = ("dataset", "size", "seed", "protocol", "folds", "eval_fold", "eval_max", "dev_ratio",
-              "n_examples", "table_sha256", "train", "dev", "eval")
+SPLIT_KEYS = (
+    "dataset",
+    "size",
+    "seed",
+    "protocol",
+    "folds",
+    "eval_fold",
+    "eval_max",
+    "dev_ratio",
+    "n_examples",
+    "table_sha256",
+    "train",
+    "dev",
+    "eval",
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,7 @@ class Split:
     dev: tuple[int, ...] = ()
 
 
-def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: int, eval_max: int,
-               dev_ratio: float = 0.0) -> Split:
+def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: int, eval_max: int, dev_ratio: float = 0.0) -> Split:
     """Draw the split of one (size, seed) cell; see the module docstring for the protocols."""
     labels = _check_args(labels, protocol, size, seed, folds, eval_max)
     if isinstance(dev_ratio, bool) or not isinstance(dev_ratio, (int, float)) or not 0 <= dev_ratio <= 100:
@@ -71,14 +83,18 @@ def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: i
         held_out = parts[eval_fold]
         pool = np.concatenate([p for i, p in enumerate(parts) if i != eval_fold])
         if size > pool.size:
-            raise ValueError(f"size={size} exceeds the {pool.size} examples outside the held-out fold "
-                             f"({labels.size} examples, folds={folds}); expected size <= {pool.size}")
+            raise ValueError(
+                f"size={size} exceeds the {pool.size} examples outside the held-out fold "
+                f"({labels.size} examples, folds={folds}); expected size <= {pool.size}"
+            )
         # A prefix of a permutation is a uniform draw without replacement, nested across sizes.
         train = train_rng.permutation(pool)[:size]
         rest = np.setdiff1d(pool, train)
         if dev_n > rest.size:
-            raise ValueError(f"dev_ratio={dev_ratio} asks for {dev_n} development rows but only {rest.size} "
-                             f"training-fold rows are left after size={size}; expected a smaller dev_ratio")
+            raise ValueError(
+                f"dev_ratio={dev_ratio} asks for {dev_n} development rows but only {rest.size} "
+                f"training-fold rows are left after size={size}; expected a smaller dev_ratio"
+            )
         dev = dev_rng.permutation(rest)[:dev_n]
     else:
         eval_fold = None
@@ -88,11 +104,14 @@ def make_split(labels: np.ndarray, protocol: str, size: int, seed: int, folds: i
         train, dev = train[ranks < size], train[ranks >= size]
         held_out = np.setdiff1d(np.arange(labels.size), np.concatenate([train, dev]))
         if held_out.size == 0:
-            raise ValueError(f"per_class size={size} (+ {dev_n} dev) uses all {labels.size} examples; "
-                             "nothing is left to evaluate on")
+            raise ValueError(f"per_class size={size} (+ {dev_n} dev) uses all {labels.size} examples; nothing is left to evaluate on")
     evaluation = _cap_eval(held_out, labels, eval_max, cap_rng)
-    return Split(train=tuple(int(i) for i in train), eval=tuple(int(i) for i in np.sort(evaluation)),
-                 eval_fold=eval_fold, dev=tuple(int(i) for i in np.sort(dev)))
+    return Split(
+        train=tuple(int(i) for i in train),
+        eval=tuple(int(i) for i in np.sort(evaluation)),
+        eval_fold=eval_fold,
+        dev=tuple(int(i) for i in np.sort(dev)),
+    )
 
 
 def _check_args(labels: Any, protocol: Any, size: Any, seed: Any, folds: Any, eval_max: Any) -> np.ndarray:
@@ -113,8 +132,7 @@ def _per_class(labels: np.ndarray, order: np.ndarray, size: int) -> np.ndarray:
     short = counts < size
     if short.any():
         c, n = int(classes[short][0]), int(counts[short][0])
-        raise ValueError(f"per_class: class {c} has {n} examples, fewer than size={size}; "
-                         f"expected every class to have >= {size}")
+        raise ValueError(f"per_class: class {c} has {n} examples, fewer than size={size}; expected every class to have >= {size}")
     return order[_rank_within_class(labels[order]) < size]
 
 
@@ -173,8 +191,9 @@ def stratified_quotas(counts: np.ndarray, total: int) -> np.ndarray:
     return quotas
 
 
-def write_splits(table_path: Path, card_path: Path, params: SampleParams, dataset: str, size: int,
-                 seeds: Sequence[int], out_dir: Path) -> dict[int, dict]:
+def write_splits(
+    table_path: Path, card_path: Path, params: SampleParams, dataset: str, size: int, seeds: Sequence[int], out_dir: Path
+) -> dict[int, dict]:
     """Draw the split of (dataset, size, seed) for every seed; write ``out_dir/<seed>.json`` atomically.
 
     One process for every seed of a (dataset, size): drawing a split takes milliseconds, so one
@@ -190,13 +209,31 @@ def write_splits(table_path: Path, card_path: Path, params: SampleParams, datase
     for seed in seeds:
         split = make_split(labels, params.protocol, size, seed, params.folds, params.eval_max, params.dev_ratio)
         records[int(seed)] = {
-            "dataset": dataset, "size": int(size), "seed": int(seed), "protocol": params.protocol,
-            "folds": params.folds, "eval_fold": split.eval_fold, "eval_max": params.eval_max,
-            "dev_ratio": params.dev_ratio, "n_examples": int(labels.size), "table_sha256": card["table_sha256"],
-            "train": list(split.train), "dev": list(split.dev), "eval": list(split.eval),
+            "dataset": dataset,
+            "size": int(size),
+            "seed": int(seed),
+            "protocol": params.protocol,
+            "folds": params.folds,
+            "eval_fold": split.eval_fold,
+            "eval_max": params.eval_max,
+            "dev_ratio": params.dev_ratio,
+            "n_examples": int(labels.size),
+            "table_sha256": card["table_sha256"],
+            "train": list(split.train),
+            "dev": list(split.dev),
+            "eval": list(split.eval),
         }
-        log.info("%s size=%d seed=%d (%s): %d train, %d dev, %d eval of %d rows", dataset, size, seed,
-                 params.protocol, len(split.train), len(split.dev), len(split.eval), labels.size)
+        log.info(
+            "%s size=%d seed=%d (%s): %d train, %d dev, %d eval of %d rows",
+            dataset,
+            size,
+            seed,
+            params.protocol,
+            len(split.train),
+            len(split.dev),
+            len(split.eval),
+            labels.size,
+        )
     with io.atomic_dir(out_dir) as tmp:
         for seed, record in records.items():
             io.write_json(tmp / layout.split_file(seed), record)
@@ -211,8 +248,7 @@ def class_minimum(params: SampleParams, size: int) -> int:
     return 2
 
 
-def check_class_sizes(labels: np.ndarray, names: Sequence[str] | None, params: SampleParams, size: int,
-                      where: str) -> None:
+def check_class_sizes(labels: np.ndarray, names: Sequence[str] | None, params: SampleParams, size: int, where: str) -> None:
     """ValueError naming the first class of ``labels`` too small for ``params`` at ``size``."""
     need = class_minimum(params, size)
     counts = np.bincount(labels, minlength=len(names or ()))
@@ -220,11 +256,16 @@ def check_class_sizes(labels: np.ndarray, names: Sequence[str] | None, params: S
         name = names[c] if names is not None and c < len(names) else str(c)
         if counts[c] == 0 and names is None:
             continue  # an id no example uses: not a class of this table
-        rule = (f"sample.protocol=per_class, size {size} and dev_ratio {params.dev_ratio} need {need} per class "
-                "(training, development, and one to evaluate on)" if params.protocol == "per_class" else
-                "every class needs 2 (one to learn from, one to evaluate on)")
-        raise ValueError(f"{where}: class {name!r} has {int(counts[c])} example(s); {rule}; expected a larger "
-                         "class, a smaller size, or the class merged or dropped")
+        rule = (
+            f"sample.protocol=per_class, size {size} and dev_ratio {params.dev_ratio} need {need} per class "
+            "(training, development, and one to evaluate on)"
+            if params.protocol == "per_class"
+            else "every class needs 2 (one to learn from, one to evaluate on)"
+        )
+        raise ValueError(
+            f"{where}: class {name!r} has {int(counts[c])} example(s); {rule}; expected a larger "
+            "class, a smaller size, or the class merged or dropped"
+        )
 
 
 def check_split(split: dict, dataset: str, n_examples: int, table_sha256: str) -> None:
@@ -234,13 +275,11 @@ def check_split(split: dict, dataset: str, n_examples: int, table_sha256: str) -
         raise ValueError(f"split: missing keys {missing}; expected {list(SPLIT_KEYS)}")
     for key, expected in (("dataset", dataset), ("n_examples", n_examples), ("table_sha256", table_sha256)):
         if split[key] != expected:
-            raise ValueError(f"split {key}={split[key]!r} does not match the table's {expected!r}; "
-                             "re-run the sample stage")
+            raise ValueError(f"split {key}={split[key]!r} does not match the table's {expected!r}; re-run the sample stage")
     sets = {}
     for part in ("train", "dev", "eval"):
         rows = split[part]
-        if not isinstance(rows, list) or (not rows and part != "dev") or any(
-                isinstance(i, bool) or not isinstance(i, int) for i in rows):
+        if not isinstance(rows, list) or (not rows and part != "dev") or any(isinstance(i, bool) or not isinstance(i, int) for i in rows):
             raise ValueError(f"split {part}: expected a {'' if part == 'dev' else 'non-empty '}list of integer row indices")
         bad = [i for i in rows if not 0 <= i < n_examples]
         if bad:

@@ -52,8 +52,10 @@ def read_table(path: str | Path, sha256: str | None = None) -> pd.DataFrame:
     path = Path(path)
     data = path.read_bytes()
     if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256:
-        raise ValueError(f"{path}: sha256 {actual} does not match the card's table_sha256 {sha256}; "
-                         "the table changed after the fetch stage wrote it (re-run fetch)")
+        raise ValueError(
+            f"{path}: sha256 {actual} does not match the card's table_sha256 {sha256}; "
+            "the table changed after the fetch stage wrote it (re-run fetch)"
+        )
     text = data.decode("utf-8")
     if text and not text.endswith("\n"):
         raise ValueError(f"{path}: the last line has no newline; the file is truncated")
@@ -78,8 +80,7 @@ def read_card(path: str | Path, required: Sequence[str]) -> dict[str, Any]:
     return card
 
 
-def read_card_and_table(card_path: str | Path, table_path: str | Path,
-                         required: Sequence[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+def read_card_and_table(card_path: str | Path, table_path: str | Path, required: Sequence[str]) -> tuple[dict[str, Any], pd.DataFrame]:
     """The card (with ``required`` keys and ``table_sha256``) and its table, checked against it."""
     card = read_card(card_path, tuple(dict.fromkeys((*required, "table_sha256"))))
     return card, read_table(table_path, card["table_sha256"])

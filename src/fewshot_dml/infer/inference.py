@@ -62,8 +62,7 @@ def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dic
     """
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
-        raise ValueError(f"labels {y_true.shape} and predictions {y_pred.shape}: "
-                         "expected two non-empty 1-d arrays of one length")
+        raise ValueError(f"labels {y_true.shape} and predictions {y_pred.shape}: expected two non-empty 1-d arrays of one length")
     confusion = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(confusion)
     denom = confusion.sum(axis=0) + confusion.sum(axis=1)  # = 2TP + FP + FN
@@ -99,8 +98,7 @@ def mixture_predictions(logits: np.ndarray, scores: np.ndarray, weight: float) -
     return mixed.argmax(axis=1)
 
 
-def prototype_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_emb: np.ndarray,
-                          num_classes: int) -> np.ndarray:
+def prototype_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_emb: np.ndarray, num_classes: int) -> np.ndarray:
     """Nearest class mean of the L2-normalised training embeddings, by cosine similarity.
 
     A class absent from the few-shot training set has no prototype and is never predicted.
@@ -114,8 +112,7 @@ def prototype_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_
     return sims.argmax(axis=1)
 
 
-def knn_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_emb: np.ndarray,
-                    num_classes: int, k: int) -> np.ndarray:
+def knn_predictions(train_emb: np.ndarray, train_labels: np.ndarray, eval_emb: np.ndarray, num_classes: int, k: int) -> np.ndarray:
     """Majority vote of the ``k`` most cosine-similar training embeddings.
 
     Ties: equally similar neighbours by lower training index (stable sort); equal votes by the
@@ -138,8 +135,7 @@ def infer(artifacts: RunArtifacts, params: InferParams) -> dict[str, Any]:
     a, c = artifacts, artifacts.num_classes
     predicted = a.eval_logits.argmax(axis=1)
     result: dict[str, Any] = {
-        "classifier": {**accuracy_f1(a.eval_labels, predicted, c),
-                       "confusion": confusion_matrix(a.eval_labels, predicted, c).tolist()},
+        "classifier": {**accuracy_f1(a.eval_labels, predicted, c), "confusion": confusion_matrix(a.eval_labels, predicted, c).tolist()},
         "proxy": None,
         "proxy_curve": [],
     }
@@ -164,8 +160,13 @@ def run_inference(run_dir: Path, params: InferParams, out_path: Path) -> dict[st
     artifacts = load_run(Path(run_dir))
     result = infer(artifacts, params)
     io.write_json(out_path, result)
-    logger.info("inference of %s: classifier %.4f, prototype %.4f, knn %.4f", run_dir,
-                result["classifier"]["accuracy"], result["prototype"]["accuracy"], result["knn"]["accuracy"])
+    logger.info(
+        "inference of %s: classifier %.4f, prototype %.4f, knn %.4f",
+        run_dir,
+        result["classifier"]["accuracy"],
+        result["prototype"]["accuracy"],
+        result["knn"]["accuracy"],
+    )
     return result
 
 
@@ -196,8 +197,7 @@ def _check_arrays(path: Path, arrays: Mapping[str, np.ndarray], num_classes: int
     n = len(arrays["labels"])
     if n == 0:
         raise ValueError(f"{path}: no examples")
-    shapes = {"embeddings": (n, emb_dim), "labels": (n,), "indices": (n,), "logits": (n, num_classes),
-              SCORES: (n, num_classes)}
+    shapes = {"embeddings": (n, emb_dim), "labels": (n,), "indices": (n,), "logits": (n, num_classes), SCORES: (n, num_classes)}
     for key, array in arrays.items():
         if array.shape != shapes[key]:
             raise ValueError(f"{path}: {key} has shape {array.shape}; expected {shapes[key]} (run.json)")
@@ -205,8 +205,7 @@ def _check_arrays(path: Path, arrays: Mapping[str, np.ndarray], num_classes: int
             raise ValueError(f"{path}: {key} holds non-finite values")
     labels = arrays["labels"]
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"{path}: labels {labels.dtype} in [{labels.min()}, {labels.max()}]; "
-                         f"expected integers in [0, {num_classes - 1}]")
+        raise ValueError(f"{path}: labels {labels.dtype} in [{labels.min()}, {labels.max()}]; expected integers in [0, {num_classes - 1}]")
 
 
 def load_run(run_dir: Path) -> RunArtifacts:
@@ -226,9 +225,12 @@ def load_run(run_dir: Path) -> RunArtifacts:
     _check_arrays(run_dir / rundir.EVAL, ev, c, d)
     _check_arrays(run_dir / rundir.TRAIN, tr, c, d)
     return RunArtifacts(
-        spec=spec, num_classes=c,
+        spec=spec,
+        num_classes=c,
         eval_scores=ev[SCORES].astype(np.float32) if spec.has_proxies else None,
-        eval_logits=ev["logits"].astype(np.float32), eval_embeddings=ev["embeddings"].astype(np.float32),
-        eval_labels=ev["labels"].astype(np.int64), train_embeddings=tr["embeddings"].astype(np.float32),
+        eval_logits=ev["logits"].astype(np.float32),
+        eval_embeddings=ev["embeddings"].astype(np.float32),
+        eval_labels=ev["labels"].astype(np.int64),
+        train_embeddings=tr["embeddings"].astype(np.float32),
         train_labels=tr["labels"].astype(np.int64),
     )

@@ -47,11 +47,9 @@ def all_specs() -> Mapping[str, LossSpec]:
 
 def describe() -> str:
     """A Markdown table of the registry (one row per loss), for the docs."""
-    rows = ["| loss | proxies | needs pairs | Metrix | hyperparameters | what |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| loss | proxies | needs pairs | Metrix | hyperparameters | what |", "| --- | --- | --- | --- | --- | --- |"]
     for spec in all_specs().values():
         hp = ", ".join(f"`{k}` ({h.kind})" for k, h in spec.hparams.items()) or "-"
-        flags = ("yes" if spec.has_proxies else "no", "yes" if spec.needs_pairs else "no",
-                 "yes" if spec.has_metrix else "no")
+        flags = ("yes" if spec.has_proxies else "no", "yes" if spec.needs_pairs else "no", "yes" if spec.has_metrix else "no")
         rows.append(f"| `{spec.name}` | {flags[0]} | {flags[1]} | {flags[2]} | {hp} | {spec.doc} |")
     return "\n".join(rows) + "\n"

@@ -10,9 +10,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def soft(
-    module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-) -> torch.Tensor:
+def soft(module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """``p * [d - m_pos]_+`` and ``n * [m_neg - d]_+`` on PML's distance (L2 of normalised vectors),
     each averaged over its non-zero terms (PML's ContrastiveLoss reduction), then summed."""
     import torch

@@ -10,9 +10,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def soft(
-    module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-) -> torch.Tensor:
+def soft(module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Per anchor ``1/alpha log(1 + sum p e^{alpha (base - s)}) + 1/beta log(1 + sum n e^{beta (s - base)})``,
     averaged over anchors (Metrix eq. 9; PML's MultiSimilarityLoss when weights are 0/1)."""
     sim = module.distance(anchors, candidates)

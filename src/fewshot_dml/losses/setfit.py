@@ -7,8 +7,7 @@ from fewshot_dml.catalog.loss_spec import HParam, baseline_spec, positive
 
 SPEC = baseline_spec(
     SETFIT,
-    "SetFit: contrastive pair fine-tuning + logistic-regression head (Tunstall et al., 2022); "
-    "a peer arm trained by the setfit library.",
+    "SetFit: contrastive pair fine-tuning + logistic-regression head (Tunstall et al., 2022); a peer arm trained by the setfit library.",
     {"batch_size": HParam("int", 1, 4096), "num_epochs": HParam("int", 1, 1000), "body_lr": positive()},
     KIND_SETFIT,
 )

@@ -10,9 +10,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def soft(
-    module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-) -> torch.Tensor:
+def soft(module: Any, anchors: torch.Tensor, candidates: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """``-sum_j p_j log softmax_j(s / t) / sum_j p_j`` per anchor, the softmax over every candidate with
     a positive or negative weight, averaged over anchors with a non-zero loss (PML's SupConLoss)."""
     import torch

@@ -77,8 +77,7 @@ def balanced_batches(labels: Sequence[int], batch_size: int, generator: torch.Ge
         yield batch
 
 
-def make_batches(sampler: str, labels: Sequence[int], batch_size: int,
-                 generator: torch.Generator) -> Iterator[list[int]]:
+def make_batches(sampler: str, labels: Sequence[int], batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:
     """The endless batch stream of ``train.sampler``."""
     if sampler == "random":
         return random_batches(len(labels), batch_size, generator)
@@ -92,8 +91,7 @@ def is_pair_table(table: pd.DataFrame) -> bool:
     return bool((table["text_pair"] != "").any())
 
 
-def tokenize(tokenizer: Any, table: pd.DataFrame, rows: Sequence[int], max_length: int,
-             pair: bool) -> list[dict[str, list[int]]]:
+def tokenize(tokenizer: Any, table: pd.DataFrame, rows: Sequence[int], max_length: int, pair: bool) -> list[dict[str, list[int]]]:
     """Unpadded encodings of ``rows`` (sentence pairs when ``pair``), truncated to ``max_length``."""
     sub = table.iloc[list(rows)]
     texts = sub["text"].tolist()

@@ -82,8 +82,9 @@ class TextClassifier(nn.Module):
         x = torch.tanh(self.dense(self.dropout(pooled)))
         return self.out_proj(self.dropout(x))
 
-    def forward_features(self, batch: Mapping[str, torch.Tensor],
-                         hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Features]:
+    def forward_features(
+        self, batch: Mapping[str, torch.Tensor], hidden_layer: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Features]:
         """As :meth:`forward`, plus the token states and, with ``hidden_layer`` = k, the hidden states
         after encoder layer k (0 = the embedding layer's output), where :meth:`encode_from` resumes."""
         out = self.encoder(**batch, output_hidden_states=hidden_layer is not None)
@@ -105,8 +106,9 @@ class TextClassifier(nn.Module):
     def _layers(self, needs: str = "resuming from a layer (Metrix input/feature mixing)") -> nn.ModuleList:
         layers = self._layer_list()
         if layers is None:
-            raise ValueError(f"{type(self.encoder).__name__} has no `encoder.layer` list; {needs} "
-                             "needs a BERT-style encoder (BERT, RoBERTa, MiniLM)")
+            raise ValueError(
+                f"{type(self.encoder).__name__} has no `encoder.layer` list; {needs} needs a BERT-style encoder (BERT, RoBERTa, MiniLM)"
+            )
         return layers
 
     def reinit_top_layers(self, k: int) -> None:
@@ -121,10 +123,9 @@ class TextClassifier(nn.Module):
             return
         layers = self._layers(needs="train.reinit_layers > 0")
         if k > len(layers):
-            raise ValueError(f"train.reinit_layers={k}: the encoder has {len(layers)} layers; "
-                             f"expected 0..{len(layers)}")
+            raise ValueError(f"train.reinit_layers={k}: the encoder has {len(layers)} layers; expected 0..{len(layers)}")
         std = float(getattr(self.encoder.config, "initializer_range", 0.02))
-        for layer in layers[len(layers) - k:]:
+        for layer in layers[len(layers) - k :]:
             for module in layer.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.normal_(module.weight, mean=0.0, std=std)
@@ -169,8 +170,13 @@ class TextClassifier(nn.Module):
         """``save_pretrained`` of encoder and tokenizer, plus the head's state and shape in ``head.pt``."""
         self.encoder.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)  # type: ignore[attr-defined]
-        head = {"pooling": self.pooling, "num_labels": self.num_labels, "dropout": self.dropout.p,
-                "dense": self.dense.state_dict(), "out_proj": self.out_proj.state_dict()}
+        head = {
+            "pooling": self.pooling,
+            "num_labels": self.num_labels,
+            "dropout": self.dropout.p,
+            "dense": self.dense.state_dict(),
+            "out_proj": self.out_proj.state_dict(),
+        }
         torch.save(head, out_dir / HEAD_FILE)
 
     @classmethod
@@ -180,8 +186,9 @@ class TextClassifier(nn.Module):
 
         head_path = Path(model_dir) / HEAD_FILE
         if not head_path.is_file():
-            raise FileNotFoundError(f"{model_dir}: no {HEAD_FILE}; expected a directory written by "
-                                    "TextClassifier.save (a run trained with train.save_weights)")
+            raise FileNotFoundError(
+                f"{model_dir}: no {HEAD_FILE}; expected a directory written by TextClassifier.save (a run trained with train.save_weights)"
+            )
         head = torch.load(head_path, map_location="cpu", weights_only=True)
         model = cls(AutoModel.from_pretrained(str(model_dir)), head["pooling"], head["num_labels"], head["dropout"])
         model.dense.load_state_dict(head["dense"])
@@ -202,8 +209,9 @@ def load_classifier(train: TrainParams, num_labels: int, directory: str | None =
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise ModelError(f"train.model={train.model!r}: cannot load the model at {path}; expected a transformers "
-                         f"model directory. Loader said: {err}") from err
+        raise ModelError(
+            f"train.model={train.model!r}: cannot load the model at {path}; expected a transformers model directory. Loader said: {err}"
+        ) from err
     logger.info("model %s: %s, hidden size %d", train.model, path, encoder.config.hidden_size)
     model = TextClassifier(encoder, train.pooling, num_labels, train.dropout)
     model.reinit_top_layers(train.reinit_layers)  # after the head: with k = 0 the RNG stream is unchanged

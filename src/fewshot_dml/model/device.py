@@ -21,8 +21,7 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"train.device={name!r}; expected one of {list(DEVICES)}")
     cuda = torch.cuda.is_available()
     if name == "cuda" and not cuda:
-        raise ValueError(f"train.device='cuda' but CUDA is not available to torch {torch.__version__}; "
-                         "set train.device to 'auto' or 'cpu'")
+        raise ValueError(f"train.device='cuda' but CUDA is not available to torch {torch.__version__}; set train.device to 'auto' or 'cpu'")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and cuda) else "cpu")
 
 

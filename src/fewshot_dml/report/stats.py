@@ -69,8 +69,7 @@ def t_interval(diffs: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def sign_flip_p(diffs: np.ndarray, weights: np.ndarray | None = None, *,
-                seed: int = 0) -> tuple[float | None, float, bool, str | None]:
+def sign_flip_p(diffs: np.ndarray, weights: np.ndarray | None = None, *, seed: int = 0) -> tuple[float | None, float, bool, str | None]:
     """Two-sided sign-flip permutation p of ``sum(weights * diffs)`` (default: the mean).
 
     Returns ``(p, p_min, exact, note)``; ``p`` is None where the test is undefined (no pair, or every
@@ -89,9 +88,15 @@ def sign_flip_p(diffs: np.ndarray, weights: np.ndarray | None = None, *,
     def statistic(x: np.ndarray, axis: int) -> np.ndarray:
         return np.sum(np.moveaxis(x, axis, -1) * w, axis=-1)
 
-    res = stats.permutation_test((diffs,), statistic, permutation_type="samples", vectorized=True,
-                                 n_resamples=np.inf if exact else _MONTE_CARLO, alternative="two-sided",
-                                 rng=np.random.default_rng(seed))
+    res = stats.permutation_test(
+        (diffs,),
+        statistic,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=np.inf if exact else _MONTE_CARLO,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
     return float(min(1.0, res.pvalue)), p_min, exact, None
 
 
@@ -103,9 +108,17 @@ def paired_gain(treated: Sequence[float], baseline: Sequence[float], *, confiden
     low, high = t_interval(diffs, confidence)
     p, p_min, exact, note = sign_flip_p(diffs)
     notes = [f"no interval with n={diffs.size}; need >= 2"] if diffs.size < 2 else []
-    return PairedResult(n=int(diffs.size), gain_pp=float(diffs.mean() * 100.0), ci_low_pp=low * 100.0,
-                        ci_high_pp=high * 100.0, df=int(diffs.size) - 1, p_value=p, p_min=p_min, exact=exact,
-                        notes=tuple(notes + ([note] if note else [])))
+    return PairedResult(
+        n=int(diffs.size),
+        gain_pp=float(diffs.mean() * 100.0),
+        ci_low_pp=low * 100.0,
+        ci_high_pp=high * 100.0,
+        df=int(diffs.size) - 1,
+        p_value=p,
+        p_min=p_min,
+        exact=exact,
+        notes=tuple(notes + ([note] if note else [])),
+    )
 
 
 def blocked_gain(cells: Sequence[np.ndarray], *, confidence: float, seed: int = 0) -> PairedResult:
@@ -135,8 +148,17 @@ def blocked_gain(cells: Sequence[np.ndarray], *, confidence: float, seed: int = 
     flat = np.concatenate(cells)
     weights = np.concatenate([np.full(c.size, 1.0 / (k * c.size)) for c in cells])
     p, p_min, exact, note = sign_flip_p(flat, weights, seed=seed)
-    return PairedResult(n=n, gain_pp=estimate * 100.0, ci_low_pp=low * 100.0, ci_high_pp=high * 100.0, df=df,
-                        p_value=p, p_min=p_min, exact=exact, notes=tuple(notes + ([note] if note else [])))
+    return PairedResult(
+        n=n,
+        gain_pp=estimate * 100.0,
+        ci_low_pp=low * 100.0,
+        ci_high_pp=high * 100.0,
+        df=df,
+        p_value=p,
+        p_min=p_min,
+        exact=exact,
+        notes=tuple(notes + ([note] if note else [])),
+    )
 
 
 def across_cells_gain(cell_means: Sequence[float], *, confidence: float) -> tuple[float, float, float, int]:
@@ -167,10 +189,14 @@ def detectable_note(n: int, tests: int, alpha: float) -> str:
     p_min = 2.0 / 2.0**n
     need = next(k for k in range(1, 64) if 2.0 / 2.0**k <= alpha / max(tests, 1))
     if p_min > alpha:
-        return (f"With n = {n} seeds the exact per-cell test cannot reach p < {p_min:.4g}, so no single cell can "
-                f"be called won at alpha = {alpha:g}; a per-cell claim needs n >= {need} seeds under Holm over "
-                f"{tests} tests. The overall blocked test is the confirmatory one.")
+        return (
+            f"With n = {n} seeds the exact per-cell test cannot reach p < {p_min:.4g}, so no single cell can "
+            f"be called won at alpha = {alpha:g}; a per-cell claim needs n >= {need} seeds under Holm over "
+            f"{tests} tests. The overall blocked test is the confirmatory one."
+        )
     if p_min * tests > alpha:
-        return (f"With n = {n} seeds the smallest per-cell p is {p_min:.4g}; after Holm over {tests} tests even "
-                f"a cell where every seed improves may not reach alpha = {alpha:g} (that needs n >= {need}).")
+        return (
+            f"With n = {n} seeds the smallest per-cell p is {p_min:.4g}; after Holm over {tests} tests even "
+            f"a cell where every seed improves may not reach alpha = {alpha:g} (that needs n >= {need})."
+        )
     return f"With n = {n} seeds the smallest per-cell p is {p_min:.4g}, low enough for Holm over {tests} tests."

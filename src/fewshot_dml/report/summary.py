@@ -41,7 +41,7 @@ def roles(dml: str) -> dict[str, str]:
 
 def comparisons(dml: str) -> list[tuple[str, str, str]]:
     """``(treated, baseline, mode)`` of every comparison the report makes, primary first."""
-    return ([(dml, BASELINE, m) for m in MODES] + [(SETFIT, BASELINE, "classifier"), (dml, SETFIT, "classifier")])
+    return [(dml, BASELINE, m) for m in MODES] + [(SETFIT, BASELINE, "classifier"), (dml, SETFIT, "classifier")]
 
 
 def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
@@ -52,12 +52,19 @@ def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
         raise ValueError(f"expected the arms {BASELINE!r}, {SETFIT!r} and one DML loss; got {arms}")
     pairs = _all_pairs(df, dml[0])
     return Tables(
-        dml_arm=dml[0], arms=tuple(arms),
+        dml_arm=dml[0],
+        arms=tuple(arms),
         runs=df[["dataset", "size", "seed", "arm", *MODES, "dev_accuracy", "majority_accuracy"]].copy(),
-        accuracy=_accuracy_table(df), gains=_gains_table(pairs, agg), overall=_overall_table(pairs, agg),
-        proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]), loss_curves=_loss_curve_table(df),
-        confusion=_confusion(df), label_names={r.dataset: tuple(r.label_names) for r in df.itertuples()},
-        degenerate=_degenerate_table(df), confidence=agg.confidence, alpha=agg.alpha,
+        accuracy=_accuracy_table(df),
+        gains=_gains_table(pairs, agg),
+        overall=_overall_table(pairs, agg),
+        proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]),
+        loss_curves=_loss_curve_table(df),
+        confusion=_confusion(df),
+        label_names={r.dataset: tuple(r.label_names) for r in df.itertuples()},
+        degenerate=_degenerate_table(df),
+        confidence=agg.confidence,
+        alpha=agg.alpha,
     )
 
 
@@ -75,14 +82,21 @@ def _accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
                 values = runs[mode].dropna()
                 if values.empty:  # e.g. proxy inference for an arm without proxies
                     continue
-                rows.append({
-                    "dataset": dataset, "size": size, "arm": arm, "mode": mode,
-                    "accuracy_mean": values.mean(), "accuracy_std": values.std(ddof=1),
-                    "macro_f1_mean": runs[f"{mode}_f1"].mean(), "n": len(values),
-                    "dev_mean": runs["dev_accuracy"].mean() if mode == "classifier" else np.nan,
-                    "majority_mean": runs["majority_accuracy"].mean(),
-                    "flagged": int(runs["degenerate"].map(bool).sum()),
-                })
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "size": size,
+                        "arm": arm,
+                        "mode": mode,
+                        "accuracy_mean": values.mean(),
+                        "accuracy_std": values.std(ddof=1),
+                        "macro_f1_mean": runs[f"{mode}_f1"].mean(),
+                        "n": len(values),
+                        "dev_mean": runs["dev_accuracy"].mean() if mode == "classifier" else np.nan,
+                        "majority_mean": runs["majority_accuracy"].mean(),
+                        "flagged": int(runs["degenerate"].map(bool).sum()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -91,8 +105,10 @@ def _paired(cell: pd.DataFrame, treated: str, baseline: str, mode: str) -> tuple
     t = cell[cell["arm"] == treated].set_index("seed")
     b = cell[cell["arm"] == baseline].set_index("seed")
     if sorted(t.index) != sorted(b.index):
-        raise ValueError(f"{cell['dataset'].iat[0]}/{cell['size'].iat[0]}: seeds {sorted(b.index)} of {baseline} "
-                         f"and {sorted(t.index)} of {treated} differ; the gain is paired by seed")
+        raise ValueError(
+            f"{cell['dataset'].iat[0]}/{cell['size'].iat[0]}: seeds {sorted(b.index)} of {baseline} "
+            f"and {sorted(t.index)} of {treated} differ; the gain is paired by seed"
+        )
     if t[mode].isna().all():
         return None
     base_mode = mode if b[mode].notna().all() else "classifier"
@@ -131,10 +147,23 @@ def _gains_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
     for (treated, baseline, mode), cells in pairs.items():
         for dataset, size, t, b, base_mode in cells:
             res = paired_gain(t, b, confidence=agg.confidence)
-            rows.append({"treated": treated, "baseline": baseline, "dataset": dataset, "size": size, "mode": mode,
-                         "baseline_mode": base_mode, "n": res.n, "gain_pp": res.gain_pp, "ci_low_pp": res.ci_low_pp,
-                         "ci_high_pp": res.ci_high_pp, "p_value": res.p_value, "p_min": res.p_min,
-                         "note": "; ".join(res.notes)})
+            rows.append(
+                {
+                    "treated": treated,
+                    "baseline": baseline,
+                    "dataset": dataset,
+                    "size": size,
+                    "mode": mode,
+                    "baseline_mode": base_mode,
+                    "n": res.n,
+                    "gain_pp": res.gain_pp,
+                    "ci_low_pp": res.ci_low_pp,
+                    "ci_high_pp": res.ci_high_pp,
+                    "p_value": res.p_value,
+                    "p_min": res.p_min,
+                    "note": "; ".join(res.notes),
+                }
+            )
     return _corrected(rows, agg.alpha)
 
 
@@ -153,25 +182,42 @@ def _overall_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
             continue
         res = blocked_gain(cells, confidence=agg.confidence, seed=agg.seed)
         _, low, high, df_across = across_cells_gain([c.mean() for c in cells], confidence=agg.confidence)
-        rows.append({"treated": treated, "baseline": baseline, "mode": mode, "cells": len(cells), "n": res.n,
-                     "df": res.df, "gain_pp": res.gain_pp, "ci_low_pp": res.ci_low_pp, "ci_high_pp": res.ci_high_pp,
-                     "p_value": res.p_value, "p_min": res.p_min, "exact": res.exact, "across_low_pp": low,
-                     "across_high_pp": high, "across_df": df_across})
+        rows.append(
+            {
+                "treated": treated,
+                "baseline": baseline,
+                "mode": mode,
+                "cells": len(cells),
+                "n": res.n,
+                "df": res.df,
+                "gain_pp": res.gain_pp,
+                "ci_low_pp": res.ci_low_pp,
+                "ci_high_pp": res.ci_high_pp,
+                "p_value": res.p_value,
+                "p_min": res.p_min,
+                "exact": res.exact,
+                "across_low_pp": low,
+                "across_high_pp": high,
+                "across_df": df_across,
+            }
+        )
     return _corrected(rows, agg.alpha)
 
 
 def _degenerate_table(df: pd.DataFrame) -> pd.DataFrame:
     """Flagged runs stay in every mean and test (a collapse is that arm's result; dropping it would
     flatter the arm that failed); this table lists them so the report can mark and count them."""
-    rows = [{"dataset": r.dataset, "size": r.size, "seed": r.seed, "arm": r.arm, "symptom": symptom}
-            for r in df.itertuples() for symptom in r.degenerate]
+    rows = [
+        {"dataset": r.dataset, "size": r.size, "seed": r.seed, "arm": r.arm, "symptom": symptom}
+        for r in df.itertuples()
+        for symptom in r.degenerate
+    ]
     return pd.DataFrame(rows, columns=["dataset", "size", "seed", "arm", "symptom"])
 
 
 def _proxy_curve_table(df: pd.DataFrame) -> pd.DataFrame:
     columns = ["dataset", "size", "weight", "accuracy_mean", "accuracy_std", "n"]
-    points = [{"dataset": r.dataset, "size": r.size, "weight": w, "accuracy": acc}
-              for r in df.itertuples() for w, acc in r.proxy_curve]
+    points = [{"dataset": r.dataset, "size": r.size, "weight": w, "accuracy": acc} for r in df.itertuples() for w, acc in r.proxy_curve]
     if not points:
         return pd.DataFrame(columns=columns)
     out = pd.DataFrame(points).groupby(["dataset", "size", "weight"], sort=False)["accuracy"].agg(["mean", "std", "count"])
@@ -181,8 +227,11 @@ def _proxy_curve_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def _loss_curve_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per step of the optimised loss and of each component (NaN where absent)."""
-    points = [{"dataset": r.dataset, "size": r.size, "arm": r.arm, "step": step, "loss": loss, "cce": cce, "dml": dml}
-              for r in df.itertuples() for step, loss, cce, dml in r.loss_curve]
+    points = [
+        {"dataset": r.dataset, "size": r.size, "arm": r.arm, "step": step, "loss": loss, "cce": cce, "dml": dml}
+        for r in df.itertuples()
+        for step, loss, cce, dml in r.loss_curve
+    ]
     out = pd.DataFrame(points).groupby(["dataset", "size", "arm", "step"], sort=False)[["loss", "cce", "dml"]].mean()
     out = out.reset_index().rename(columns={"loss": "loss_mean", "cce": "cce_mean", "dml": "dml_mean"})
     return _params_order(out, df, ["arm", "step"])
@@ -200,5 +249,6 @@ def _confusion(df: pd.DataFrame) -> dict[tuple[str, int, str], np.ndarray]:
 def _params_order(out: pd.DataFrame, df: pd.DataFrame, then: Sequence[str]) -> pd.DataFrame:
     """Sort by dataset and size in params order, then by ``then`` (arm in params order)."""
     rank = {c: {v: i for i, v in enumerate(unique(df[c]))} for c in ("dataset", "size", "arm")}
-    return out.sort_values(["dataset", "size", *then], kind="stable",
-                           key=lambda col: col.map(rank[col.name]) if col.name in rank else col).reset_index(drop=True)
+    return out.sort_values(
+        ["dataset", "size", *then], kind="stable", key=lambda col: col.map(rank[col.name]) if col.name in rank else col
+    ).reset_index(drop=True)

@@ -92,7 +92,8 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
     """Every completed experiment with metrics (newest first), and a note for every row left out."""
     notes: list[str] = []
     ranked = [r for r in records if r.get("typ") != "baseline"] + [
-        r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"]
+        r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"
+    ]
     chosen: list[Experiment] = []
     seen: dict[tuple, str] = {}
     for record in ranked:
@@ -107,22 +108,29 @@ def select_experiments(records: Sequence[Mapping[str, Any]]) -> tuple[list[Exper
             notes.append(f"`{name}` ({loss}): no metrics (with development accuracy) in {METRICS_FILE}, skipped")
         else:
             params = _params(record)
-            key = (tuple(sorted((k, v) for k, v in params.items() if not k.startswith(_IGNORED))),
-                   json.dumps(metrics, sort_keys=True))
+            key = (tuple(sorted((k, v) for k, v in params.items() if not k.startswith(_IGNORED))), json.dumps(metrics, sort_keys=True))
             if key in seen:  # e.g. a sweep point equal to the committed default, restored from the run-cache
                 notes.append(f"`{name}` ({loss}): the same params and metrics as `{seen[key]}`, listed once")
                 continue
             seen[key] = name
-            chosen.append(Experiment(name, loss, metrics, str(record.get("rev", "")),
-                                     _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"), _grid(record), params))
+            chosen.append(
+                Experiment(
+                    name,
+                    loss,
+                    metrics,
+                    str(record.get("rev", "")),
+                    _column(record, PARAMS_FILE, f"losses.{loss}.variant_of"),
+                    _grid(record),
+                    params,
+                )
+            )
     return chosen, notes
 
 
 def distinguishing(experiments: Sequence[Experiment]) -> dict[str, str]:
     """Per experiment, the params whose values differ across ``experiments`` (its own loss's only)."""
     keys = sorted({k for e in experiments for k in (e.params or {})})
-    varying = [k for k in keys if not k.startswith(_IGNORED)
-               and len({(e.params or {}).get(k) for e in experiments}) > 1]
+    varying = [k for k in keys if not k.startswith(_IGNORED) and len({(e.params or {}).get(k) for e in experiments}) > 1]
     out = {}
     for e in experiments:
         shown = [k for k in varying if k == "loss" or not k.startswith("losses.") or k.startswith(f"losses.{e.loss}.")]
@@ -144,6 +152,8 @@ def one_grid(experiments: Sequence[Experiment]) -> tuple:
     """The grid (dataset, size, seed) all ``experiments`` share; an error if they do not."""
     grids = {e.grid for e in experiments}
     if len(grids) != 1:
-        raise ValueError(f"the experiments span {len(grids)} grids (datasets x sizes x seeds); a tuning study "
-                         "compares one grid: select its experiments with --match")
+        raise ValueError(
+            f"the experiments span {len(grids)} grids (datasets x sizes x seeds); a tuning study "
+            "compares one grid: select its experiments with --match"
+        )
     return next(iter(grids))

@@ -48,6 +48,7 @@ from fewshot_dml.studies.experiments import (
 
 log = logging.getLogger(__name__)
 
+
 def _gain(m: Mapping[str, float] | None) -> str:
     if not m or "gain_pp" not in m:
         return "–"
@@ -64,15 +65,34 @@ def _grid_table(experiments: Sequence[Experiment]) -> str:
     datasets = _datasets(experiments)
     labels, selected = distinguishing(experiments), dev_selected(experiments)
     first = experiments[0].metrics
-    rows = [(f"`{BASELINE}`", "–", "–", pct(first.get("overall", {}).get("dev_cce")),
-             *(pct(first.get(g, {}).get("cce")) for g in [*datasets, "overall"])),
-            (f"`{SETFIT}`", "–", "–", pct(first.get("overall", {}).get("dev_setfit")),
-             *(pct(first.get(g, {}).get("setfit")) for g in [*datasets, "overall"]))]
+    rows = [
+        (
+            f"`{BASELINE}`",
+            "–",
+            "–",
+            pct(first.get("overall", {}).get("dev_cce")),
+            *(pct(first.get(g, {}).get("cce")) for g in [*datasets, "overall"]),
+        ),
+        (
+            f"`{SETFIT}`",
+            "–",
+            "–",
+            pct(first.get("overall", {}).get("dev_setfit")),
+            *(pct(first.get(g, {}).get("setfit")) for g in [*datasets, "overall"]),
+        ),
+    ]
     order = sorted(experiments, key=lambda e: (e.loss, -e.metrics.get("overall", {}).get("dev_dml", -math.inf)))
     for e in order:
         mark = " ✓" if selected[e.loss] is e else ""
-        rows.append((f"`{e.loss}`{mark}", f"`{e.name}`", labels[e.name], pct(e.metrics.get("overall", {}).get("dev_dml")),
-                     *(_gain(e.metrics.get(g)) for g in [*datasets, "overall"])))
+        rows.append(
+            (
+                f"`{e.loss}`{mark}",
+                f"`{e.name}`",
+                labels[e.name],
+                pct(e.metrics.get("overall", {}).get("dev_dml")),
+                *(_gain(e.metrics.get(g)) for g in [*datasets, "overall"]),
+            )
+        )
     header = ("arm", "experiment", "distinguishing params", "dev acc", *datasets, "overall")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
@@ -85,31 +105,46 @@ def best_arm_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple,
     datasets = _datasets(experiments)
     rows = []
     for d in datasets:
-        candidates = [(first.metrics[d].get("dev_cce", -math.inf), BASELINE, first, BASELINE),
-                      (first.metrics[d].get("dev_setfit", -math.inf), SETFIT, first, SETFIT)]
+        candidates = [
+            (first.metrics[d].get("dev_cce", -math.inf), BASELINE, first, BASELINE),
+            (first.metrics[d].get("dev_setfit", -math.inf), SETFIT, first, SETFIT),
+        ]
         candidates += [(e.metrics.get(d, {}).get("dev_dml", -math.inf), e.loss, e, e.loss) for e in selected.values()]
         dev, label, e, arm = max(candidates, key=lambda c: c[0])
         cells = sorted({size for dd, size, _ in e.grid if dd == d})
-        diffs = [paired_differences([accuracy[(e.name, arm, d, s, k)] for dd, s, k in e.grid if dd == d and s == size],
-                                    [accuracy[(e.name, BASELINE, d, s, k)] for dd, s, k in e.grid if dd == d and s == size])
-                 for size in cells]
+        diffs = [
+            paired_differences(
+                [accuracy[(e.name, arm, d, s, k)] for dd, s, k in e.grid if dd == d and s == size],
+                [accuracy[(e.name, BASELINE, d, s, k)] for dd, s, k in e.grid if dd == d and s == size],
+            )
+            for size in cells
+        ]
         acc = np.mean([accuracy[(e.name, arm, d, s, k)] for dd, s, k in e.grid if dd == d])
         if arm == BASELINE:
             rows.append((d, f"`{label}`", pct(dev), pct(acc), "–", "–"))
             continue
         res = blocked_gain(diffs, confidence=confidence)
-        interval = (f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]" if math.isfinite(res.ci_low_pp) else "–")
-        rows.append((d, f"`{label}`" + (f" (`{e.name}`)" if arm not in PEERS else ""), pct(dev), pct(acc),
-                     f"{res.gain_pp:+.2f}", f"{interval} (n={res.n})"))
+        interval = f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]" if math.isfinite(res.ci_low_pp) else "–"
+        rows.append(
+            (
+                d,
+                f"`{label}`" + (f" (`{e.name}`)" if arm not in PEERS else ""),
+                pct(dev),
+                pct(acc),
+                f"{res.gain_pp:+.2f}",
+                f"{interval} (n={res.n})",
+            )
+        )
     header = ("dataset", "best arm on dev", "dev acc", "eval acc", "eval gain over cce (pp)", f"{confidence:.0%} t-interval")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return ("### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "
-            "dev-selected configuration; the evaluation numbers are then read, never used to choose. The interval "
-            "is Student's t over the paired seeds (blocked over sizes when there are several). Choosing among "
-            "several arms per dataset is itself a comparison: read these as the recommendation, not as a test. Ties "
-            "(a development set of 16 examples moves in steps of 6.25 pp per seed) go to the first candidate: "
-            "`cce`, `setfit`, then the losses.\n\n"
-            + "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
+    return (
+        "### Best arm per dataset\n\nChosen on development accuracy among `cce`, `setfit` and each loss's "
+        "dev-selected configuration; the evaluation numbers are then read, never used to choose. The interval "
+        "is Student's t over the paired seeds (blocked over sizes when there are several). Choosing among "
+        "several arms per dataset is itself a comparison: read these as the recommendation, not as a test. Ties "
+        "(a development set of 16 examples moves in steps of 6.25 pp per seed) go to the first candidate: "
+        "`cce`, `setfit`, then the losses.\n\n" + "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    )
 
 
 def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, float], confidence: float) -> str:
@@ -121,23 +156,33 @@ def variant_section(experiments: Sequence[Experiment], accuracy: Mapping[tuple, 
         cells = [c for c in variant.grid if c in set(clean.grid)]
         if not cells:
             continue
-        res = paired_gain([accuracy[(variant.name, variant.loss, *c)] for c in cells],
-                          [accuracy[(clean.name, clean.loss, *c)] for c in cells], confidence=confidence)
-        rows.append([f"`{variant.loss}`", f"`{clean.loss}`", str(res.n), f"{res.gain_pp:+.2f}",
-                     f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]",
-                     "–" if res.p_value is None else f"{res.p_value:.3g}" + ("" if res.exact else " (MC)")])
+        res = paired_gain(
+            [accuracy[(variant.name, variant.loss, *c)] for c in cells],
+            [accuracy[(clean.name, clean.loss, *c)] for c in cells],
+            confidence=confidence,
+        )
+        rows.append(
+            [
+                f"`{variant.loss}`",
+                f"`{clean.loss}`",
+                str(res.n),
+                f"{res.gain_pp:+.2f}",
+                f"[{res.ci_low_pp:+.2f}, {res.ci_high_pp:+.2f}]",
+                "–" if res.p_value is None else f"{res.p_value:.3g}" + ("" if res.exact else " (MC)"),
+            ]
+        )
         p_values.append(res.p_value)
     if not rows:
         return ""
     for row, adjusted in zip(rows, holm(p_values), strict=True):
         row.append("–" if adjusted is None else f"{adjusted:.3g}")
-    header = (f"| variant | clean loss | n pairs | mean diff (pp) | {confidence:.0%} t-interval | sign-flip p | Holm p |\n|"
-              + "---|" * 7)
-    return ("### Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
-            "CCE start): the DML arm's classifier accuracy of the variant minus its clean loss's, in pp. Student-t "
-            "interval over the pairs; two-sided sign-flip test of the mean (exact up to 16 pairs, else 20 000 "
-            "Monte Carlo flips, MC); Holm across the rows.\n\n" + header + "\n"
-            + "\n".join("| " + " | ".join(row) + " |" for row in rows))
+    header = f"| variant | clean loss | n pairs | mean diff (pp) | {confidence:.0%} t-interval | sign-flip p | Holm p |\n|" + "---|" * 7
+    return (
+        "### Variants against their clean loss\n\nPaired by dataset × size × seed (the same split, batches and "
+        "CCE start): the DML arm's classifier accuracy of the variant minus its clean loss's, in pp. Student-t "
+        "interval over the pairs; two-sided sign-flip test of the mean (exact up to 16 pairs, else 20 000 "
+        "Monte Carlo flips, MC); Holm across the rows.\n\n" + header + "\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    )
 
 
 def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str) -> dict:
@@ -163,34 +208,41 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float],
     ``confidence`` (``aggregate.confidence`` of params.yaml)."""
     experiments, notes = select_experiments(records)
     if not experiments:
-        raise ValueError("no completed experiment with metrics among the "
-                         f"{len(records)} rows of `dvc exp show`" + "".join(f"\n  {n}" for n in notes))
+        raise ValueError(
+            f"no completed experiment with metrics among the {len(records)} rows of `dvc exp show`" + "".join(f"\n  {n}" for n in notes)
+        )
     grids: dict[tuple, list[Experiment]] = {}
     for e in experiments:
         grids.setdefault(e.grid, []).append(e)
-    text = ["# Cross-loss study", "",
-            "Every completed DVC experiment is a row, labelled by the params that distinguish it. Accuracy in % on "
-            "the held-out evaluation set (mean over seeds, then over datasets for `overall`); in brackets the DML "
-            f"arm's gain over `cce` in pp with its {confidence:.0%} t-interval (blocked over seed pairs). `dev acc` is the mean "
-            "development accuracy of the row's DML arm (of the arm itself for `cce` and `setfit`). ✓ marks each "
-            "loss's configuration selected on development accuracy alone: nothing here is tuned on the "
-            "evaluation set. `cce` and `setfit` come from DVC's run-cache, identical in every experiment of a grid."]
+    text = [
+        "# Cross-loss study",
+        "",
+        "Every completed DVC experiment is a row, labelled by the params that distinguish it. Accuracy in % on "
+        "the held-out evaluation set (mean over seeds, then over datasets for `overall`); in brackets the DML "
+        f"arm's gain over `cce` in pp with its {confidence:.0%} t-interval (blocked over seed pairs). `dev acc` is the mean "
+        "development accuracy of the row's DML arm (of the arm itself for `cce` and `setfit`). ✓ marks each "
+        "loss's configuration selected on development accuracy alone: nothing here is tuned on the "
+        "evaluation set. `cce` and `setfit` come from DVC's run-cache, identical in every experiment of a grid.",
+    ]
     for grid, group in grids.items():
         datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
         sizes, seeds = sorted({s for _, s, _ in grid}), sorted({k for _, _, k in grid})
         text += ["", f"## Grid: {len(datasets)} datasets, sizes {sizes}, seeds {seeds}", "", _grid_table(group)]
         cce = {f"`{e.name}` {pct(e.metrics['overall']['cce'])}" for e in group if "cce" in e.metrics.get("overall", {})}
         if len({round(e.metrics.get("overall", {}).get("cce", math.nan), 4) for e in group}) > 1:
-            notes.append(f"`cce` differs across these experiments ({', '.join(sorted(cce))}): a shared setting "
-                         "changed, so each gain is against its own experiment's `cce`; the `cce` row shows the first")
+            notes.append(
+                f"`cce` differs across these experiments ({', '.join(sorted(cce))}): a shared setting "
+                "changed, so each gain is against its own experiment's `cce`; the `cce` row shows the first"
+            )
         for loss, chosen in dev_selected(group).items():
             best = chosen.metrics.get("overall", {}).get("dev_dml")
-            tied = [e.name for e in group if e.loss == loss and e is not chosen
-                    and e.metrics.get("overall", {}).get("dev_dml") == best]
+            tied = [e.name for e in group if e.loss == loss and e is not chosen and e.metrics.get("overall", {}).get("dev_dml") == best]
             if tied:
-                notes.append(f"{loss}: development accuracy ties ({pct(best)}) between `{chosen.name}` and "
-                             f"{', '.join(f'`{t}`' for t in tied)}; the first listed (`{chosen.name}`) is marked. "
-                             "A tie says the development set cannot tell these configurations apart.")
+                notes.append(
+                    f"{loss}: development accuracy ties ({pct(best)}) between `{chosen.name}` and "
+                    f"{', '.join(f'`{t}`' for t in tied)}; the first listed (`{chosen.name}`) is marked. "
+                    "A tie says the development set cannot tell these configurations apart."
+                )
         if all((e.name, arm, *c) in accuracy for e in group for arm in (*PEERS, e.loss) for c in e.grid):
             text += ["", best_arm_section(group, accuracy, confidence)]
             section = variant_section(group, accuracy, confidence)
@@ -205,8 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write the cross-loss study from the DVC experiments.")
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
     ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
-    ap.add_argument("--rev", action="append", default=None,
-                    help="baseline commit of the experiments (default: HEAD); repeat for several")
+    ap.add_argument("--rev", action="append", default=None, help="baseline commit of the experiments (default: HEAD); repeat for several")
     ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
     args = ap.parse_args(argv)
     setup_logging()

@@ -80,8 +80,9 @@ def dataset_mean(values: Mapping[Cell, float]) -> float:
     return float(np.mean([np.mean(v) for v in cells.values()])) if cells else math.nan
 
 
-def mode_accuracies(part: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], num_classes: int,
-                    has_proxies: bool, knn_k: int, curve_points: int) -> dict[str, float]:
+def mode_accuracies(
+    part: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray], num_classes: int, has_proxies: bool, knn_k: int, curve_points: int
+) -> dict[str, float]:
     """Accuracy of every inference mode on one part (dev or eval) of one run."""
     labels, logits = part["labels"], part["logits"].astype(np.float32)
     emb = part["embeddings"].astype(np.float32)
@@ -111,8 +112,7 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def arm_configs(experiments: Sequence[Experiment],
-                defaults: Mapping[str, str] | None = None) -> list[tuple[str, str, Experiment, tuple]]:
+def arm_configs(experiments: Sequence[Experiment], defaults: Mapping[str, str] | None = None) -> list[tuple[str, str, Experiment, tuple]]:
     """``(arm, config label, experiment, key)`` for every distinct configuration of every arm.
 
     An arm's configuration is the params it reads (``train.*`` and ``losses.<arm>.*``; SetFit follows
@@ -145,8 +145,7 @@ def arm_configs(experiments: Sequence[Experiment],
 Reader = Callable[[Experiment, str], bytes]  # (experiment, repo-relative path) -> the file's bytes
 
 
-def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str,
-            defaults: Mapping[str, str] | None = None) -> list[Candidate]:
+def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str, defaults: Mapping[str, str] | None = None) -> list[Candidate]:
     """Every candidate of every arm configuration (see :func:`arm_configs`), its accuracies read from
     the experiments' runs.
 
@@ -164,12 +163,13 @@ def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str,
             base = f"{runs_dir}/{layout.run_id(*cell, arm)}"
             parts = {name: _npz(read(e, f"{base}/{name}")) for name in (rundir.EVAL, rundir.DEV, rundir.TRAIN)}
             if not len(parts[rundir.DEV]["labels"]):
-                raise ValueError(f"{base}/{rundir.DEV} of experiment {e.name!r} is empty: tuning selects on the "
-                                 "development split; expected sample.dev_ratio > 0")
+                raise ValueError(
+                    f"{base}/{rundir.DEV} of experiment {e.name!r} is empty: tuning selects on the "
+                    "development split; expected sample.dev_ratio > 0"
+                )
             c = int(parts[rundir.EVAL]["logits"].shape[1])
             for part, target in ((rundir.DEV, dev), (rundir.EVAL, ev)):
-                for mode, acc in mode_accuracies(parts[part], parts[rundir.TRAIN], c, has_proxies, knn_k,
-                                                 curve_points).items():
+                for mode, acc in mode_accuracies(parts[part], parts[rundir.TRAIN], c, has_proxies, knn_k, curve_points).items():
                     target.setdefault(mode, {})[cell] = acc
         out += [Candidate(arm, config, e.name, mode, dev[mode], ev[mode], key) for mode in dev]
     return out
@@ -212,8 +212,7 @@ def compare(treated: Candidate, baseline: Candidate, agg: AggregateParams) -> Pa
     return blocked_gain([np.round(np.asarray(v), 12) for v in cells.values()], confidence=agg.confidence, seed=agg.seed)
 
 
-def comparisons(selected: Mapping[str, Candidate], agg: AggregateParams,
-                best: str | None = None) -> tuple[str | None, list[dict]]:
+def comparisons(selected: Mapping[str, Candidate], agg: AggregateParams, best: str | None = None) -> tuple[str | None, list[dict]]:
     """The best DML arm on dev (unless given), and every held-out comparison with its Holm-adjusted p
     (two families: the best DML arm against the peers, and the rest)."""
     dml = [arm for arm in selected if arm not in PEERS]
@@ -226,8 +225,9 @@ def comparisons(selected: Mapping[str, Candidate], agg: AggregateParams,
                 r = compare(selected[arm], selected[base], agg)
                 rows.append({"treated": arm, "baseline": base, "result": r, "primary": arm == best})
     if SETFIT in selected and BASELINE in selected:
-        rows.append({"treated": BASELINE, "baseline": SETFIT, "result": compare(selected[BASELINE], selected[SETFIT], agg),
-                     "primary": False})
+        rows.append(
+            {"treated": BASELINE, "baseline": SETFIT, "result": compare(selected[BASELINE], selected[SETFIT], agg), "primary": False}
+        )
     for primary in (True, False):
         family = [r for r in rows if r["primary"] is primary]
         for r, p in zip(family, holm([r["result"].p_value for r in family]), strict=True):

@@ -40,8 +40,8 @@ from fewshot_dml.studies.tuning_sections import arm_names, confirm_section, goal
 
 log = logging.getLogger(__name__)
 
-def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candidate], path: Path,
-                 agg: AggregateParams) -> None:
+
+def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candidate], path: Path, agg: AggregateParams) -> None:
     """Left: every candidate's dev vs eval accuracy (selected ones ringed). Right: held-out gains over CCE."""
     from matplotlib.figure import Figure
 
@@ -51,15 +51,19 @@ def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candida
         left, right = fig.subplots(1, 2, width_ratios=[1.1, 1])
         for i, arm in enumerate(arms):
             mine = [c for c in candidates if c.arm == arm]
-            left.scatter([100 * c.mean_dev for c in mine], [100 * c.mean_eval for c in mine], s=14, alpha=0.6,
-                         color=f"C{i % 10}", label=arm)
+            left.scatter(
+                [100 * c.mean_dev for c in mine], [100 * c.mean_eval for c in mine], s=14, alpha=0.6, color=f"C{i % 10}", label=arm
+            )
             s = selected[arm]
             left.scatter([100 * s.mean_dev], [100 * s.mean_eval], s=90, facecolors="none", edgecolors="black")
         lo = min(100 * min(c.mean_dev, c.mean_eval) for c in candidates) - 1
         hi = max(100 * max(c.mean_dev, c.mean_eval) for c in candidates) + 1
         left.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
-        left.set(xlabel="development accuracy (%)", ylabel="evaluation accuracy (%)",
-                 title="every arm × configuration × inference mode\n(ringed: selected on development accuracy)")
+        left.set(
+            xlabel="development accuracy (%)",
+            ylabel="evaluation accuracy (%)",
+            title="every arm × configuration × inference mode\n(ringed: selected on development accuracy)",
+        )
         left.legend(fontsize=8, loc="upper left")
         others = [a for a in arms if a != BASELINE]
         y = np.arange(len(others))[::-1]
@@ -71,49 +75,65 @@ def write_figure(candidates: Sequence[Candidate], selected: Mapping[str, Candida
         right.set_ylim(-0.6, len(others) - 0.4)
         right.axvline(0, color="black", lw=0.8)
         right.axvline(GOAL_PP, color="grey", lw=0.8, ls="--", label=f"goal +{GOAL_PP:g} pp")
-        right.set(xlabel=f"evaluation gain over tuned cce (pp), {agg.confidence:.0%} blocked CI",
-                  title="tuned arms against tuned cce (held out)")
+        right.set(
+            xlabel=f"evaluation gain over tuned cce (pp), {agg.confidence:.0%} blocked CI", title="tuned arms against tuned cce (held out)"
+        )
         right.legend(fontsize=8, loc="lower right")
         save_png(fig, path)
 
 
-def render(candidates: Sequence[Candidate], experiments: Sequence[Experiment], notes: Sequence[str],
-           figure: str, agg: AggregateParams,
-           confirm: tuple[Sequence[Candidate], Sequence[Experiment]] | None = None) -> str:
+def render(
+    candidates: Sequence[Candidate],
+    experiments: Sequence[Experiment],
+    notes: Sequence[str],
+    figure: str,
+    agg: AggregateParams,
+    confirm: tuple[Sequence[Candidate], Sequence[Experiment]] | None = None,
+) -> str:
     selected = select(candidates)
     best, rows = comparisons(selected, agg)
     grid = one_grid(experiments)
     datasets = sorted({d for d, _, _ in grid}, key=dataset_order)
     head = [
-        "# Tuning study: the strongest recipe per arm, selected on the development split", "",
-        (f"{len(experiments)} DVC experiment(s) on one grid: {len(datasets)} datasets ({', '.join(datasets)}), "
-         f"sizes {sorted({s for _, s, _ in grid})}, seeds {sorted({k for _, _, k in grid})}. Every arm × "
-         "configuration × inference mode is a candidate; each arm's candidate with the highest mean development "
-         "accuracy is its tuned recipe. Nothing is chosen on the evaluation set."), "", f"![tuning]({figure})"]
+        "# Tuning study: the strongest recipe per arm, selected on the development split",
+        "",
+        (
+            f"{len(experiments)} DVC experiment(s) on one grid: {len(datasets)} datasets ({', '.join(datasets)}), "
+            f"sizes {sorted({s for _, s, _ in grid})}, seeds {sorted({k for _, _, k in grid})}. Every arm × "
+            "configuration × inference mode is a candidate; each arm's candidate with the highest mean development "
+            "accuracy is its tuned recipe. Nothing is chosen on the evaluation set."
+        ),
+        "",
+        f"![tuning]({figure})",
+    ]
     where = f"protocol `{(experiments[0].params or {}).get('sample.protocol')}`"
     also = None
     if confirm and confirm[1]:
         again = replicate(selected, confirm[0])
-        also = (f"protocol `{(confirm[1][0].params or {}).get('sample.protocol')}` (the same recipes)",
-                comparisons(again, agg, best=best if best in again else None)[1])
-    sections = ["\n".join(head), goals_section(best, rows, where, agg, also), sweep_section(candidates, selected),
-                heldout_section(selected, best, rows, agg)]
+        also = (
+            f"protocol `{(confirm[1][0].params or {}).get('sample.protocol')}` (the same recipes)",
+            comparisons(again, agg, best=best if best in again else None)[1],
+        )
+    sections = [
+        "\n".join(head),
+        goals_section(best, rows, where, agg, also),
+        sweep_section(candidates, selected),
+        heldout_section(selected, best, rows, agg),
+    ]
     if confirm and confirm[1]:
         sections.append(confirm_section(selected, best, *confirm, agg))
-    return "\n\n".join(sections
-                       + (["Notes:\n\n" + "\n".join(f"- {n}" for n in notes)] if notes else [])) + "\n"
+    return "\n\n".join(sections + (["Notes:\n\n" + "\n".join(f"- {n}" for n in notes)] if notes else [])) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write reports/tuning.md from the sweep's DVC experiments.")
     ap.add_argument("--out", type=Path, required=True, help="markdown file, e.g. reports/tuning.md")
-    ap.add_argument("--figure", type=Path, required=True, help="PNG, e.g. reports/tuning.png (not inside a stage's output: "
-                    "`dvc repro` would delete it)")
-    ap.add_argument("--rev", action="append", default=None,
-                    help="the commit the sweep was queued from (default: HEAD); repeat for several")
+    ap.add_argument(
+        "--figure", type=Path, required=True, help="PNG, e.g. reports/tuning.png (not inside a stage's output: `dvc repro` would delete it)"
+    )
+    ap.add_argument("--rev", action="append", default=None, help="the commit the sweep was queued from (default: HEAD); repeat for several")
     ap.add_argument("--match", default="*", help="only experiments whose name matches this glob, e.g. 'tune-*'")
-    ap.add_argument("--confirm", default=None,
-                    help="experiments (a glob) that ran the selected recipes again on another grid or protocol")
+    ap.add_argument("--confirm", default=None, help="experiments (a glob) that ran the selected recipes again on another grid or protocol")
     ap.add_argument("--repo", default=".")
     ap.add_argument("--runs", default="data/runs")
     args = ap.parse_args(argv)
@@ -141,8 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     selected = select(candidates)
     agg = load_section(Path(args.repo) / "params.yaml", "aggregate")
     write_figure(candidates, selected, args.figure, agg)
-    io.write_text(args.out, render(candidates, experiments, notes, os.path.relpath(args.figure, args.out.parent),
-                                   agg, confirm))
+    io.write_text(args.out, render(candidates, experiments, notes, os.path.relpath(args.figure, args.out.parent), agg, confirm))
     log.info("wrote %s and %s from %d experiments", args.out, args.figure, len(experiments))
 
 

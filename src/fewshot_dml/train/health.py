@@ -26,19 +26,25 @@ def diagnose(losses: Sequence[float], logits: np.ndarray, embeddings: np.ndarray
     """
     flags = []
     losses = np.asarray(losses, np.float64)
-    tail = losses[-max(1, int(round(TAIL_FRACTION * losses.size))):]
+    tail = losses[-max(1, int(round(TAIL_FRACTION * losses.size))) :]
     if losses.size >= 2 and tail.mean() > LOSS_RISE_FACTOR * losses[0]:
-        flags.append(f"training loss rose from {losses[0]:.4g} at step 1 to {tail.mean():.4g} (mean of the "
-                     f"last {tail.size} steps), more than {LOSS_RISE_FACTOR:g}x")
+        flags.append(
+            f"training loss rose from {losses[0]:.4g} at step 1 to {tail.mean():.4g} (mean of the "
+            f"last {tail.size} steps), more than {LOSS_RISE_FACTOR:g}x"
+        )
     predicted = np.unique(np.asarray(logits).argmax(axis=1))
     present = np.unique(labels)
     if predicted.size == 1 and present.size > 1:
-        flags.append(f"predictions collapsed: all {len(labels)} evaluation examples are predicted as class "
-                     f"{int(predicted[0])} ({present.size} classes present)")
+        flags.append(
+            f"predictions collapsed: all {len(labels)} evaluation examples are predicted as class "
+            f"{int(predicted[0])} ({present.size} classes present)"
+        )
     emb = np.asarray(embeddings, np.float64)
     total_variance = float(emb.var(axis=0).sum())
     mean_sq_norm = float((emb**2).sum(axis=1).mean())
     if total_variance <= RELATIVE_VARIANCE_FLOOR * mean_sq_norm:
-        flags.append(f"embeddings have no variance: total variance {total_variance:.3g} against a mean squared "
-                     f"norm of {mean_sq_norm:.3g} over {len(emb)} evaluation examples")
+        flags.append(
+            f"embeddings have no variance: total variance {total_variance:.3g} against a mean squared "
+            f"norm of {mean_sq_norm:.3g} over {len(emb)} evaluation examples"
+        )
     return flags

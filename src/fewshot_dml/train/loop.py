@@ -36,9 +36,7 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_optimizer(
-    model: TextClassifier, objective: Objective, train: TrainParams, loss: LossParams
-) -> torch.optim.AdamW:
+def build_optimizer(model: TextClassifier, objective: Objective, train: TrainParams, loss: LossParams) -> torch.optim.AdamW:
     """AdamW with groups: encoder (``lr``, decayed per layer by ``llrd``), head (``head_lr``), loss
     proxies (``proxy_lr``, no decay).
 
@@ -51,15 +49,12 @@ def build_optimizer(
     depths = model.encoder_depths() if train.llrd < 1 else {name: 0 for name, _ in encoder}
     encoder_no_decay = _no_decay_names(model.encoder)
     parts = [
-        ([(n, p) for n, p in encoder if depths[n] == d], encoder_no_decay, train.lr * train.llrd**d)
-        for d in sorted(set(depths.values()))
+        ([(n, p) for n, p in encoder if depths[n] == d], encoder_no_decay, train.lr * train.llrd**d) for d in sorted(set(depths.values()))
     ]
     head = nn.ModuleList([model.dense, model.out_proj])
     parts.append((list(head.named_parameters()), _no_decay_names(head), train.head_lr))
     for params, no_decay, lr in parts:
-        groups.append(
-            {"params": [p for n, p in params if n not in no_decay], "lr": lr, "weight_decay": train.weight_decay}
-        )
+        groups.append({"params": [p for n, p in params if n not in no_decay], "lr": lr, "weight_decay": train.weight_decay})
         groups.append({"params": [p for n, p in params if n in no_decay], "lr": lr, "weight_decay": 0.0})
     proxies = objective.proxy_parameters()
     if proxies:

@@ -109,17 +109,23 @@ class Metrix:
         """The layer whose output the forward must expose (None: the pooled embedding suffices)."""
         return {"input": 0, "feature": self.params.layer, "embedding": None}[self.params.point]
 
-    def mixed_embeddings(self, pooled: torch.Tensor, labels: torch.Tensor, hidden: torch.Tensor | None,
-                         mask: torch.Tensor | None,
-                         resume: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
-                         ) -> tuple[torch.Tensor, Mixing]:
+    def mixed_embeddings(
+        self,
+        pooled: torch.Tensor,
+        labels: torch.Tensor,
+        hidden: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        resume: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, Mixing]:
         """The pooled embeddings of the mixed examples (M, D) and how they were made."""
         lam = float(self.rng.beta(self.params.alpha, self.params.alpha))
         mixing = choose(labels, pooled, lam, self.rng)
         if self.hidden_layer is None:
             return interpolate(pooled, mixing), mixing
         if hidden is None or mask is None or resume is None:
-            raise ValueError(f"Metrix at point {self.params.point!r} needs the hidden states after layer "
-                             f"{self.hidden_layer} and a way to resume the encoder from them")
+            raise ValueError(
+                f"Metrix at point {self.params.point!r} needs the hidden states after layer "
+                f"{self.hidden_layer} and a way to resume the encoder from them"
+            )
         union = torch.maximum(mask[mixing.first], mask[mixing.second])
         return resume(interpolate(hidden, mixing), union, self.hidden_layer), mixing

@@ -50,12 +50,12 @@ def token_view(features: Features, labels: torch.Tensor) -> tuple[torch.Tensor, 
 class Objective(torch.nn.Module):
     """CCE on the head, plus (for a DML arm) the registry's PML loss and, optionally, Metrix."""
 
-    def __init__(self, spec: LossSpec, beta: float | None, dml: torch.nn.Module | None, *,
-                 dml_on: str = "pooled", metrix: Metrix | None = None) -> None:
+    def __init__(
+        self, spec: LossSpec, beta: float | None, dml: torch.nn.Module | None, *, dml_on: str = "pooled", metrix: Metrix | None = None
+    ) -> None:
         super().__init__()
         if spec.kind == KIND_SETFIT:
-            raise ValueError(f"loss {spec.name!r} is trained by the setfit library (fewshot_dml.train.setfit), "
-                             "not through an Objective")
+            raise ValueError(f"loss {spec.name!r} is trained by the setfit library (fewshot_dml.train.setfit), not through an Objective")
         if (dml is None) != (spec.name == BASELINE):
             raise ValueError(f"loss {spec.name!r}: a DML module is needed iff the loss is not {BASELINE!r}")
         if dml is not None and (beta is None or not 0.0 <= beta <= 1.0):
@@ -73,8 +73,14 @@ class Objective(torch.nn.Module):
         """The encoder layer whose output the training forward must expose (for Metrix), or None."""
         return None if self.metrix is None else self.metrix.hidden_layer
 
-    def forward(self, logits: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,
-                features: Features | None = None, resume: Resume | None = None) -> ObjectiveOutput:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        features: Features | None = None,
+        resume: Resume | None = None,
+    ) -> ObjectiveOutput:
         cce = F.cross_entropy(logits.float(), labels)
         if self.dml is None:
             return ObjectiveOutput(total=cce, cce=cce, dml=None, pairs_ok=True)
@@ -97,8 +103,7 @@ class Objective(torch.nn.Module):
                 dml = dml + self.metrix.params.weight * self._mixed_loss(embeddings.float(), labels, *mixed)
         return ObjectiveOutput(total=weighted_cce + (1.0 - self.beta) * dml, cce=cce, dml=dml, pairs_ok=True)
 
-    def _mixed_loss(self, clean: torch.Tensor, labels: torch.Tensor, mixed: torch.Tensor,
-                    mixing: Mixing) -> torch.Tensor:
+    def _mixed_loss(self, clean: torch.Tensor, labels: torch.Tensor, mixed: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """The soft-label loss of the mixed examples: against their anchors, or the classes' proxies."""
         mixed, form = mixed.float(), self.spec.soft
         if self.spec.has_proxies:
@@ -116,8 +121,7 @@ class Objective(torch.nn.Module):
         return [] if self.dml is None else list(self.dml.parameters())
 
 
-def build_objective(loss: LossParams, num_classes: int, emb_dim: int, *, depth: int | None = None,
-                    seed: int = 0) -> Objective:
+def build_objective(loss: LossParams, num_classes: int, emb_dim: int, *, depth: int | None = None, seed: int = 0) -> Objective:
     """The objective of ``loss`` (a validated ``losses.<name>`` section) for a model's shapes.
 
     ``depth`` (the encoder's layer count) bounds ``metrix.layer``; ``seed`` seeds Metrix's own draws.
@@ -130,7 +134,9 @@ def build_objective(loss: LossParams, num_classes: int, emb_dim: int, *, depth: 
     metrix = None
     if loss.metrix is not None:
         if depth is not None and loss.metrix.point == "feature" and loss.metrix.layer >= depth:
-            raise ValueError(f"losses.{loss.name}.metrix.layer: {loss.metrix.layer} is not inside the encoder's "
-                             f"{depth} layers; expected 1..{depth - 1} (the embedding point mixes after the last)")
+            raise ValueError(
+                f"losses.{loss.name}.metrix.layer: {loss.metrix.layer} is not inside the encoder's "
+                f"{depth} layers; expected 1..{depth - 1} (the embedding point mixes after the last)"
+            )
         metrix = Metrix(loss.metrix, seed)
     return Objective(spec, loss.beta, dml, dml_on=loss.dml_on, metrix=metrix)

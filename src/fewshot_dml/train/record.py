@@ -40,27 +40,50 @@ def read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[di
     labels = table["label"].to_numpy()
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
-        raise ValueError(f"{table_path}: row {int(bad[0])} has label {int(labels[bad[0]])}; expected "
-                         f"0..{num_classes - 1} ({num_classes} label_names in {card_path})")
+        raise ValueError(
+            f"{table_path}: row {int(bad[0])} has label {int(labels[bad[0]])}; expected "
+            f"0..{num_classes - 1} ({num_classes} label_names in {card_path})"
+        )
     return card, split, table
 
 
-def run_record(card: Mapping[str, Any], split: Mapping[str, Any], train: TrainParams, loss: LossParams,
-                model: Resolved, embedding_size: int, num_classes: int) -> dict[str, Any]:
+def run_record(
+    card: Mapping[str, Any],
+    split: Mapping[str, Any],
+    train: TrainParams,
+    loss: LossParams,
+    model: Resolved,
+    embedding_size: int,
+    num_classes: int,
+) -> dict[str, Any]:
     """``run.json``: the resolved inputs of the run."""
     import pytorch_metric_learning
     import transformers
 
     return {
-        "dataset": card["dataset"], "size": split["size"], "seed": split["seed"], "arm": loss.name,
+        "dataset": card["dataset"],
+        "size": split["size"],
+        "seed": split["seed"],
+        "arm": loss.name,
         "train": dataclasses.asdict(train),
-        "loss": {"name": loss.name, "base": loss.base, "beta": loss.beta, "proxy_lr": loss.proxy_lr,
-                 "hparams": dict(loss.hparams), "dml_on": loss.dml_on,
-                 "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix)},
-        "model": model.record, "embedding_size": embedding_size,
-        "num_classes": num_classes, "label_names": list(card["label_names"]),
+        "loss": {
+            "name": loss.name,
+            "base": loss.base,
+            "beta": loss.beta,
+            "proxy_lr": loss.proxy_lr,
+            "hparams": dict(loss.hparams),
+            "dml_on": loss.dml_on,
+            "metrix": None if loss.metrix is None else dataclasses.asdict(loss.metrix),
+        },
+        "model": model.record,
+        "embedding_size": embedding_size,
+        "num_classes": num_classes,
+        "label_names": list(card["label_names"]),
         "table_sha256": card["table_sha256"],
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "pytorch_metric_learning": pytorch_metric_learning.__version__,
-                     **({"setfit": importlib.metadata.version("setfit")} if get_spec(loss.base).kind == KIND_SETFIT else {})},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "pytorch_metric_learning": pytorch_metric_learning.__version__,
+            **({"setfit": importlib.metadata.version("setfit")} if get_spec(loss.base).kind == KIND_SETFIT else {}),
+        },
     }

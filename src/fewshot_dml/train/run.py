@@ -38,9 +38,16 @@ from fewshot_dml.train.record import majority_accuracy, read_inputs, run_record
 logger = logging.getLogger(__name__)
 
 
-
-def train_group(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, splits_dir: Path,
-                seeds: Sequence[int], out_dir: Path, phases: Phases | None = None) -> dict[int, dict[str, Any]]:
+def train_group(
+    train: TrainParams,
+    loss: LossParams,
+    table_path: Path,
+    card_path: Path,
+    splits_dir: Path,
+    seeds: Sequence[int],
+    out_dir: Path,
+    phases: Phases | None = None,
+) -> dict[int, dict[str, Any]]:
     """Every seed's run of one (dataset, size, arm): ``out_dir/<seed>/``, written atomically as a whole.
 
     One process trains every seed: the imports are paid once, not once per seed, and DVC has one
@@ -50,13 +57,24 @@ def train_group(train: TrainParams, loss: LossParams, table_path: Path, card_pat
     """
     model = resolve(train.model)
     with io.atomic_dir(out_dir) as tmp:
-        return {int(seed): train_run(train, loss, table_path, card_path, Path(splits_dir) / layout.split_file(seed),
-                                     tmp / layout.seed_dir(seed), phases, model)
-                for seed in seeds}
+        return {
+            int(seed): train_run(
+                train, loss, table_path, card_path, Path(splits_dir) / layout.split_file(seed), tmp / layout.seed_dir(seed), phases, model
+            )
+            for seed in seeds
+        }
 
 
-def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path: Path, split_path: Path,
-              out_dir: Path, phases: Phases | None = None, model: Resolved | None = None) -> dict[str, Any]:
+def train_run(
+    train: TrainParams,
+    loss: LossParams,
+    table_path: Path,
+    card_path: Path,
+    split_path: Path,
+    out_dir: Path,
+    phases: Phases | None = None,
+    model: Resolved | None = None,
+) -> dict[str, Any]:
     """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
     ``model`` is ``train.model`` resolved (:func:`fewshot_dml.model.ref.resolve`), or None to resolve it here.
 
@@ -77,55 +95,99 @@ def train_run(train: TrainParams, loss: LossParams, table_path: Path, card_path:
     curve, arrays = fitted["curve"], fitted["arrays"]
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
-        logger.warning("%d of %d batches had no positive and negative pair: their DML term was skipped",
-                       no_pairs, len(curve))
+        logger.warning("%d of %d batches had no positive and negative pair: their DML term was skipped", no_pairs, len(curve))
     ev, dev = arrays["eval"], arrays["dev"]
     degenerate = diagnose([row["loss"] for row in curve], ev["logits"], ev["embeddings"], ev["labels"])
     for symptom in degenerate:
         logger.warning("%s is degenerate: %s", Path(out_dir).name, symptom)
-    dev_scores = (accuracy_f1(dev["labels"], dev["logits"].argmax(axis=1), num_classes) if len(dev["labels"])
-                  else {"accuracy": None, "macro_f1": None})
+    dev_scores = (
+        accuracy_f1(dev["labels"], dev["logits"].argmax(axis=1), num_classes)
+        if len(dev["labels"])
+        else {"accuracy": None, "macro_f1": None}
+    )
     metrics = {
         **accuracy_f1(ev["labels"], ev["logits"].argmax(axis=1), num_classes),
-        "dev_accuracy": dev_scores["accuracy"], "dev_macro_f1": dev_scores["macro_f1"],
+        "dev_accuracy": dev_scores["accuracy"],
+        "dev_macro_f1": dev_scores["macro_f1"],
         "majority_accuracy": majority_accuracy(table["label"].to_numpy(np.int64), ev["labels"]),
-        "n_train": len(split["train"]), "n_dev": len(split["dev"]), "n_eval": len(split["eval"]),
-        "num_classes": num_classes, "steps": len(curve), "batches_without_pairs": no_pairs,
-        "device": device.type, "degenerate": degenerate,
+        "n_train": len(split["train"]),
+        "n_dev": len(split["dev"]),
+        "n_eval": len(split["eval"]),
+        "num_classes": num_classes,
+        "steps": len(curve),
+        "batches_without_pairs": no_pairs,
+        "device": device.type,
+        "degenerate": degenerate,
     }
     seconds = time.perf_counter() - started
     with phases("write"):
         rundir.write(
-            out_dir, eval_arrays=ev, dev_arrays=dev, train_arrays=arrays["train"], loss_state=fitted["loss_state"],
-            curve=curve, metrics=metrics,
+            out_dir,
+            eval_arrays=ev,
+            dev_arrays=dev,
+            train_arrays=arrays["train"],
+            loss_state=fitted["loss_state"],
+            curve=curve,
+            metrics=metrics,
             record=run_record(card, split, train, loss, model, fitted["embedding_size"], num_classes),
-            save_model=fitted["save_model"] if train.keeps_weights(card["dataset"]) else None)
-    logger.info("%s seed %s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)", loss.name, split["seed"],
-                metrics["accuracy"], metrics["macro_f1"], len(curve), seconds, device.type)
+            save_model=fitted["save_model"] if train.keeps_weights(card["dataset"]) else None,
+        )
+    logger.info(
+        "%s seed %s: accuracy %.4f, macro-F1 %.4f (%d steps, %.1f s on %s)",
+        loss.name,
+        split["seed"],
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        len(curve),
+        seconds,
+        device.type,
+    )
     return metrics
 
 
-def _fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                num_classes: int, device: torch.device, phases: Phases, directory: str) -> dict[str, Any]:
+def _fit_setfit(
+    train: TrainParams,
+    loss: LossParams,
+    table: pd.DataFrame,
+    split: Mapping[str, Any],
+    num_classes: int,
+    device: torch.device,
+    phases: Phases,
+    directory: str,
+) -> dict[str, Any]:
     from fewshot_dml.train.setfit import fit_setfit, save_setfit
 
     fitted = fit_setfit(train, loss, table, split, num_classes, device, phases, directory)
-    arrays = {part: {k: float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
-                     for k, v in fitted["arrays"][part].items()} for part in ("eval", "dev", "train")}
+    arrays = {
+        part: {
+            k: float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
+            for k, v in fitted["arrays"][part].items()
+        }
+        for part in ("eval", "dev", "train")
+    }
     model = fitted.pop("model")
     return {**fitted, "arrays": arrays, "loss_state": {}, "save_model": lambda path: save_setfit(model, path)}
 
 
-def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                  num_classes: int, device: torch.device, phases: Phases, directory: str) -> dict[str, Any]:
+def _fit_finetune(
+    train: TrainParams,
+    loss: LossParams,
+    table: pd.DataFrame,
+    split: Mapping[str, Any],
+    num_classes: int,
+    device: torch.device,
+    phases: Phases,
+    directory: str,
+) -> dict[str, Any]:
     """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
-    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device,
-                                                                  phases, directory)
+    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device, phases, directory)
     if get_spec(loss.base).has_proxies:
         with phases("embed"):
             _add_class_scores(objective, arrays)
     return {
-        "curve": curve, "arrays": arrays, "embedding_size": model.embedding_size,
+        "curve": curve,
+        "arrays": arrays,
+        "embedding_size": model.embedding_size,
         "loss_state": {} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
         "save_model": lambda path: model.cpu().save(path, tokenizer),
     }
@@ -134,15 +196,24 @@ def _fit_finetune(train: TrainParams, loss: LossParams, table: pd.DataFrame, spl
 def _check_loss(train: TrainParams, loss: LossParams) -> None:
     spec = get_spec(loss.base)
     if spec.needs_pairs and train.sampler == "random":
-        raise ValueError(f"loss {loss.name!r} needs >= 2 examples of a class per batch, which "
-                         "train.sampler='random' does not guarantee; set train.sampler: balanced")
+        raise ValueError(
+            f"loss {loss.name!r} needs >= 2 examples of a class per batch, which "
+            "train.sampler='random' does not guarantee; set train.sampler: balanced"
+        )
     if spec.has_proxies and loss.proxy_lr is None:
         raise ValueError(f"losses.{loss.name}.proxy_lr is missing; the loss has learnable proxies")
 
 
-def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-                     num_classes: int, device: torch.device, phases: Phases,
-                     directory: str | None = None) -> tuple[TextClassifier, Any, Objective, list, dict]:
+def _train_and_embed(
+    train: TrainParams,
+    loss: LossParams,
+    table: pd.DataFrame,
+    split: Mapping[str, Any],
+    num_classes: int,
+    device: torch.device,
+    phases: Phases,
+    directory: str | None = None,
+) -> tuple[TextClassifier, Any, Objective, list, dict]:
     """Seed, build, fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
     seed = int(split["seed"])
     with phases("load"):
@@ -164,11 +235,14 @@ def _train_and_embed(train: TrainParams, loss: LossParams, table: pd.DataFrame, 
     with phases("embed"):
         for part in ("eval", "dev", "train"):
             rows = list(split[part])
-            features = (train_features if part == "train" else
-                        tokenize(tokenizer, table, rows, train.max_length, pair) if rows else [])
+            features = train_features if part == "train" else tokenize(tokenizer, table, rows, train.max_length, pair) if rows else []
             logits, emb = embed(model, tokenizer, features, train.eval_batch_size, device, model.num_labels)
-            arrays[part] = {"logits": logits.astype(np.float32), "embeddings": float16(emb),
-                            "labels": labels[rows], "indices": np.asarray(rows, np.int64)}
+            arrays[part] = {
+                "logits": logits.astype(np.float32),
+                "embeddings": float16(emb),
+                "labels": labels[rows],
+                "indices": np.asarray(rows, np.int64),
+            }
     del arrays["train"]["logits"]
     return model, tokenizer, objective, curve, arrays
 
@@ -184,6 +258,5 @@ def _add_class_scores(objective: Objective, arrays: dict[str, dict[str, np.ndarr
     spec = objective.spec
     for part in ("eval", "dev"):
         emb = torch.from_numpy(arrays[part]["embeddings"].astype(np.float32))
-        scores = (spec.class_scores(module, emb).float().numpy() if len(emb)
-                  else np.zeros(arrays[part]["logits"].shape, np.float32))
+        scores = spec.class_scores(module, emb).float().numpy() if len(emb) else np.zeros(arrays[part]["logits"].shape, np.float32)
         arrays[part]["scores"] = scores.astype(np.float32)

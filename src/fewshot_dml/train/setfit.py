@@ -33,8 +33,10 @@ def _import_setfit() -> Any:
     try:
         import setfit
     except ImportError as err:
-        raise ImportError(f"the setfit arm needs the `setfit` library ({err}); install it with "
-                          "`pip install 'setfit>=1.1,<2'` or drop `setfit` from the arms") from None
+        raise ImportError(
+            f"the setfit arm needs the `setfit` library ({err}); install it with "
+            "`pip install 'setfit>=1.1,<2'` or drop `setfit` from the arms"
+        ) from None
     return setfit
 
 
@@ -60,9 +62,16 @@ def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
     return part["text"].tolist()
 
 
-def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split: Mapping[str, Any],
-               num_classes: int, device: torch.device, phases: Phases | None = None,
-               directory: str | None = None) -> dict[str, Any]:
+def fit_setfit(
+    train: TrainParams,
+    loss: LossParams,
+    table: pd.DataFrame,
+    split: Mapping[str, Any],
+    num_classes: int,
+    device: torch.device,
+    phases: Phases | None = None,
+    directory: str | None = None,
+) -> dict[str, Any]:
     """Train SetFit on ``split['train']``; embed and score the eval, dev and train rows.
     ``directory`` is ``train.model`` already resolved (:mod:`fewshot_dml.model.ref`).
 
@@ -84,21 +93,39 @@ def fit_setfit(train: TrainParams, loss: LossParams, table: pd.DataFrame, split:
     data = Dataset.from_dict({"text": texts(table, rows["train"], sep), "label": labels[rows["train"]].tolist()})
     with phases("fit"), tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
         args = setfit.TrainingArguments(
-            output_dir=scratch, batch_size=hp["batch_size"], num_epochs=hp["num_epochs"],
-            body_learning_rate=hp["body_lr"], max_length=train.max_length, seed=seed,
-            save_strategy="no", report_to="none", logging_steps=1, show_progress_bar=False)
+            output_dir=scratch,
+            batch_size=hp["batch_size"],
+            num_epochs=hp["num_epochs"],
+            body_learning_rate=hp["body_lr"],
+            max_length=train.max_length,
+            seed=seed,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=1,
+            show_progress_bar=False,
+        )
         trainer = setfit.Trainer(model=model, args=args, train_dataset=data)
         trainer.train()
         history = trainer.st_trainer.state.log_history
-    curve = [{"step": int(h["step"]), "lr": float(h.get("learning_rate", 0.0)), "loss": float(h["embedding_loss"]),
-              "cce": None, "dml": float(h["embedding_loss"]), "pairs_ok": True}
-             for h in history if "embedding_loss" in h]
+    curve = [
+        {
+            "step": int(h["step"]),
+            "lr": float(h.get("learning_rate", 0.0)),
+            "loss": float(h["embedding_loss"]),
+            "cce": None,
+            "dml": float(h["embedding_loss"]),
+            "pairs_ok": True,
+        }
+        for h in history
+        if "embedding_loss" in h
+    ]
     arrays = {}
     with phases("embed"):
         for part in ("train", "dev", "eval"):  # train first: it is never empty and gives an empty part its width
             indices = rows[part]
-            emb = _encode(model, texts(table, indices, sep), train.eval_batch_size,
-                          arrays["train"]["embeddings"].shape[1] if part != "train" else 0)
+            emb = _encode(
+                model, texts(table, indices, sep), train.eval_batch_size, arrays["train"]["embeddings"].shape[1] if part != "train" else 0
+            )
             arrays[part] = {"embeddings": emb, "labels": labels[indices], "indices": np.asarray(indices, np.int64)}
             if part != "train":
                 arrays[part]["logits"] = _log_proba(model, emb, num_classes)
@@ -110,8 +137,9 @@ def _encode(model: Any, batch: list[str], batch_size: int, width: int) -> np.nda
     if not batch:
         return np.zeros((0, width), np.float32)
     # What SetFitModel.predict feeds its head (SetFitModel.encode without its tensor round trip).
-    emb = model.model_body.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
-                                  normalize_embeddings=model.normalize_embeddings)
+    emb = model.model_body.encode(
+        batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, normalize_embeddings=model.normalize_embeddings
+    )
     return np.asarray(emb, np.float32)
 
 

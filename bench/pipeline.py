@@ -284,8 +284,8 @@ def render_results(pipe: Mapping[str, Any], speed: Mapping[str, Any] | None) -> 
             "| --- | --- | --- |",
             f"| batches padded to their longest member (`batching.collate`) | padded to `max_length` | "
             f"{speed['train_step_speedup']}x per forward + backward |",
-            f"| evaluation embedded in length-sorted batches (`training.embed`) | input order | {speed['eval_embed_speedup']}x |",
-            f"| fused AdamW (`training.build_optimizer`) | PyTorch's per-tensor loop | {speed['adamw_speedup']}x "
+            f"| evaluation embedded in length-sorted batches (`train.loop.embed`) | input order | {speed['eval_embed_speedup']}x |",
+            f"| fused AdamW (`train.loop.build_optimizer`) | PyTorch's per-tensor loop | {speed['adamw_speedup']}x "
             f"per optimiser step ({speed['adamw_step_s']['fused']} s vs {speed['adamw_step_s']['per_tensor']} s) |",
         ]
         ref = speed.get("reference")

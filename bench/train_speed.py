@@ -98,7 +98,7 @@ def matmul_peak_flops(repeats: int = 10) -> float:
 
 
 def full_step(model, objective, optimizer, batch, labels, max_grad_norm: float) -> None:
-    """One optimisation step as training._fit takes it (forward, objective, backward, clip, step)."""
+    """One optimisation step as train.loop.fit takes it (forward, objective, backward, clip, step)."""
     logits, pooled, states = model.forward_features(batch, objective.hidden_layer)
     out = objective(logits.float(), pooled.float(), labels, states, model.encode_from)
     optimizer.zero_grad(set_to_none=True)

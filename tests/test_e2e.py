@@ -289,7 +289,7 @@ def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the
     assert {"train@trec-12-cce", "train@trec-12-softtriple"} <= set(ran(logs))  # train.lr: both arms it drives
     assert "intents" not in " ".join(ran(logs))
     # The package came from the experiment's own copy of the commit, not from the workspace.
-    assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/logs\.py", logs), logs[-3000:]
+    assert re.search(r"EXPERIMENT-CODE \S*/\.dvc/tmp/exps/\S*/src/fewshot_dml/core/logs\.py", logs), logs[-3000:]
     assert "1e-05" in run(["dvc", "exp", "show", "--json"], repo)
 
 

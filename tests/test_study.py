@@ -345,3 +345,12 @@ def test_read_accuracies_reads_an_experiment_of_the_per_seed_layout(tmp_path: Pa
 def test_the_study_states_the_interval_at_aggregate_confidence() -> None:
     records = [record("a", "supcon", dml={"mr": 0.7, "trec": 0.5})]
     assert "90% t-interval" in study(records, {}, 0.90) and "95%" not in study(records, {}, 0.90)
+
+
+@pytest.mark.parametrize("tool", ["fewshot_dml.studies.study", "fewshot_dml.studies.tuning_report"])
+def test_a_tool_on_a_folder_that_is_not_a_repository_says_so_in_one_line(tool: str, tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path / "x.md"), "--repo", str(tmp_path / "missing")]
+    args += ["--figure", str(tmp_path / "x.png")] if tool.endswith("tuning_report") else []
+    proc = subprocess.run([sys.executable, "-m", tool, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr[-2000:]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from fewshot_dml.cluster.launch import main
+from fewshot_dml.cluster.launch import command
 
-main()
+command()

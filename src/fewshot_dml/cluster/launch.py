@@ -40,7 +40,7 @@ from fewshot_dml.cluster.plan import (
     tail,
     with_defaults,
 )
-from fewshot_dml.core.logs import setup_logging
+from fewshot_dml.core import cli
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fewshot_dml.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=Path("."), help="the workspace (default: here)")
     parser.add_argument("--config", type=Path, help=f"the settings (default: <repo>/{CONFIG_FILE})")
@@ -259,15 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan", action="store_true", help="list the stages still to run, run nothing on the cluster")
     parser.add_argument("--no-home", action="store_true", help="do not restore the results here afterwards")
     args = parser.parse_args(argv)
-    setup_logging()
     overrides = {k: v for k, v in vars(args).items() if k in {f for f in ClusterParams.__dataclass_fields__}}
-    try:
-        params = load_cluster_params(args.config or args.repo / CONFIG_FILE, overrides)
-        sys.exit(cluster_run(args.repo.resolve(), params, plan_only=args.plan, home=not args.no_home))
-    except (ClusterError, DvcException) as err:  # a set-up problem, or DVC cannot read the pipeline
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    params = load_cluster_params(args.config or args.repo / CONFIG_FILE, overrides)
+    return cluster_run(args.repo.resolve(), params, plan_only=args.plan, home=not args.no_home)
+
+
+def command(argv: list[str] | None = None) -> None:
+    """The command: a set-up problem (ClusterError) or a pipeline DVC cannot read is one ``error:`` line."""
+    sys.exit(cli.run_tool(main, argv, errors=(DvcException,)))
 
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -36,7 +36,6 @@ from fewshot_dml.config.params import load_section
 from fewshot_dml.config.sections import dataset_order
 from fewshot_dml.core import io
 from fewshot_dml.core.cli import run_tool
-from fewshot_dml.core.logs import setup_logging
 from fewshot_dml.core.markdown import pct
 from fewshot_dml.report.stats import blocked_gain, holm, paired_differences, paired_gain
 from fewshot_dml.studies.experiments import (
@@ -260,7 +259,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rev", action="append", default=None, help="baseline commit of the experiments (default: HEAD); repeat for several")
     ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
     args = ap.parse_args(argv)
-    setup_logging()
     import dvc.api  # heavy: imported only when the command runs
 
     records = dvc.api.exp_show(repo=args.repo, revs=args.rev)
@@ -272,4 +270,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    from dvc.exceptions import DvcException  # a repository or revision DVC cannot read: one line
+
+    run_tool(main, errors=(DvcException,))

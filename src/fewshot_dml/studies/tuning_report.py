@@ -23,7 +23,7 @@ from fewshot_dml.config.params import load_section
 from fewshot_dml.config.sections import AggregateParams, dataset_order
 from fewshot_dml.core import io
 from fewshot_dml.core.cli import run_tool
-from fewshot_dml.core.logs import setup_logging
+from fewshot_dml.core.errors import UserError
 from fewshot_dml.report.plotting import pinned_rc, save_png
 from fewshot_dml.studies.experiments import Experiment, one_grid, select_experiments
 from fewshot_dml.studies.tuning import (
@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repo", default=".")
     ap.add_argument("--runs", default="data/runs")
     args = ap.parse_args(argv)
-    setup_logging()
     import dvc.api
     from dvc.api import DVCFileSystem
 
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     again = [e for e in every if args.confirm and fnmatch.fnmatchcase(e.name, args.confirm)]
     experiments = [e for e in every if fnmatch.fnmatchcase(e.name, args.match) and e not in again]
     if not experiments:
-        raise SystemExit(f"error: no completed experiment named {args.match!r} from {args.rev}")
+        raise UserError(f"no completed experiment named {args.match!r} from {args.rev}; list them with `dvc exp show`")
     one_grid(experiments)
     systems: dict[str, Any] = {}
 
@@ -166,4 +165,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    from dvc.exceptions import DvcException  # a repository or revision DVC cannot read: one line
+
+    run_tool(main, errors=(DvcException,))

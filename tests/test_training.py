@@ -405,7 +405,7 @@ def test_setfit_arm_is_deterministic_and_writes_every_artifact(tiny_bert_dir: Pa
     assert result["proxy"] is None and result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
-def test_saved_setfit_weights_are_byte_identical_under_any_string_hashing(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_saved_setfit_models_are_byte_identical_under_any_string_hashing_and_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
     # SetFit writes config_setfit.json from a set of names, whose order follows PYTHONHASHSEED (per process):
     # with the library's save_pretrained alone these two processes wrote two different files.
     import os
@@ -440,6 +440,9 @@ def test_saved_setfit_weights_are_byte_identical_under_any_string_hashing(tiny_b
         configs.add((tmp_path / seed / "config_setfit.json").read_text())
     (config,) = configs
     assert list(json.loads(config)) == sorted(json.loads(config))
+    # Every file, the model card too: SetFit named the folder (here under /tmp) as the model id in it.
+    files = [{p.relative_to(tmp_path / seed): p.read_bytes() for p in (tmp_path / seed).rglob("*") if p.is_file()} for seed in seeds]
+    assert files[0] == files[1] and any(p.name == "README.md" for p in files[0])
 
 
 def test_setfit_arm_without_the_library_says_how_to_install_it(

@@ -41,10 +41,14 @@ def _import_setfit() -> Any:
 
 
 def save_setfit(model: Any, path: Path | str) -> None:
-    """``model.save_pretrained(path)``, with ``config_setfit.json`` rewritten with sorted keys.
+    """``model.save_pretrained(path)``, with ``config_setfit.json`` and the model card made reproducible.
 
-    SetFit writes that file from a ``set`` of attribute names, whose order follows Python's per-process
-    string hashing, so two identical runs wrote different bytes (and a different DVC hash).
+    SetFit writes ``config_setfit.json`` from a ``set`` of attribute names, whose order follows Python's
+    per-process string hashing, so two identical runs wrote different bytes (and a different DVC hash):
+    it is rewritten with sorted keys. Its model card names the save folder as the model id when that
+    folder lies under the system's temporary directory (a workspace under /tmp, the atomic run folder
+    ``.<seed>.<random>.tmp``), so the card changed with the random name: it is written again without
+    a model id, as for any other folder.
     """
     import json
 
@@ -52,6 +56,9 @@ def save_setfit(model: Any, path: Path | str) -> None:
     config = Path(path) / "config_setfit.json"
     if config.is_file():
         config.write_text(json.dumps(json.loads(config.read_text()), sort_keys=True, indent=2) + "\n")
+    if (Path(path) / "README.md").is_file():
+        model.model_card_data.model_id = None
+        model.create_model_card(path=str(path), model_name="SetFit Model")  # not a folder: no id is inferred
 
 
 def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:

@@ -18,9 +18,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's package, not an installed one
 
-from fewshot_dml.config.params import load_params  # noqa: E402
+from fewshot_dml.config.params import arm_section, load_params  # noqa: E402
 from fewshot_dml.core.cli import run_stage  # noqa: E402
-from fewshot_dml.core.errors import ParamsError  # noqa: E402
 from fewshot_dml.core.timing import Phases  # noqa: E402
 from fewshot_dml.train.run import train_group  # noqa: E402
 
@@ -41,10 +40,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params, sections=[s.replace("${item.arm}", args.arm) for s in SECTIONS])
-    if args.arm not in params.losses:
-        raise ParamsError(f"--arm {args.arm!r}: no losses.{args.arm} section in {args.params}")
     phases = Phases()
-    runs = train_group(params.train, params.losses[args.arm], args.table, args.card, args.splits, params.seeds, args.out, phases)
+    loss = arm_section(params, args.arm, args.params)
+    runs = train_group(params.train, loss, args.table, args.card, args.splits, params.seeds, args.out, phases)
     for seed, metrics in runs.items():
         log.info("%s seed %d: accuracy %.4f, macro-F1 %.4f", args.out, seed, metrics["accuracy"], metrics["macro_f1"])
     return phases.seconds

@@ -49,6 +49,19 @@ def test_a_params_error_is_one_line_and_exit_2(tmp_path: Path, params_with) -> N
     assert not (tmp_path / "s.json").exists()
 
 
+def test_an_unknown_loss_is_one_line_listing_the_valid_ones(tmp_path: Path, params_with) -> None:
+    """What `dvc exp run -S loss=nosuchloss` shows: the check stage's one line, with the losses to choose from."""
+    params = params_with(lambda raw: raw.update(loss="nosuchloss"))
+    proc = stage(
+        ROOT / "stages/check.py", "--params", str(params), "--out", "s.json", "--model-out", "m.json", "--arms-out", "arms", cwd=tmp_path
+    )
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(
+        "error: losses.nosuchloss: missing section for the configured loss: 'nosuchloss' is neither a registered loss "
+        "nor a variant declared under losses; expected loss set to one of ['arcface', 'circle', 'contrastive', 'contrastive-metrix', "
+    ), proc.stderr
+
+
 def test_a_typo_in_train_is_reported_by_train_not_by_fetch(tmp_path: Path, params_with) -> None:
     params = params_with(lambda raw: raw["train"].update(lrr=1e-5))
     fetch = stage(

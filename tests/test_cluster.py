@@ -45,6 +45,81 @@ def test_settings_are_strict_and_flags_override_them(tmp_path: Path) -> None:
         load_cluster_params(tmp_path / "nowhere.yaml")
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("address: local", "address: [local"), r"cluster.yaml:\d+: not valid YAML \(.*\); expected a YAML mapping"),
+        (lambda t: t + "address: auto\n", r"cluster.yaml:\d+: not valid YAML \(found duplicate key 'address'"),
+        (lambda t: "- train\n", r"cluster.yaml: holds a YAML list; expected a mapping of the settings \['address', "),
+        (lambda t: t + "gpus: 1\n", r"cluster.yaml: <root>.gpus: unknown key; expected one of \['address', "),
+        (lambda t: t.replace("num_cpus: 1 ", "num_cpu: 1 "), r"cluster.yaml: <root>.num_cpu: unknown key"),
+        (lambda t: "", r"cluster.yaml: <root>.address: missing key; expected every one of \['address', "),
+        (lambda t: t.replace("shard_size: 4", "shard_size: four"), r"cluster.yaml: shard_size: 'four' is not a number; expected int"),
+        (lambda t: t.replace("stages: [train]", "stages: train"), r"cluster.yaml: stages: 'train' is not a list"),
+        (lambda t: t.replace("num_gpus: 0 ", "num_gpus: -1 "), r"cluster.yaml: num_gpus: -1.0 is out of range; expected \[0, inf\]"),
+    ],
+)
+def test_a_bad_cluster_yaml_is_one_line_naming_the_file_the_key_and_what_was_expected(tmp_path: Path, capsys, edit, message: str) -> None:
+    from fewshot_dml.cluster.launch import command
+
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text(edit((ROOT / "cluster.yaml").read_text()))
+    with pytest.raises(ClusterError, match=message):
+        load_cluster_params(bad)
+    with pytest.raises(SystemExit) as exit_:
+        command(["--repo", str(tmp_path), "--plan"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {bad}"), err
+
+
+def test_remotes_without_a_default_one_are_named_with_how_to_set_it() -> None:
+    from types import SimpleNamespace
+
+    from fewshot_dml.cluster.plan import shared_remote
+
+    repo = SimpleNamespace(config={"core": {}, "remote": {"store": {"url": "/x"}, "backup": {"url": "/y"}}})
+    with pytest.raises(
+        ClusterError,
+        match=r"no default DVC remote: this repository has the remotes \['backup', 'store'\] but none.*`dvc remote default <name>`",
+    ):
+        shared_remote(repo, None)
+    with pytest.raises(ClusterError, match=r"^no DVC remote: add one"):
+        shared_remote(SimpleNamespace(config={"core": {}, "remote": {}}), None)
+    with pytest.raises(ClusterError, match=r"remote='store' is not the default remote \(None\).*dvc remote default store"):
+        shared_remote(repo, "store")
+
+
+def test_local_inputs_git_does_not_track_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fewshot_dml.cluster.plan import untracked_inputs
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text("models/\n")
+    for path in ("models/tiny/config.json", "models/tiny/model.safetensors", "data/mine.csv", "data/kept.csv", "kept/config.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    subprocess.run(["git", "add", ".gitignore", "data/kept.csv", "kept"], cwd=tmp_path, check=True)
+
+    def params(model: str) -> None:
+        own = {name: {"source": f"data/{name}.csv"} for name in ("mine", "kept")} | {"hub": {"source": "org/set"}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"model": model}, "own_datasets": own}))
+
+    params("models/tiny")
+    with caplog.at_level(logging.WARNING, logger="fewshot_dml.cluster.plan"):
+        warnings = untracked_inputs(tmp_path)
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(
+        "train.model='models/tiny' is a local directory that git does not track (2 untracked files, e.g. models/tiny/"
+    )
+    assert warnings[1].startswith("own_datasets.mine.source='data/mine.csv' is a local file that git does not track")
+    assert all("clones of the commit will not have it" in w for w in warnings)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == warnings
+    for model in ("kept", "minilm", "org/model@v1", str(tmp_path.parent), "models/nowhere"):  # tracked, alias, hub id, outside, missing
+        params(model)
+        assert [w for w in untracked_inputs(tmp_path) if w.startswith("train.model")] == [], model
+
+
 ray = pytest.importorskip("ray")  # installed by the dev extra (README's test command)
 
 
@@ -80,12 +155,20 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     return repo
 
 
-@pytest.mark.slow
-def test_the_grid_runs_on_ray_and_comes_home_without_training(repo: Path) -> None:
+@pytest.fixture(scope="module")
+def clustered(repo: Path) -> tuple[str, str]:
+    """The grid planned, then run on Ray and brought home, once per module: (plan output, run output).
+    The tests that need the cluster's results ask for it, so each passes alone or in any order."""
     planned = cluster(repo, "--plan")  # lists, runs nothing on the cluster
+    assert not (repo / "data/runs").exists()
+    return planned, cluster(repo)
+
+
+@pytest.mark.slow
+def test_the_grid_runs_on_ray_and_comes_home_without_training(repo: Path, clustered: tuple[str, str]) -> None:
+    planned, out = clustered
     assert "3 train stages, 0 restorable from the run-cache, 3 to run" in planned, planned[-3000:]
-    assert "home:" not in planned and not (repo / "data/runs").exists()
-    out = cluster(repo)
+    assert "home:" not in planned
     assert "3 train stages, 0 restorable from the run-cache, 3 to run" in out, out[-3000:]
     assert re.search(r"shard 0: train@intents-12-cce, train@intents-12-setfit\n\s*shard 1: train@intents-12-proxyanchor", out)
     assert len(re.findall(r"shard \d done on \S+ in [\d.]+ s \(attempt 1\)", out)) == 2, out[-3000:]
@@ -98,7 +181,7 @@ def test_the_grid_runs_on_ray_and_comes_home_without_training(repo: Path) -> Non
 
 
 @pytest.mark.slow
-def test_a_fresh_clone_restores_every_run_without_training(repo: Path, tmp_path: Path) -> None:
+def test_a_fresh_clone_restores_every_run_without_training(repo: Path, clustered: tuple[str, str], tmp_path: Path) -> None:
     # Any clone of the commit the cluster ran: `dvc repro --pull` restores from the run-cache.
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(repo), str(fresh)], check=True)
@@ -120,7 +203,7 @@ def test_a_fresh_clone_restores_every_run_without_training(repo: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_a_second_run_trains_nothing(repo: Path) -> None:
+def test_a_second_run_trains_nothing(repo: Path, clustered: tuple[str, str]) -> None:
     # A changed output tracked by git (a report) is no reason to refuse: no task reads it.
     results = repo / "reports/results.md"
     results.write_text(results.read_text() + "\nnotes\n")

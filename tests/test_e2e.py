@@ -76,7 +76,25 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     load_params(repo / "params.yaml")  # the test's own params are valid
     init_repo(repo)
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")  # after `dvc init`, which writes its own
     return repo
+
+
+# Every test runs what it needs itself (these fixtures, each once per module), so a test passes alone,
+# in any order, or beside the others: `pytest tests/test_e2e.py -k csv` reproduces only what it reads.
+@pytest.fixture(scope="module")
+def reproduced(repo: Path) -> str:
+    """The whole pipeline reproduced and committed (the baseline of the experiments); dvc repro's output."""
+    out = run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "study", "--allow-empty"], repo)
+    return out
+
+
+@pytest.fixture(scope="module")
+def softtriple_experiment(reproduced: str, repo: Path) -> str:
+    """`dvc exp run -S loss=softtriple` up to aggregate, on the full grid; its output."""
+    return run(["dvc", "exp", "run", "aggregate", "-S", "loss=softtriple"], repo)
 
 
 def test_fetch_and_sample_then_noop(repo: Path) -> None:
@@ -90,8 +108,7 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
     assert before == {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
 
 
-def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
-    run(["dvc", "repro"], repo)
+def test_repro_writes_runs_inference_and_reports(repo: Path, reproduced: str) -> None:
     for arm in ("cce", "setfit", "proxyanchor"):
         run_dir = repo / f"data/runs/answers-12-{arm}/1"
         assert {"eval.npz", "dev.npz", "train.npz", "loss_state.pt", "curve.csv", "metrics.json", "run.json"} <= {
@@ -154,7 +171,7 @@ def test_repro_writes_runs_inference_and_reports(repo: Path) -> None:
     )
 
 
-def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path) -> None:
+def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(repo: Path, reproduced: str) -> None:
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     source = (repo / raw["fetch"]["local_dir"] / "TREC/trec.tsv").resolve()
     original = source.read_bytes()
@@ -172,6 +189,7 @@ def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(
 
 
 def test_an_edited_csv_is_fetched_again_and_only_its_dataset_reruns(repo: Path) -> None:
+    run(["dvc", "repro", "sample@intents-12"], repo)
     csv = repo / "tests/data/own/intents.csv"
     original = csv.read_bytes()  # bytes: the csv module ends lines with \r\n
     split = (repo / "data/splits/intents-12/0.json").read_bytes()
@@ -184,10 +202,35 @@ def test_an_edited_csv_is_fetched_again_and_only_its_dataset_reruns(repo: Path) 
         csv.write_bytes(original)
     assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == ["check"]  # restored from the run-cache
     assert (repo / "data/splits/intents-12/0.json").read_bytes() == split
+    assert json.loads(run(["dvc", "status", "--json", "sample@intents-12"], repo)) == {}  # up to date (a target leaves out check)
+
+
+def test_a_train_stage_killed_with_sigkill_leaves_dvc_lock_as_a_clean_run(repo: Path, reproduced: str) -> None:
+    lock = (repo / "dvc.lock").read_bytes()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        ["dvc", "repro", "-f", "-s", "train@trec-12-cce"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    runs = repo / "data/runs"
+    deadline = time.monotonic() + 300
+    while not list(runs.glob(".trec-12-cce.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    stage = subprocess.run(
+        ["pgrep", "-f", "stages/train.py --arm cce --table data/raw/trec"], capture_output=True, text=True
+    ).stdout.split()
+    assert list(runs.glob(".trec-12-cce.*.tmp")) and stage, "the train stage did not start writing its run"
+    for pid in stage:  # what the kernel's OOM killer does: no cleanup runs
+        os.kill(int(pid), 9)
+    proc.wait(timeout=120)
+    assert list(runs.glob(".trec-12-cce.*.tmp"))  # the killed stage's temporary directory is still there
+    run(["dvc", "repro"], repo)
+    assert (repo / "dvc.lock").read_bytes() == lock  # the stray directory is in no hash (.dvcignore)
     assert list(json.loads(run(["dvc", "status", "--json"], repo))) == ["check"]
+    run(["dvc", "repro", "-f", "-s", "train@trec-12-cce"], repo)  # the next write of that run removes it
+    assert not list(runs.glob(".*.tmp")) and (repo / "dvc.lock").read_bytes() == lock
 
 
-def test_an_edited_local_model_file_retrains(repo: Path) -> None:
+def test_an_edited_local_model_file_retrains(repo: Path, reproduced: str) -> None:
     config = repo / "models/tiny/config.json"
     original = config.read_bytes()
     config.write_bytes(original.replace(b"{", b'{\n  "edited": true,', 1))
@@ -215,7 +258,7 @@ def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
         assert time.perf_counter() - started < 60
         assert ran(out) == ["check"]
         assert re.search(
-            r"error: train.model='./models/tiny-typo'.* looks like a path, and there is no directory at "
+            r"error: train.model='./models/tiny-typo'.*; there is no directory at "
             r"\S*/models/tiny-typo",
             out,
         ), out[-2000:]
@@ -225,10 +268,8 @@ def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
 
 # The experiments run up to `aggregate` (a target of `dvc exp run`): what they test is how DVC runs
 # them; the analysis and explain stages ran in `dvc repro` above, and cost ~16 s per experiment.
-def test_exp_run_retrains_only_the_dml_arm(repo: Path) -> None:
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "study"], repo)
-    out = run(["dvc", "exp", "run", "aggregate", "-S", "loss=softtriple"], repo)
+def test_exp_run_retrains_only_the_dml_arm(repo: Path, softtriple_experiment: str) -> None:
+    out = softtriple_experiment
     assert "Running stage 'train@trec-12-softtriple'" in out
     assert "Running stage 'train@trec-12-cce'" not in out and "Running stage 'train@trec-12-setfit'" not in out
     assert "Running stage 'sample@" not in out and "Running stage 'fetch@" not in out
@@ -252,7 +293,9 @@ def commit_marked_code(repo: Path) -> None:
         run(["git", "commit", "-qm", "marked code"], repo)
 
 
-def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(repo: Path) -> None:
+@pytest.fixture(scope="module")
+def queued_experiment(reproduced: str, repo: Path) -> tuple[str, str]:
+    """A queued softtriple experiment on trec, seed 0, lr 1e-5, run by `dvc queue start`: (queue status, its logs)."""
     commit_marked_code(repo)
     # DVC writes 0.00001 into params.yaml as 1e-05, which YAML 1.1 would read as a string.
     run(
@@ -284,8 +327,15 @@ def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the
             break
         time.sleep(3)
     run(["dvc", "queue", "stop", "--kill"], repo) if re.search(r"\b(Queued|Running)\b", status) else None
+    logs = run(["dvc", "queue", "logs", "queued-lr"], repo) if re.search(r"queued-lr\s.*Success", status) else ""
+    return status, logs
+
+
+def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the_cli(
+    repo: Path, queued_experiment: tuple[str, str]
+) -> None:
+    status, logs = queued_experiment
     assert re.search(r"queued-lr\s.*Success", status), status
-    logs = run(["dvc", "queue", "logs", "queued-lr"], repo)
     assert {"train@trec-12-cce", "train@trec-12-softtriple"} <= set(ran(logs))  # train.lr: both arms it drives
     assert "intents" not in " ".join(ran(logs))
     # The package came from the experiment's own copy of the commit, not from the workspace.
@@ -293,7 +343,9 @@ def test_a_queued_experiment_runs_offline_with_its_own_code_and_a_float_from_the
     assert "1e-05" in run(["dvc", "exp", "show", "--json"], repo)
 
 
-def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: Path) -> None:
+def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(
+    repo: Path, softtriple_experiment: str, queued_experiment: tuple[str, str]
+) -> None:
     # Two grids: the full one (the committed softtriple run) and trec/seed 0 (the queued softtriple run).
     run([sys.executable, "-m", "fewshot_dml.studies.study", "--out", "reports/study.md"], repo)
     text = (repo / "reports/study.md").read_text()
@@ -304,7 +356,7 @@ def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(repo: P
     assert "### Best arm per dataset" in text and "| trec |" in text and "| intents |" in text
 
 
-def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path) -> None:
+def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path, queued_experiment: tuple[str, str]) -> None:
     # The queued experiment above (cce, setfit, softtriple on trec, seed 0) is a one-point sweep.
     run(
         [

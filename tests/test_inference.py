@@ -171,6 +171,22 @@ def test_missing_artifact(tmp_path: Path, params: Params, name: str) -> None:
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize(("name", "keep"), [("eval.npz", 0.5), ("train.npz", 0.9), ("eval.npz", 0.0)])
+def test_a_truncated_npz_names_the_file_in_one_line(tmp_path: Path, params: Params, capsys, name: str, keep: float) -> None:
+    from fewshot_dml.core.cli import run_tool
+
+    run = make_run(tmp_path, params, "proxyanchor")
+    data = (run / name).read_bytes()
+    (run / name).write_bytes(data[: int(len(data) * keep)])
+    expected = rf"{run / name}: cannot read it \(truncated or not an npz: (BadZipFile|EOFError)\b.*\); expected the train stage's output, rerun dvc repro"
+    with pytest.raises(ValueError, match=expected):
+        run_inference(run, PARAMS, tmp_path / "out.json")
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(lambda argv: load_run(run))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {run / name}: cannot read it"), err
+
+
 def rewrite_npz(path: Path, **changes: Any) -> None:
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     run(["dvc", "repro", "train"], repo)
     assert stale(repo) == set()
     return repo
+
+
+@pytest.fixture(autouse=True)
+def restored(repo: Path) -> Iterator[None]:
+    """Each test starts from the committed study, whatever ran before it (any order, or alone)."""
+    params = (repo / "params.yaml").read_bytes()
+    yield
+    (repo / "params.yaml").write_bytes(params)
+    run(["git", "checkout", "--", "src"], repo)
+    run(["git", "clean", "-fdq", "src"], repo)  # a loss file a test added
+    if stale(repo):
+        run(["dvc", "repro", "train"], repo)  # from the run-cache
 
 
 def test_editing_one_loss_file_marks_only_its_arms_train_stages(repo: Path) -> None:

@@ -76,12 +76,12 @@ def test_a_changed_weight_or_config_file_changes_the_local_record(tiny_bert_dir:
 def test_a_missing_path_fails_at_once_without_the_hub(name: str, tmp_path: Path, no_hub: None) -> None:
     (tmp_path / "models").mkdir()  # `models/nope`: its first part is a local directory, so it is a path
     started = time.perf_counter()
-    with pytest.raises(ModelError, match=rf"train.model='{name}'.*looks like a path, and there is no directory at"):
+    with pytest.raises(ModelError, match=rf"train.model='{name}'.*; there is no directory at"):
         resolve(name, tmp_path)
     assert time.perf_counter() - started < 1.0
 
 
-@pytest.mark.parametrize("name", ["org/name@", "org/na me", "-bad"])
+@pytest.mark.parametrize("name", ["org/name@", "org/na me@v1", "-bad@v1"])
 def test_a_malformed_hub_id_is_an_error(name: str, tmp_path: Path, no_hub: None) -> None:
     with pytest.raises(ModelError, match=r"is not a hub id either"):
         parse_model(name, tmp_path)
@@ -94,7 +94,7 @@ def test_a_hub_id_carries_its_revision_and_the_run_records_the_commit_and_the_we
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path, "org/tiny", tiny_bert_dir, "v1.0")))
     ref = parse_model("org/tiny@v1.0", tmp_path)
     assert (ref.kind, ref.location, ref.revision) == ("hub", "org/tiny", "v1.0")
-    assert check_record(ref) == {"name": "org/tiny@v1.0", "kind": "hub", "id": "org/tiny", "revision": "v1.0"}
+    assert check_record(ref) == {"name": "org/tiny@v1.0", "kind": "hub", "id": "org/tiny", "revision": "v1.0", "commit": COMMIT}
     resolved = resolve("org/tiny@v1.0", tmp_path)
     assert resolved.record == {
         "name": "org/tiny@v1.0",
@@ -110,6 +110,39 @@ def test_offline_a_hub_model_missing_from_the_cache_fails_fast_and_says_why(tmp_
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     started = time.perf_counter()
-    with pytest.raises(ModelError, match=r"org/absent.*HF_HUB_OFFLINE is set: only the local hub cache is read"):
+    with pytest.raises(ModelError, match=r"org/absent.*HF_HUB_OFFLINE is set, so only the local hub cache is read"):
         resolve("org/absent@main", tmp_path)
     assert time.perf_counter() - started < 5.0
+
+
+def test_a_name_without_a_revision_is_a_local_directory_never_a_hub_id(tmp_path: Path, no_hub: None) -> None:
+    # The cluster shard's case: `models/tiny` was not in the clone, and the hub was asked for a repo of that name.
+    with pytest.raises(
+        ModelError, match=r"there is no directory at .*models/tiny; if you meant the hub model, write models/tiny@<revision>"
+    ):
+        parse_model("models/tiny", tmp_path)
+    with pytest.raises(ModelError, match=r"there is no directory at .*roberta-large; if you meant the hub model, write roberta-large@"):
+        parse_model("roberta-large", tmp_path)
+
+
+def test_a_workspace_location_is_never_looked_up_on_the_hub_even_with_a_revision(tmp_path: Path, no_hub: None) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/models\n")  # ignored and absent, as in a fresh clone
+    with pytest.raises(ModelError, match=r"'models/tiny' names a location in the workspace .* not looked up on the hub"):
+        parse_model("models/tiny@main", tmp_path)
+    (tmp_path / "data").mkdir()  # exists: a folder of the workspace
+    with pytest.raises(ModelError, match=r"'data/tiny' names a location in the workspace"):
+        parse_model("data/tiny@main", tmp_path)
+    assert parse_model("org/tiny@main", tmp_path).kind == "hub"
+
+
+def test_a_moved_branch_changes_the_check_record(tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path, "org/tiny", tiny_bert_dir, "main")))
+    before = check_record(parse_model("org/tiny@main", tmp_path))
+    moved = "f" * 40
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text(moved)
+    after = check_record(parse_model("org/tiny@main", tmp_path))
+    assert (before["commit"], after["commit"]) == (COMMIT, moved) and before["revision"] == after["revision"] == "main"

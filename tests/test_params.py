@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,75 @@ def test_an_unknown_dataset_points_to_own_datasets(raw: dict[str, Any]) -> None:
         r"\(a dataset of your own is declared under own_datasets\)",
     ):
         parse_params({**with_own(raw, intents=OWN), "datasets": [*raw["datasets"], "mydata"]})
+
+
+# ---- arm names become paths (stages, run folders, files); an unknown loss lists the valid ones ----
+
+ARM_PATTERN = re.escape("[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*")
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "X", "a--b", "-x", "x.y"])
+@pytest.mark.parametrize("key", ["loss", "variant"])
+def test_an_arm_name_that_is_no_safe_path_is_refused_naming_key_value_and_pattern(raw: dict[str, Any], name: str, key: str) -> None:
+    bad = copy.deepcopy(raw)
+    bad["losses"][name] = {**raw["losses"]["supcon-metrix"]}
+    if key == "loss":
+        bad["loss"] = name
+
+    def match(where: str) -> str:
+        return rf"^{re.escape(where)}: {re.escape(repr(name))} is not an arm name; expected a name matching {ARM_PATTERN} \("
+
+    with pytest.raises(ParamsError, match=match(f"losses.{name}")):  # the check stage validates every section
+        parse_params(bad)
+    if key == "loss":  # the stages that read `loss` but not its section (infer, analyze) refuse it too
+        with pytest.raises(ParamsError, match=match("loss")):
+            parse_params(bad, sections=("datasets", "sample_sizes", "seeds", "loss", "infer"))
+        del bad["losses"][name]
+        with pytest.raises(ParamsError, match=match("loss")):
+            parse_params(bad)
+
+
+def test_arm_names_follow_the_dataset_name_rule() -> None:
+    from fewshot_dml.config.loss_sections import ARM_NAME
+    from fewshot_dml.config.sections import DATASET_NAME
+
+    assert ARM_NAME.pattern.startswith(DATASET_NAME.pattern)
+    assert all(ARM_NAME.fullmatch(n) for n in ("supcon", "supcon-metrix", "tri_2-metrix"))
+
+
+def test_an_unknown_loss_lists_the_valid_ones(raw: dict[str, Any]) -> None:
+    declared = sorted(n for n in raw["losses"] if n not in (BASELINE, SETFIT))
+    listed = re.escape(str(declared))
+    with pytest.raises(
+        ParamsError,
+        match=rf"^losses\.nosuchloss: missing section for the configured loss: 'nosuchloss' is neither a registered loss nor a variant declared under losses; expected loss set to one of {listed}$",
+    ):
+        parse_params(edited(raw, "loss", "nosuchloss"))
+    no_section = edited(edited(raw, "loss", "triplet"), "losses.triplet", ...)
+    with pytest.raises(
+        ParamsError, match=r"^losses\.triplet: missing section for the configured loss 'triplet'; expected its section .*one of \['arcface'"
+    ):
+        parse_params(no_section)
+
+
+def test_an_unknown_arm_of_the_train_stage_lists_the_declared_ones(tmp_path: Path) -> None:
+    from fewshot_dml.config.params import arm_section
+
+    params = load_params(ROOT / "params.yaml", sections=("seeds", "train", "losses.nosuchloss"))
+    with pytest.raises(
+        ParamsError, match=r"^--arm 'nosuchloss': no losses.nosuchloss section in \S*params.yaml; expected one of \['arcface', 'cce', "
+    ):
+        arm_section(params, "nosuchloss", ROOT / "params.yaml")
+    assert arm_section(load_params(ROOT / "params.yaml", sections=("losses.cce",)), "cce").name == "cce"
+
+
+def test_an_unknown_loss_of_the_registry_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fewshot_dml.core.cli import run_tool
+    from fewshot_dml.losses import get_spec
+
+    with pytest.raises(KeyError):  # still a KeyError for the callers that look a loss up
+        get_spec("nope")
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(lambda argv: get_spec("nope"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and re.fullmatch(r"error: unknown loss 'nope'; expected one of \['arcface', .*'triplet'\]\n", err), err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -354,3 +356,106 @@ def test_a_tool_on_a_folder_that_is_not_a_repository_says_so_in_one_line(tool: s
     proc = subprocess.run([sys.executable, "-m", tool, *args], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr[-2000:]
+
+
+# ---- the revision, the cache and the lock of an experiment: one error line naming it ----
+
+LOCK = """schema: '2.0'
+stages:
+  agg:
+    cmd: python go.py
+    params:
+      params.yaml:
+        loss: proxyanchor
+        losses:
+          proxyanchor:
+            alpha: 16
+"""
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def stale_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A commit whose params.yaml says alpha 32 while its dvc.lock (and metrics) record a run with alpha 16."""
+    repo = tmp_path_factory.mktemp("stale")
+    (repo / "reports").mkdir()
+    (repo / "params.yaml").write_text(
+        "loss: proxyanchor\ndatasets: [mr]\nsample_sizes: [16]\nseeds: [0]\nlosses:\n  proxyanchor:\n    alpha: 32\n"
+        "infer: {knn_k: 1, curve_points: 3}\naggregate: {confidence: 0.95, alpha: 0.05, seed: 0}\n"
+    )
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  agg:\n    cmd: python go.py\n    params: [loss, losses]\n"
+        "    metrics:\n      - reports/metrics.json:\n          cache: false\n"
+    )
+    (repo / "dvc.lock").write_text(LOCK)
+    m = {"cce": 0.7, "setfit": 0.71, "dml": 0.72, "gain_pp": 2.0, "dev_dml": 0.7, "dev_cce": 0.6, "dev_setfit": 0.62}
+    (repo / "reports/metrics.json").write_text(json.dumps({"mr": m, "overall": dict(m, won=0, cells=1)}))
+    _git(repo, "init", "-q", "-b", "main")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "params edited without dvc repro")
+    return repo
+
+
+def _tool(tool: str, repo: Path, *flags: str) -> subprocess.CompletedProcess:
+    args = ["--out", str(repo.parent / "x.md"), "--repo", str(repo), *flags]
+    args += ["--figure", str(repo.parent / "x.png")] if tool.endswith("tuning_report") else []
+    env = {k: v for k, v in os.environ.items() if k != "FEWSHOT_DML_TRACEBACK"}
+    return subprocess.run([sys.executable, "-m", tool, *args], capture_output=True, text=True, cwd=repo, env=env)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize("tool", ["fewshot_dml.studies.study", "fewshot_dml.studies.tuning_report"])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--rev", "nosuchrev"], r"--rev nosuchrev: cannot list the experiments \(unknown Git revision 'nosuchrev'\); expected .*a commit"),
+        ([], r"experiment 'main' \(rev main\): params.yaml and dvc.lock disagree on losses \(modified since stage agg ran\).*dvc repro"),
+    ],
+)
+def test_a_bad_revision_or_a_stale_lock_is_one_line_naming_it(tool: str, stale_repo: Path, flags: list[str], message: str) -> None:
+    proc = _tool(tool, stale_repo, *flags)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and re.match(rf"error: .*{message}", proc.stderr), proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [("dir", "DataIndexDirError"), ("file", "FileNotFoundError"), ("truncated", "JSONDecodeError")],
+)
+def test_an_output_missing_from_the_cache_or_truncated_names_the_experiment(tmp_path: Path, capsys, damage: str, cause: str) -> None:
+    from fewshot_dml.core.cli import run_tool
+    from fewshot_dml.studies.experiments import ExperimentError
+
+    _git(tmp_path, "init", "-q")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    for arm in ("cce", "setfit", "proxyanchor"):
+        run = tmp_path / "data/runs" / f"mr-16-{arm}/0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "arm": arm}))
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data/runs"], cwd=tmp_path, check=True)
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "runs")
+    shutil.rmtree(tmp_path / "data/runs")
+    files = tmp_path / ".dvc/cache/files/md5"
+    listing = next(files.glob("*/*.dir"))
+    target = next(f for f in files.glob("*/*") if f.suffix != ".dir" and '"proxyanchor"' in f.read_text())
+    if damage == "dir":
+        listing.unlink()
+    elif damage == "file":
+        target.unlink()
+    else:
+        target.chmod(0o644)
+        target.write_text(target.read_text()[:5])
+    e = Experiment(name="sweep-1", loss="proxyanchor", metrics={}, rev="HEAD", grid=(("mr", 16, 0),))
+    path = "data/runs/mr-16-cce/0/metrics.json" if damage == "dir" else "data/runs/mr-16-proxyanchor/0/metrics.json"
+    with pytest.raises(ExperimentError, match=rf"experiment 'sweep-1' \(rev HEAD\): cannot read {path} \({cause}: .*dvc exp pull"):
+        read_accuracies([e], str(tmp_path), "data/runs")
+    with pytest.raises(SystemExit):
+        run_tool(lambda argv: read_accuracies([e], str(tmp_path), "data/runs"))
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: experiment 'sweep-1' (rev HEAD): cannot read"), err

@@ -620,4 +620,21 @@ def test_a_diverged_run_is_flagged_in_its_metrics_and_warned_about(
         )
     assert metrics["degenerate"], "lr = head_lr = proxy_lr = 1.0 was not flagged"
     assert any("predictions collapsed" in d or "no variance" in d or "loss rose" in d for d in metrics["degenerate"])
-    assert "diverged is degenerate: " in caplog.text
+    assert "diverged seed 0 is degenerate: " in caplog.text
+
+
+def test_the_degenerate_warning_of_the_train_stage_names_the_run_and_the_seed(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_group writes each seed inside a temporary folder: the warning names the run folder and the seed."""
+    from fewshot_dml.train import run as run_module
+
+    monkeypatch.setattr(run_module, "diagnose", lambda *args: ["predictions collapsed to one class"])
+    table, card, split = toy
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    split.rename(splits / "0.json")
+    with caplog.at_level(logging.WARNING, logger="fewshot_dml.train.run"):
+        train_group(train_params(tiny_bert_dir, steps=1), LOSSES["cce"], table, card, splits, [0], tmp_path / "toy-8-cce")
+    warned = [r.getMessage() for r in caplog.records if "degenerate" in r.getMessage()]
+    assert warned == ["toy-8-cce seed 0 is degenerate: predictions collapsed to one class"], warned

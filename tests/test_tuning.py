@@ -187,3 +187,19 @@ def test_experiments_of_several_grids_are_refused() -> None:
     other = Experiment("x", "supcon", {}, grid=GRID[:2], params=BASE)
     with pytest.raises(ValueError, match="span 2 grids.*--match"):
         one_grid([experiment("a", "supcon"), other])
+
+
+@pytest.mark.parametrize("name", [rundir.EVAL, rundir.DEV, rundir.TRAIN])
+def test_a_truncated_run_file_names_the_file_and_the_experiment(tmp_path: Path, name: str) -> None:
+    e = experiment("tune-supcon", "supcon")
+    for arm in ("cce", "setfit", "supcon"):
+        for cell in GRID:
+            write_run(tmp_path, e.name, arm, cell, np.random.default_rng(0))
+    path = tmp_path / e.name / "data/runs" / layout.run_id(*GRID[0], "cce") / name
+    path.write_bytes(path.read_bytes()[:100])
+    where = re.escape(f"data/runs/{layout.run_id(*GRID[0], 'cce')}/{name} of experiment 'tune-supcon' (rev tune-supcon)")
+    with pytest.raises(ValueError, match=rf"^{where}: cannot read it \(truncated or not an npz: BadZipFile: .*dvc exp pull"):
+        collect([e], reader(tmp_path), "data/runs")
+    np.savez(path, labels=np.arange(4) % 2)
+    with pytest.raises(ValueError, match=rf"^{where}: missing arrays \[.*'embeddings'"):
+        collect([e], reader(tmp_path), "data/runs")

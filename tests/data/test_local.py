@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -186,15 +187,16 @@ def test_an_edited_local_copy_is_refused_naming_file_and_checksums(
         fetch_dataset(name, kit.params("copy"), out.table, out.card, root=tmp_path)
     kit.assert_nothing_written(out.dir)
     with pytest.raises(FetchError, match=match):  # the check stage refuses it too, whatever the grid
-        verify_sources(kit.params("copy"), ("cr",), tmp_path, out.dir / "sources.json")
+        verify_sources(kit.params("copy"), ("cr",), tmp_path, out.dir / "sources")
     kit.assert_nothing_written(out.dir)
 
 
 def test_verified_sources_do_not_depend_on_the_grid(kit: Any, senteval: Path, tmp_path: Path) -> None:
-    one = verify_sources(kit.params(), ("trec",), kit.repo, tmp_path / "a.json")
-    every = verify_sources(kit.params(), tuple(REGISTRY), kit.repo, tmp_path / "b.json")
-    assert one == every and (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    assert one["files"]["mrpc"] == {"MRPC/train.tsv": REGISTRY["mrpc"].local.parts[0].sha256}
+    one = verify_sources(kit.params(), ("trec",), kit.repo, tmp_path / "a")
+    every = verify_sources(kit.params(), tuple(REGISTRY), kit.repo, tmp_path / "b")
+    assert one == every and sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"{name}.json" for name in sorted(REGISTRY)]
+    assert all((tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes() for name in os.listdir(tmp_path / "a"))
+    assert one["mrpc"] == {"source": "local", "files": {"MRPC/train.tsv": REGISTRY["mrpc"].local.parts[0].sha256}}
 
 
 def test_a_missing_local_copy_is_an_error_unless_downloads_are_allowed(kit: Any, tmp_path: Path, out: Any) -> None:
@@ -205,9 +207,9 @@ def test_a_missing_local_copy_is_an_error_unless_downloads_are_allowed(kit: Any,
     with pytest.raises(FetchError, match=match):
         fetch_dataset("trec", kit.params("sentevall"), out.table, out.card, root=tmp_path)
     with pytest.raises(FetchError, match=match):
-        verify_sources(kit.params("sentevall"), ("trec",), tmp_path, out.dir / "sources.json")
+        verify_sources(kit.params("sentevall"), ("trec",), tmp_path, out.dir / "sources")
     kit.assert_nothing_written(out.dir)
-    record = verify_sources(kit.params("sentevall", download=True), ("trec",), tmp_path, out.dir / "s.json")
+    record = verify_sources(kit.params("sentevall", download=True), ("trec",), tmp_path, out.dir / "sources")["trec"]
     assert record["source"] == "official" and record["urls"]["trec"].endswith("/train_5500.label")
 
 

@@ -68,9 +68,16 @@ def test_the_shipped_csv_and_jsonl_become_tables_with_cards(tmp_path: Path) -> N
 
 
 def test_a_csv_cell_is_text_as_written(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "d.csv", [("NA", "a"), ("null", "b"), ("  two  words ", "a"), ("line\nbreak", "b")])
+    path = write_csv(tmp_path / "d.csv", [("NA", "a"), ("null", "b"), ("  two  words ", "a"), ('say "hi"', "b"), ("007", "a")])
     loaded = read_own("d", own(path), tmp_path)
-    assert [r[1] for r in loaded.rows] == ["NA", "null", "  two  words ", "line\nbreak"]
+    assert [r[1] for r in loaded.rows] == ["NA", "null", "  two  words ", 'say "hi"', "007"]
+
+
+def test_a_quoted_cell_holding_a_line_break_is_refused_not_merged(tmp_path: Path) -> None:
+    # RFC 4180 allows it, but one stray quote makes several rows one cell: one example per line.
+    path = write_csv(tmp_path / "d.csv", [("fine", "a"), ("line\nbreak", "b")])
+    with pytest.raises(FetchError, match=r"d.csv: row 2 \(line 3\): a cell holds a line break \('line\\nbreak'"):
+        read_own("d", own(path), tmp_path)
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".parquet", ".json"])
@@ -136,9 +143,13 @@ def test_a_class_label_column_keeps_its_names_and_an_unused_class_is_an_error(tm
         ([("a", "x"), ("b", "y")], {"text_pair": "reply"}, r"d.csv: no column 'reply' \(own_datasets.d.text_pair\)"),
         ([("a", "x"), ("", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
         ([("a", "x"), ("   ", "y")], {}, r"d.csv: row 2: empty text in column 'text'"),
-        ([("a", "x"), ("b", "")], {}, r"d.csv: row 2: label '' in column 'label'; expected a non-empty string or an integer"),
+        (
+            [("a", "x"), ("b", "")],
+            {},
+            r"d.csv: row 2: label '' in column 'label' is empty or has spaces around it; expected the class name exactly",
+        ),
         ([("a", "x"), ("b", "x")], {}, r"d.csv: the label column 'label' has one class \['x'\]; expected at least 2"),
-        ([("1", "x"), ("2", "y")], {}, r"d.csv: row 1: column 'text' holds int 1, not text"),
+        ([("a", "x"), ("b", " y")], {}, r"d.csv: row 2: label ' y' in column 'label' is empty or has spaces around it"),
     ],
 )
 def test_bad_csv_data_is_one_error_naming_the_file_and_nothing_is_written(tmp_path: Path, rows: list, spec: dict, match: str) -> None:
@@ -164,28 +175,34 @@ def test_bad_jsonl_data_is_one_error_naming_the_file(tmp_path: Path, rows: list,
 
 def test_an_unreadable_file_names_the_reader(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
-    with pytest.raises(FetchError, match=r"d.jsonl: `datasets` cannot read it as json"):
+    with pytest.raises(FetchError, match=r"d.jsonl: line 2: not valid JSON: Expecting value: .*; expected one JSON object per line"):
         fetch("d", own(tmp_path / "d.jsonl"), tmp_path)
 
 
-def test_a_missing_file_fails_in_check_and_an_edit_changes_the_record(tmp_path: Path) -> None:
-    spec = own("data/mine.csv")
+def test_a_missing_file_fails_in_check_and_an_edit_changes_only_its_record(tmp_path: Path) -> None:
+    spec, other = own("data/mine.csv"), own("data/other.csv")
     with pytest.raises(FetchError, match=r"own_datasets.mine.source: no file at .*data/mine.csv"):
-        verify_sources(NO_SENTEVAL, ("mine",), tmp_path, tmp_path / "sources.json", own={"mine": spec})
+        verify_sources(NO_SENTEVAL, ("mine",), tmp_path, tmp_path / "sources", own={"mine": spec})
+    assert not (tmp_path / "sources").exists()  # nothing partial
     (tmp_path / "data").mkdir()
     write_csv(tmp_path / "data/mine.csv", [("a", "x"), ("b", "y")])
+    write_csv(tmp_path / "data/other.csv", [("a", "x"), ("b", "y")])
     # No SentEval copy is needed when the grid holds only datasets of your own.
-    first = verify_sources(NO_SENTEVAL, ("mine",), tmp_path, tmp_path / "sources.json", own={"mine": spec})
-    assert first["source"] is None and set(first["own"]["mine"]) == {"file", "sha256"}
+    first = verify_sources(NO_SENTEVAL, ("mine", "other"), tmp_path, tmp_path / "sources", own={"mine": spec, "other": other})
+    assert set(first) == {"mine", "other"} and set(first["mine"]) == {"source", "file", "sha256"}
+    before = {p.name: p.read_bytes() for p in (tmp_path / "sources").iterdir()}
     write_csv(tmp_path / "data/mine.csv", [("a", "x"), ("c", "y")])
-    second = verify_sources(NO_SENTEVAL, ("mine",), tmp_path, tmp_path / "sources.json", own={"mine": spec})
-    assert second["own"]["mine"]["sha256"] != first["own"]["mine"]["sha256"]
+    verify_sources(NO_SENTEVAL, ("mine", "other"), tmp_path, tmp_path / "sources", own={"mine": spec, "other": other})
+    after = {p.name: p.read_bytes() for p in (tmp_path / "sources").iterdir()}
+    # Each fetch depends on its own record: editing mine.csv re-fetches `mine` only.
+    assert after["mine.json"] != before["mine.json"] and after["other.json"] == before["other.json"]
     with pytest.raises(FetchError, match=r"fetch.local_dir='no-such-dir': no directory"):  # a built-in still needs it
-        verify_sources(NO_SENTEVAL, ("mine", "mr"), tmp_path, tmp_path / "sources.json", own={"mine": spec})
+        verify_sources(NO_SENTEVAL, ("mine", "mr"), tmp_path, tmp_path / "sources", own={"mine": spec})
 
 
-def test_a_hub_dataset_is_loaded_at_its_pinned_revision_and_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_dataset_is_loaded_at_the_commit_its_revision_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
+    import huggingface_hub.constants
 
     calls = []
 
@@ -194,14 +211,34 @@ def test_a_hub_dataset_is_loaded_at_its_pinned_revision_and_split(tmp_path: Path
         return datasets.Dataset.from_dict({"q": ["a", "b", "c"], "y": ["no", "yes", "no"]})
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    card = fetch("hubbed", own("org/tickets", text="q", label="y", revision="abc123", split="validation"), tmp_path)
-    assert calls == [("org/tickets", {"revision": "abc123", "split": "validation"})]
-    assert (card["source"], card["location"], card["revision"], card["split"]) == ("hub", "org/tickets", "abc123", "validation")
-    assert source_record("hubbed", own("org/tickets", revision="abc123", split="validation"), tmp_path) == {
-        "hub": "org/tickets",
-        "revision": "abc123",
-        "split": "validation",
-    }
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    refs = tmp_path / "hub" / "datasets--org--tickets" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "v1").write_text("1" * 40)
+    card = fetch("hubbed", own("org/tickets", text="q", label="y", revision="v1", split="validation"), tmp_path)
+    assert calls == [("org/tickets", {"revision": "1" * 40, "split": "validation"})]
+    assert (card["source"], card["location"], card["revision"], card["commit"]) == ("hub", "org/tickets", "v1", "1" * 40)
+    record = {"hub": "org/tickets", "revision": "v1", "commit": "1" * 40, "split": "validation"}
+    assert source_record("hubbed", own("org/tickets", revision="v1", split="validation"), tmp_path) == record
+    (refs / "v1").write_text("2" * 40)  # the tag moved: the record (a dep of fetch) changes, so fetch reruns
+    assert source_record("hubbed", own("org/tickets", revision="v1", split="validation"), tmp_path)["commit"] == "2" * 40
+    with pytest.raises(
+        FetchError, match=r"own_datasets.hubbed: the hub dataset 'org/tickets' at revision 'main': cannot resolve it to a commit"
+    ):
+        source_record("hubbed", own("org/tickets", revision="main", split="validation"), tmp_path)
+
+
+def test_a_source_in_the_workspace_is_never_read_as_a_hub_dataset(tmp_path: Path) -> None:
+    (tmp_path / "hubish").mkdir()
+    write_csv(tmp_path / "hubish" / "train.csv", [("a", "x"), ("b", "y")])
+    with pytest.raises(
+        FetchError,
+        match=r"own_datasets.d.source: 'hubish' is a location in the workspace \(.*hubish: a folder; name the data file in it, e.g. hubish/train.csv\)",
+    ):
+        source_record("d", own("hubish", revision="v1"), tmp_path)
+    with pytest.raises(FetchError, match=r"'hubish/more' is a location in the workspace \(.*: no such file\)"):
+        fetch("d", own("hubish/more", revision="v1"), tmp_path)
 
 
 def sample(params: SampleParams, labels: list[int], names: list[str], tmp_path: Path, size: int) -> dict:
@@ -225,3 +262,68 @@ def test_a_class_too_small_for_the_sample_is_named_with_its_file(tmp_path: Path)
     assert not (tmp_path / "s").exists()
     split = sample(per_class, [0] * 30 + [1] * 9, ["common", "rare"], tmp_path, 4)[0]
     assert np.bincount(np.asarray([0] * 30 + [1] * 9)[split["eval"]]).tolist() == [22, 1]
+
+
+def test_quotes_in_a_tsv_are_text_and_no_row_is_merged(tmp_path: Path) -> None:
+    # The issue's file: 40 rows, one opening with a quoted title, one opening a quote a later row closes.
+    texts = [f"sentence number {i}" for i in range(40)]
+    texts[3] = '"Quoted title" is a film I liked'
+    texts[10] = 'He said "wait for it'
+    texts[14] = 'and then it ended" said she'
+    path = tmp_path / "d.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{'pos' if i % 2 else 'neg'}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    loaded = read_own("d", own(path), tmp_path)
+    assert [text for _, text, _ in loaded.rows] == texts and len(loaded.rows) == 40
+
+
+def test_a_tsv_row_with_a_tab_in_its_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.tsv"
+    path.write_text("text\tlabel\ngood\tpos\nbad\tvery bad\tneg\n", encoding="utf-8")
+    with pytest.raises(
+        FetchError, match=r"d.tsv: row 2 \(line 3\): 3 cells, expected 2 as in the header \['text', 'label'\] \(a tab inside a text\?\)"
+    ):
+        read_own("d", own(path), tmp_path)
+
+
+def test_a_csv_quote_that_does_not_close_its_cell_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\ngood,pos\n"Quoted title" is a film,neg\n', encoding="utf-8")
+    with pytest.raises(FetchError, match=r"d.csv: line 3: ',' expected after '\"'; expected RFC 4180 CSV quoting"):
+        read_own("d", own(path), tmp_path)
+    path.write_text('text,label\n"He said, wait,pos\nand then,neg\nthe end",pos\nfine,neg\n', encoding="utf-8")
+    with pytest.raises(FetchError, match=r"d.csv: row 1 \(line 2\): a cell holds a line break"):
+        read_own("d", own(path), tmp_path)
+
+
+def test_labels_and_texts_are_compared_as_written_never_type_guessed(tmp_path: Path) -> None:
+    loaded = read_own("d", own(write_csv(tmp_path / "a.csv", [("x", "01"), ("y", "1"), ("z", "2"), ("w", "1")])), tmp_path)
+    assert loaded.label_names == ("01", "1", "2") and [r[0] for r in loaded.rows] == [0, 1, 2, 1]
+    for labels in (["1.0", "1"], ["TRUE", "FALSE"]):
+        loaded = read_own("d", own(write_csv(tmp_path / "b.csv", [("x", labels[0]), ("y", labels[1])])), tmp_path)
+        assert loaded.label_names == tuple(sorted(labels))
+    loaded = read_own("d", own(write_csv(tmp_path / "c.csv", [("1000", "a"), ("0.5", "b")])), tmp_path)
+    assert [r[1] for r in loaded.rows] == ["1000", "0.5"]
+
+
+def test_a_nan_label_in_json_lines_is_named_at_its_line(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(40)] + ['{"text": "t40", "label": NaN}']
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(FetchError, match=r"d.jsonl: line 41: not valid JSON: NaN is not a number JSON allows"):
+        read_own("d", own(tmp_path / "d.jsonl"), tmp_path)
+    (tmp_path / "d.jsonl").write_text("\n".join(lines[:40] + ['{"text": "t40", "label": 1.0}']) + "\n", encoding="utf-8")
+    with pytest.raises(FetchError, match=r"d.jsonl: row 41: label 1.0 in column 'label'; expected a string or an integer"):
+        read_own("d", own(tmp_path / "d.jsonl"), tmp_path)
+
+
+def test_duplicates_are_kept_once_and_reported_and_a_text_with_two_labels_is_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [("good", "pos"), ("bad", "neg"), ("good", "pos"), ("fine", "pos"), ("good", "pos")]
+    card = fetch("d", own(write_csv(tmp_path / "d.csv", rows)), tmp_path)
+    assert card["n_examples"] == 3 and card["duplicates_dropped"] == 2 and card["inputs"][0]["rows"] == 5
+    assert (
+        "dropped 2 duplicate row(s), each the same text and label as an earlier row (row 3 repeats row 1, row 5 repeats row 1)"
+        in caplog.text
+    )
+    with pytest.raises(FetchError, match=r"d.csv: rows 1 and 3 hold the same text 'good' with the labels 'pos' and 'neg'"):
+        read_own("d", own(write_csv(tmp_path / "d.csv", [("good", "pos"), ("bad", "neg"), ("good", "neg")])), tmp_path)

@@ -15,12 +15,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from fewshot_dml.core.errors import ParamsError, UserError
-from fewshot_dml.core.strict import build, read_yaml, spec
+from fewshot_dml.core.strict import build, load_yaml_file, spec
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,25 @@ class ClusterParams:
 
 
 def load_cluster_params(path: Path, overrides: dict[str, Any] | None = None) -> ClusterParams:
-    """Read ``cluster.yaml`` strictly (every key, typed, ranged), then apply command-line overrides."""
+    """Read ``cluster.yaml`` strictly (every key, typed, ranged), then apply command-line overrides.
+
+    Bad YAML, a file that is no mapping, an unknown or missing key and a mistyped or out-of-range value
+    are each a :class:`ClusterError` naming the file, the key and what was expected.
+    """
+    keys = sorted(f.name for f in fields(ClusterParams))
+    if not path.is_file():
+        raise ClusterError(f"cluster settings not found: {path}" + (" (a directory)" if path.is_dir() else ""))
     try:
-        raw = read_yaml(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ClusterError(f"cluster settings not found: {path}") from None
+        raw = load_yaml_file(path)
+    except ParamsError as err:
+        raise ClusterError(f"{err}; expected a YAML mapping of the settings {keys}") from None
+    if raw is None:
+        raw = {}  # an empty file: every key must come from a flag
+    if not isinstance(raw, dict):
+        raise ClusterError(f"{path}: holds a YAML {type(raw).__name__}; expected a mapping of the settings {keys}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        params = build(ClusterParams, {**(raw or {}), **overrides}, "")
+        params = build(ClusterParams, {**raw, **overrides}, "")
     except ParamsError as err:
         raise ClusterError(f"{path}: {err}") from None
     if not params.stages:
@@ -125,6 +136,12 @@ def shared_remote(repo: Any, name: str | None) -> tuple[str, dict[str, Any]]:
     """The shared DVC remote (the default one): its name and its settings for the workers' clones."""
     default = repo.config["core"].get("remote")
     remotes = dict(repo.config["remote"])
+    if name is None and default is None and remotes:
+        raise ClusterError(
+            f"no default DVC remote: this repository has the remotes {sorted(remotes)} but none is the default, and "
+            "`dvc repro --pull` restores from the default one; set it with `dvc remote default <name>` (e.g. "
+            f"`dvc remote default {sorted(remotes)[0]}`) and commit .dvc/config"
+        )
     if name is None and default is None:
         raise ClusterError(
             "no DVC remote: add one every machine can reach, e.g. `dvc remote add -d shared "
@@ -145,6 +162,54 @@ def shared_remote(repo: Any, name: str | None) -> tuple[str, dict[str, Any]]:
             f"expected one of: {', '.join(RUN_CACHE_REMOTES)}"
         )
     return name, settings
+
+
+def untracked_inputs(root: Path, params_file: str = "params.yaml") -> list[str]:
+    """A warning for each local input of ``params.yaml`` that git does not track, so that the workers'
+    clones of the commit (``git clone``) lack it: ``train.model`` as a directory in the workspace, and
+    each ``own_datasets.<name>.source`` that is a local file. Aliases, hub ids (``name@revision``),
+    paths outside the workspace (a filesystem every worker may share) and missing paths (the ``check``
+    stage reports those) are left alone; so is a params file that does not parse (``check`` again).
+    """
+    from fewshot_dml.config.sections import OWN_FORMATS
+    from fewshot_dml.model.ref import ALIASES
+
+    try:
+        raw = load_yaml_file(root / params_file)
+    except ParamsError:
+        return []
+    raw = raw if isinstance(raw, dict) else {}
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    own = raw.get("own_datasets") if isinstance(raw.get("own_datasets"), dict) else {}
+    named: list[tuple[str, str]] = []
+    model = train.get("model")
+    if isinstance(model, str) and model and model not in ALIASES and "@" not in model:
+        named.append(("train.model", model))
+    for name, section in own.items():
+        source = section.get("source") if isinstance(section, dict) else None
+        if isinstance(source, str) and Path(source).suffix.lower() in OWN_FORMATS:
+            named.append((f"own_datasets.{name}.source", source))
+    warnings = []
+    for key, value in named:
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else root / path).resolve()
+        if not path.exists() or not path.is_relative_to(root.resolve()):
+            continue
+        rel = path.relative_to(root.resolve()).as_posix() or "."
+        rc, untracked = run_tool(["git", "ls-files", "--others", "--", rel], root)
+        rc_tracked, tracked = run_tool(["git", "ls-files", "--", rel], root)
+        files = untracked.split()
+        if rc != 0 or rc_tracked != 0 or (tracked.strip() and not files):  # not a git repository, or wholly tracked
+            continue
+        what = "directory" if path.is_dir() else "file"
+        some = f" ({len(files)} untracked files, e.g. {files[0]})" if path.is_dir() and files else ""
+        warnings.append(
+            f"{key}={value!r} is a local {what} that git does not track{some} (untracked or git-ignored): the workers' "
+            "clones of the commit will not have it; commit it, or name it by an absolute path every worker can read"
+        )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
 
 
 def cluster_stages(repo: Any, groups: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -197,6 +262,7 @@ def make_plan(root: Path, params: ClusterParams) -> Plan:
         commit = committed_head(root, repo)
         remote, settings = shared_remote(repo, params.remote)
         chosen, upstream = cluster_stages(repo, params.stages)
+    untracked_inputs(root)  # warnings only: the shard clones lack these inputs
     log.info("running the %d upstream stages here (check, fetch, sample, ...) and pushing them", len(upstream))
     # --pull first brings every run-cache entry of the remote (small files), then restores or runs.
     rc, out = run_tool(["dvc", "repro", "--pull", *upstream], root)

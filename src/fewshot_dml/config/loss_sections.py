@@ -11,6 +11,7 @@ from typing import Any
 
 from fewshot_dml.catalog.arms import KIND_DML
 from fewshot_dml.catalog.loss_spec import HParam
+from fewshot_dml.config.sections import DATASET_NAME
 from fewshot_dml.core.errors import ParamsError
 from fewshot_dml.core.strict import check_keys, mapping, scalar
 from fewshot_dml.losses import get_spec, loss_names
@@ -60,17 +61,25 @@ class LossParams:
 # The keys every DML loss section has besides its own hyperparameters (one range vocabulary: HParam).
 BETA = HParam("float", 0.0, 1.0)
 PROXY_LR = HParam("float", 0.0, 1.0, low_open=True)
-ARM_NAME = re.compile(r"[a-z][a-z0-9_-]*")  # a loss or variant name: it names stages, run folders and files
+# An arm (a loss or variant) name: dataset-name words (DATASET_NAME, the one rule for names that become
+# paths) joined by '-', e.g. ``supcon-metrix``. It names stages, run folders (``<dataset>-<size>-<arm>``) and files.
+ARM_NAME = re.compile(rf"{DATASET_NAME.pattern}(?:-[a-z0-9_]+)*")
+
+
+def check_arm_name(name: Any, where: str) -> str:
+    """``name`` if it is an arm name (:data:`ARM_NAME`); ParamsError naming ``where``, the value and the pattern otherwise."""
+    if not isinstance(name, str) or not ARM_NAME.fullmatch(name):
+        raise ParamsError(
+            f"{where}: {name!r} is not an arm name; expected a name matching {ARM_NAME.pattern} (lower-case letters, "
+            "digits and '_', starting with a letter, words joined by '-'): it names stages, folders and files"
+        )
+    return name
 
 
 def loss_section(name: str, raw: Any) -> LossParams:
     """Validate ``losses.<name>`` against its loss file's schema (a variant's: its ``variant_of``)."""
     where = f"losses.{name}"
-    if not isinstance(name, str) or not ARM_NAME.fullmatch(name):
-        raise ParamsError(
-            f"{where}: {name!r} is not a loss name; expected lower-case letters, digits, '_' and "
-            "'-', starting with a letter (it names stages and folders)"
-        )
+    check_arm_name(name, where)
     values = dict(mapping(raw if raw is not None else {}, where))
     base = values.pop("variant_of", None)
     if name in loss_names():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot_dml.catalog.arms import PEERS
-from fewshot_dml.config.loss_sections import LossParams, loss_section
+from fewshot_dml.config.loss_sections import LossParams, check_arm_name, loss_section
 from fewshot_dml.config.sections import (
     DATASETS,
     AggregateParams,
@@ -32,6 +32,7 @@ from fewshot_dml.config.sections import (
 )
 from fewshot_dml.core.errors import ParamsError
 from fewshot_dml.core.strict import check_keys, convert, load_yaml_file, mapping
+from fewshot_dml.losses import loss_names as registered_losses
 
 DML_SECTION = "losses.${loss}"  # in `sections`: the section of the configured DML loss (as dvc.yaml writes it)
 
@@ -81,6 +82,16 @@ def load_section(path: str | Path, name: str) -> Any:
     if name not in raw:
         raise ParamsError(f"{path}: {name}: missing section")
     return convert(raw[name], typing.get_type_hints(Params)[name], name, fields[name].metadata)
+
+
+def arm_section(params: Params, arm: str, path: str | Path = "params.yaml") -> LossParams:
+    """The ``losses.<arm>`` section of ``params`` (loaded from ``path`` with that section); ParamsError
+    naming the arm and the arms ``path`` declares otherwise."""
+    if arm not in params.losses:
+        raw = load_yaml_file(path)
+        declared = sorted(raw["losses"]) if isinstance(raw, Mapping) and isinstance(raw.get("losses"), Mapping) else []
+        raise ParamsError(f"--arm {arm!r}: no losses.{arm} section in {path}; expected one of {declared}")
+    return params.losses[arm]
 
 
 def parse_params(raw: Any, sections: Collection[str] | None = None) -> Params:
@@ -141,7 +152,18 @@ def _check_grid(p: Mapping[str, Any], loss_names: set[str], known: tuple[str, ..
     if p["loss"] is not None:
         if p["loss"] in PEERS:
             raise ParamsError(f"loss: {p['loss']!r} is a peer arm that always runs; expected a DML loss")
+        check_arm_name(p["loss"], "loss")
         for arm in (*PEERS, p["loss"]):
             if arm not in loss_names:
-                role = "peer arm" if arm in PEERS else "configured loss"
-                raise ParamsError(f"losses.{arm}: missing section for the {role}")
+                raise ParamsError(f"losses.{arm}: missing section for the {_missing_arm(arm, loss_names)}")
+
+
+def _missing_arm(arm: str, declared: set[str]) -> str:
+    """Why ``arm`` has no section, and what ``loss`` may name: the DML losses and variants declared under ``losses``."""
+    if arm in PEERS:
+        return "peer arm; expected a losses section for each of " + str(list(PEERS))
+    choices = sorted(n for n in declared if n not in PEERS)
+    if arm in registered_losses():
+        return f"configured loss {arm!r}; expected its section (its hyperparameters), or loss set to one of {choices}"
+    known = "is neither a registered loss nor a variant declared under losses"
+    return f"configured loss: {arm!r} {known}; expected loss set to one of {choices}"

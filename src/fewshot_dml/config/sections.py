@@ -187,8 +187,8 @@ def own_dataset_section(name: Any, raw: Any) -> OwnDatasetParams:
             raise ParamsError(f"{where}.split: {own.split!r}; a local file is one split, expected 'train'")
     elif own.revision is None:
         raise ParamsError(
-            f"{where}.revision: null for the hub dataset {own.source!r}; expected a pinned "
-            "revision (a commit sha or tag), so the data cannot change under the study"
+            f"{where}.revision: null for the hub dataset {own.source!r}; expected a revision (a commit sha, "
+            "tag or branch: check records the commit it names, so the data cannot change under the study unnoticed)"
         )
     columns = [c for c in (own.text, own.text_pair, own.label) if c is not None]
     if len(set(columns)) != len(columns):

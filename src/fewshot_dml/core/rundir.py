@@ -101,13 +101,29 @@ def require(path: Path) -> Path:
     return path
 
 
+# What np.load (and reading an array out of it) raises for a file that is truncated or no npz at all.
+NPZ_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, EOFError, ValueError, OSError)
+RERUN = "expected the train stage's output, rerun dvc repro"
+
+
+def unreadable_npz(path: Path | str, err: BaseException, expected: str = RERUN) -> ValueError:
+    """The error for an npz file that cannot be read: names the file, the cause and ``expected``."""
+    return ValueError(f"{path}: cannot read it (truncated or not an npz: {type(err).__name__}: {err}); {expected}")
+
+
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The arrays ``keys`` of an npz file of the run; ValueError naming any that is missing."""
-    with np.load(require(path), allow_pickle=False) as npz:
-        missing = [k for k in keys if k not in npz.files]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}; expected keys {list(keys)}, found {sorted(npz.files)}")
-        return {k: npz[k] for k in keys}
+    """The arrays ``keys`` of an npz file of the run; ValueError naming the file if one is missing or
+    the file cannot be read (truncated, or not an npz)."""
+    require(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if not missing:
+                return {k: npz[k] for k in keys}
+            found = sorted(npz.files)
+    except NPZ_ERRORS as err:
+        raise unreadable_npz(path, err) from err
+    raise ValueError(f"{path}: missing arrays {missing}; expected keys {list(keys)}, found {found}")
 
 
 def read_curve(path: Path) -> tuple[tuple[int, float, float, float], ...]:

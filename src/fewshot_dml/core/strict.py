@@ -91,7 +91,7 @@ def check_keys(values: Mapping[str, Any], declared: Mapping[str, Any], where: st
         raise ParamsError(f"{where}.{unknown[0]}: unknown key; expected one of {sorted(declared)}")
     missing = sorted(set(declared) - set(values))
     if missing:
-        raise ParamsError(f"{where}.{missing[0]}: missing key (params.yaml declares every value)")
+        raise ParamsError(f"{where}.{missing[0]}: missing key; expected every one of {sorted(declared)} (the file declares every value)")
 
 
 def build(cls: type, raw: Any, where: str) -> Any:

@@ -51,28 +51,35 @@ def verify_sources(
     params: FetchParams,
     datasets: tuple[str, ...],
     root: Path,
-    out: Path,
+    out_dir: Path,
     registry: Mapping[str, DatasetSpec] | None = None,
     own: Mapping[str, OwnDatasetParams] | None = None,
-) -> dict:
-    """Write ``out``: the verified checksums of the local copy (or that downloads will be used), and
-    the sha256 of every own dataset's local file (``own``; a hub dataset: its id and revision).
+) -> dict[str, dict]:
+    """Write ``out_dir/<dataset>.json``, one record per dataset: the verified checksums of its files in
+    the local copy (or the download addresses), or what identifies an own dataset (a local file's
+    sha256; a hub dataset's id, revision and the commit it names). Returns the records by dataset.
 
-    The ``check`` stage runs this on every ``dvc repro`` (it is ``always_changed``); ``fetch``
-    depends on ``out``, so a changed source file is caught there and, once restored, re-fetched, and
-    an edited own file is re-fetched. The SentEval copy is needed only if ``datasets`` holds a built-in set.
+    The ``check`` stage runs this on every ``dvc repro`` (it is ``always_changed``); each ``fetch``
+    depends on its dataset's record only, so a changed source file is caught here and, once restored,
+    re-fetched, and editing one own file re-fetches that dataset alone. A record does not depend on
+    the grid. The SentEval copy is needed only if ``datasets`` holds a built-in set.
     """
     registry_names = REGISTRY if registry is None else registry
     local_dir = _local_dir(params, root, required=any(d in registry_names for d in datasets))
+    records: dict[str, dict] = {}
     if local_dir is not None:
-        record: dict = {"source": "local", "files": verify_local_copy(local_dir, datasets, registry)}
+        for name, files in verify_local_copy(local_dir, datasets, registry).items():
+            records[name] = {"source": "local", "files": files}
     elif params.download:
-        record = {"source": "official", "urls": {k: official_url(params, k) for k in sorted(vars(params.urls))}}
-    else:
-        record = {"source": None}  # no SentEval copy, and the grid holds only datasets of your own
-    record["own"] = {name: source_record(name, spec, root) for name, spec in sorted((own or {}).items())}
-    io.write_json(out, record)
-    return record
+        urls = {k: official_url(params, k) for k in sorted(vars(params.urls))}
+        records.update({name: {"source": "official", "urls": urls} for name in datasets if name in registry_names})
+    for name, spec in sorted((own or {}).items()):
+        records[name] = {"source": "own", **source_record(name, spec, root)}
+    out_dir = Path(out_dir)
+    with io.atomic_dir(out_dir) as tmp:
+        for name, record in sorted(records.items()):
+            io.write_json(tmp / f"{name}.json", record)
+    return records
 
 
 def fetch_dataset(

@@ -16,8 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fewshot_dml.catalog.loss_spec import LossSpec
+from fewshot_dml.core.errors import ParamsError
 
 LOSS_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a loss file's name: a module name and part of file names
+
+
+class UnknownLossError(ParamsError, KeyError):
+    """:func:`get_spec` of a name no loss file defines: a user error (one ``error:`` line) naming the
+    valid choices, and a KeyError for the callers that look a loss up."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def loss_names() -> tuple[str, ...]:
@@ -31,9 +40,9 @@ def loss_file(name: str) -> Path:
 
 
 def get_spec(name: str) -> LossSpec:
-    """The spec of loss ``name``; ``KeyError`` naming the valid choices otherwise."""
+    """The spec of loss ``name``; :class:`UnknownLossError` (a KeyError) naming the valid choices otherwise."""
     if not isinstance(name, str) or name not in loss_names():
-        raise KeyError(f"unknown loss {name!r}; expected one of {list(loss_names())}")
+        raise UnknownLossError(f"unknown loss {name!r}; expected one of {list(loss_names())}")
     spec = getattr(importlib.import_module(f"{__name__}.{name}"), "SPEC", None)
     if not isinstance(spec, LossSpec) or spec.name != name:
         raise TypeError(f"{__name__}.{name} must define SPEC = LossSpec(name={name!r}, ...)")

@@ -1,15 +1,17 @@
 """What ``train.model`` names: an alias, a local model directory or a hub id (``org/name@revision``).
 
-Resolving never guesses: an existing directory is a local model; an alias names the installed package
-that ships the weights; a name that looks like a path (``./``, ``../``, ``/``, ``~``, a backslash,
-more than one ``/``, or a first component that is a local directory) and does not exist is an error
-at once, so an offline typo does not wait for the hub's retries; anything else is a hub id. The hub
-honours ``HF_HUB_OFFLINE=1`` (then only its local cache is read).
+Resolving never guesses: an alias names the installed package that ships the weights; an existing
+directory is a local model; a hub id is written with its revision (``org/name@v1``, ``name@<sha>``),
+so a name without ``@`` that is no directory is an error at once, and so is one whose name is a place
+in the workspace (:mod:`fewshot_dml.core.locations`: written as a path, or under an existing or
+git-ignored folder), which is never looked up on the hub. The hub honours ``HF_HUB_OFFLINE=1`` (then
+only its local cache is read).
 
-Two records: :func:`check_record` (no network, no model loaded) is what the ``check`` stage writes
-to ``data/raw/model.json``, a dependency of ``train``, so editing a file of a local model directory
-retrains; :class:`Resolved` is what a run records in ``run.json``: the revision asked for, the
-commit the hub resolved it to, and the checksum of the weight files.
+Two records: :func:`check_record` (no model loaded) is what the ``check`` stage writes to
+``data/raw/model.json``, a dependency of ``train``: a local directory's file checksums (editing one
+retrains) or a hub revision with the commit it names now (a moved branch retrains);
+:class:`Resolved` is what a run records in ``run.json``: the revision asked for, the same commit,
+and the checksum of the weight files.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fewshot_dml.config.sections import HUB_ID
-from fewshot_dml.core.errors import ModelError
-from fewshot_dml.core.layout import workspace_root
+from fewshot_dml.core import hub, locations
+from fewshot_dml.core.errors import ModelError, UserError
 
 # Short names for models that load offline, each with the installed package that ships it (its
 # ``get_model_path()`` gives the directory).
@@ -66,35 +68,36 @@ class Resolved:
 def _expected(name: str) -> str:
     return (
         f"train.model={name!r}: expected one of the aliases {sorted(ALIASES)}, an existing local model "
-        "directory, or a hub id (name or org/name, optionally @revision)"
+        "directory, or a hub id with its revision (name@revision or org/name@revision)"
     )
-
-
-def _looks_like_path(name: str, root: Path) -> bool:
-    if name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/"):
-        return True
-    first = name.split("/")[0]
-    return "/" in name and (workspace_root(root) / first).is_dir()
 
 
 def parse_model(name: str, root: Path = Path(".")) -> ModelRef:
     """Classify ``train.model``; :class:`ModelError` at once for a missing path or a malformed id.
 
     A relative directory is resolved against the workspace root (``dvc exp run --temp`` and queued
-    experiments run in a copy under ``.dvc/tmp``, see :func:`~fewshot_dml.data.local.workspace_root`).
+    experiments run in a copy under ``.dvc/tmp``, see :func:`~fewshot_dml.core.layout.workspace_root`).
+    A hub id is written with ``@revision``, so a name without one is a local directory that must exist,
+    and a name that is a workspace location (:mod:`fewshot_dml.core.locations`) is never a hub id.
     """
     if name in ALIASES:
         return ModelRef(name, "alias", ALIASES[name])
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else workspace_root(root) / path
+    path = locations.resolve(name, root)
     if path.is_dir():
         return ModelRef(name, "local", str(path))
-    if _looks_like_path(name, root):
-        raise ModelError(f"{_expected(name)}; it looks like a path, and there is no directory at {path}")
     repo_id, at, revision = name.partition("@")
-    if not HUB_ID.fullmatch(repo_id) or (at and not revision):
+    if not at:
+        hub = f"; if you meant the hub model, write {name}@<revision> (a commit sha, tag or branch)" if HUB_ID.fullmatch(name) else ""
+        raise ModelError(f"{_expected(name)}; there is no directory at {path}{hub}")
+    if locations.is_workspace_location(repo_id, root):
+        raise ModelError(
+            f"{_expected(name)}; {repo_id!r} names a location in the workspace ({locations.resolve(repo_id, root)} or a folder "
+            "git ignores) with no model directory there, so it is not looked up on the hub; expected the model directory "
+            "to exist, or a hub id that is not a workspace path"
+        )
+    if not HUB_ID.fullmatch(repo_id) or not revision:
         raise ModelError(f"{_expected(name)}; {name!r} is not a hub id either")
-    return ModelRef(name, "hub", repo_id, revision or None)
+    return ModelRef(name, "hub", repo_id, revision)
 
 
 def _files_sha256(directory: Path, suffixes: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -120,8 +123,9 @@ def weights_sha256(directory: str | Path) -> str:
 
 
 def check_record(ref: ModelRef) -> dict[str, Any]:
-    """What identifies the model without loading it or reaching the hub (``data/raw/model.json``):
-    an alias's package version, a local directory's file checksums, a hub id and its revision."""
+    """What identifies the model without loading it (``data/raw/model.json``): an alias's package
+    version, a local directory's file checksums, a hub id with its revision and the commit that
+    revision names now (so a moved branch retrains)."""
     if ref.kind == "alias":
         return {"name": ref.name, "kind": ref.kind, "package": f"{ref.location}=={importlib.metadata.version(ref.location)}"}
     if ref.kind == "local":
@@ -129,22 +133,29 @@ def check_record(ref: ModelRef) -> dict[str, Any]:
         if not files:
             raise ModelError(f"{_expected(ref.name)}; the directory {ref.location} holds no file")
         return {"name": ref.name, "kind": ref.kind, "files": files}
-    return {"name": ref.name, "kind": ref.kind, "id": ref.location, "revision": ref.revision}
+    return {"name": ref.name, "kind": ref.kind, "id": ref.location, "revision": ref.revision, "commit": _commit(ref)}
 
 
-def _snapshot(ref: ModelRef) -> str:
-    """The hub model's local snapshot directory (downloaded, or read from the cache when offline)."""
+def _commit(ref: ModelRef) -> str:
+    try:
+        return hub.resolve_commit(ref.location, ref.revision or "", "model")
+    except UserError as err:
+        raise ModelError(f"{_expected(ref.name)}; {err}") from None
+
+
+def _snapshot(ref: ModelRef, commit: str) -> str:
+    """The hub model's local snapshot at ``commit`` (downloaded, or read from the cache when offline)."""
     from huggingface_hub import constants, snapshot_download
 
     try:
-        directory = snapshot_download(ref.location, revision=ref.revision, ignore_patterns=[*_NOT_PYTORCH, "*.bin"])
+        directory = snapshot_download(ref.location, revision=commit, ignore_patterns=[*_NOT_PYTORCH, "*.bin"])
         if not any(Path(directory).glob("*.safetensors")):  # an older repo: PyTorch's pickled weights only
-            directory = snapshot_download(ref.location, revision=ref.revision, ignore_patterns=_NOT_PYTORCH)
+            directory = snapshot_download(ref.location, revision=commit, ignore_patterns=_NOT_PYTORCH)
     except Exception as err:  # the hub raises a dozen types (offline, unknown repo, revision, network)
         hint = " (HF_HUB_OFFLINE is set: only the local hub cache is read)" if constants.HF_HUB_OFFLINE else ""
         raise ModelError(
             f"{_expected(ref.name)}; the hub could not provide {ref.location!r} at revision "
-            f"{ref.revision or 'main'}{hint}: {type(err).__name__}: {err}"
+            f"{ref.revision} (commit {commit}){hint}: {type(err).__name__}: {err}"
         ) from err
     return directory
 
@@ -161,8 +172,8 @@ def resolve(name: str, root: Path = Path(".")) -> Resolved:
     elif ref.kind == "local":
         directory, source = ref.location, ref.name
     else:
-        directory, source = _snapshot(ref), ref.location
-        commit = Path(directory).name  # huggingface_hub's cache layout: snapshots/<commit>
+        commit = _commit(ref)  # the commit check recorded in model.json, unless the branch moved since
+        directory, source = _snapshot(ref, commit), ref.location
     record = {
         "name": ref.name,
         "kind": ref.kind,

@@ -11,6 +11,7 @@ import ast
 import json
 import logging
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from fewshot_dml.catalog.arms import PEERS
 from fewshot_dml.config.params import Params
 from fewshot_dml.config.sections import DATASETS
+from fewshot_dml.core.errors import UserError
 from fewshot_dml.report import schema
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,10 @@ DONE_STATES = (None, "Success")  # None: `dvc exp run`; "Success": finished in t
 FIELDS = schema.STUDY_FIELDS
 _IGNORED = ("fetch.",)  # where the data came from is verified by its checksums, not a setting
 _SECTIONS = frozenset(f.name for f in fields(Params))  # params.yaml's top-level keys
+
+
+class ExperimentError(UserError, ValueError):
+    """An experiment (or the revision asked for) that cannot be read as a study row: names it and the cause."""
 
 
 @dataclass(frozen=True)
@@ -157,3 +163,92 @@ def one_grid(experiments: Sequence[Experiment]) -> tuple:
             "compares one grid: select its experiments with --match"
         )
     return next(iter(grids))
+
+
+def rev_label(e: Experiment) -> str:
+    """How messages name the commit of ``e`` (its outputs are read there; no commit: the workspace)."""
+    return e.rev or "workspace"
+
+
+def exp_show(repo: str, revs: Sequence[str] | None) -> list[dict[str, Any]]:
+    """``dvc.api.exp_show`` of ``repo`` from ``revs`` (HEAD when None); one error naming the revisions otherwise."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.exp_show(repo=repo, revs=list(revs) if revs else None)
+    except DvcException as err:
+        raise ExperimentError(f"{_where(repo, revs)}: cannot list the experiments ({err}); {_EXPECTED_REV}") from err
+
+
+def params_show(repo: str, rev: str) -> dict[str, Any]:
+    """``dvc.api.params_show`` of ``repo`` at ``rev``; one error naming the revision otherwise."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.params_show(repo=repo, rev=rev)
+    except DvcException as err:
+        raise ExperimentError(f"{_where(repo, [rev])}: cannot read the params ({err}); {_EXPECTED_REV}") from err
+
+
+_EXPECTED_REV = "expected a DVC repository (--repo) and a commit, branch or tag of it (--rev; see `git log`)"
+
+
+def _where(repo: str, revs: Sequence[str] | None) -> str:
+    return f"--repo {repo} --rev {', '.join(revs)}" if revs else f"--repo {repo} (HEAD)"
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading an experiment's output through ``DVCFileSystem`` raises when DVC's cache lacks it
+    (a missing or damaged directory object, a missing file object) or holds a damaged copy."""
+    from dvc.exceptions import DvcException
+    from dvc_data.index import DataIndexError
+
+    return (DvcException, DataIndexError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def unreadable(e: Experiment, path: str, err: BaseException) -> ExperimentError:
+    """The error for an output of ``e`` that cannot be read from DVC's cache: names the experiment, the file and the cause."""
+    cause = " ".join(str(err).split()) or "no detail"
+    return ExperimentError(
+        f"experiment {e.name!r} (rev {rev_label(e)}): cannot read {path} ({type(err).__name__}: {cause}); expected the "
+        "experiment's outputs in DVC's cache, complete: fetch them (`dvc exp pull <remote> <experiment>` or `dvc pull`) "
+        "or run the experiment again"
+    )
+
+
+def check_locks(repo: str, experiments: Sequence[Experiment]) -> None:
+    """Refuse an experiment whose commit's ``params.yaml`` and ``dvc.lock`` disagree.
+
+    Its metrics and runs are those ``dvc.lock`` records, made with other params than the row would show
+    (e.g. params.yaml edited and committed without ``dvc repro``). Compared as ``dvc status`` does: every
+    param a stage's lock entry records against the params file at that commit; a stage that never ran
+    (no lock entry) records nothing.
+    """
+    from dvc.dependency.param import ParamsDependency
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    for e in experiments:
+        differ: list[str] = []
+        try:
+            with Repo.open(repo, rev=e.rev or None) as opened:
+                for stage in opened.index.stages:
+                    for dep in stage.deps:
+                        if not isinstance(dep, ParamsDependency) or not dep.hash_info or not dep.hash_info.value:
+                            continue
+                        for file, status in dep.workspace_status().items():
+                            if isinstance(status, str):  # the whole file: "deleted"
+                                differ.append(f"{file} ({status} since stage {stage.name} ran)")
+                                continue
+                            differ += [f"{k} ({v} since stage {stage.name} ran)" for k, v in status.items() if v in ("modified", "deleted")]
+        except DvcException as err:
+            raise ExperimentError(f"experiment {e.name!r} (rev {rev_label(e)}): cannot read its pipeline ({err})") from err
+        if differ:
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            raise ExperimentError(
+                f"experiment {e.name!r} (rev {rev_label(e)}): params.yaml and dvc.lock disagree on {', '.join(differ[:3])}{more}, "
+                "so its outputs were made with other params than it shows; expected a commit whose dvc.lock matches its "
+                "params.yaml: run `dvc repro` there and commit dvc.lock (or leave that revision out)"
+            )

@@ -40,9 +40,13 @@ from fewshot_dml.core.markdown import pct
 from fewshot_dml.report.stats import blocked_gain, holm, paired_differences, paired_gain
 from fewshot_dml.studies.experiments import (
     Experiment,
+    check_locks,
     dev_selected,
     distinguishing,
+    exp_show,
+    read_errors,
     select_experiments,
+    unreadable,
 )
 
 log = logging.getLogger(__name__)
@@ -191,14 +195,19 @@ def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str)
     from fewshot_dml.core import layout, rundir
 
     out = {}
+    errors = read_errors()
     for e in experiments:
         fs = DVCFileSystem(repo, rev=e.rev or None)
         for arm in (*PEERS, e.loss):
             for d, size, seed in e.grid:
                 path = f"{runs_dir}/{layout.run_id(d, size, seed, arm)}/{rundir.METRICS}"
-                if not fs.exists(path):  # an experiment made before one train stage trained every seed
-                    path = f"{runs_dir}/{d}-{size}-{seed}-{arm}/{rundir.METRICS}"
-                out[(e.name, arm, d, size, seed)] = json.loads(fs.read_text(path))["accuracy"]
+                old = f"{runs_dir}/{d}-{size}-{seed}-{arm}/{rundir.METRICS}"  # before one train stage trained every seed
+                try:
+                    if not fs.exists(path) and fs.exists(old):
+                        path = old
+                    out[(e.name, arm, d, size, seed)] = json.loads(fs.read_text(path))["accuracy"]
+                except errors as err:
+                    raise unreadable(e, path, err) from err
     return out
 
 
@@ -259,10 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rev", action="append", default=None, help="baseline commit of the experiments (default: HEAD); repeat for several")
     ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")
     args = ap.parse_args(argv)
-    import dvc.api  # heavy: imported only when the command runs
-
-    records = dvc.api.exp_show(repo=args.repo, revs=args.rev)
+    records = exp_show(args.repo, args.rev)
     experiments, _ = select_experiments(records)
+    check_locks(args.repo, experiments)
     accuracy = read_accuracies(experiments, args.repo, args.runs)
     confidence = load_section(Path(args.repo) / "params.yaml", "aggregate").confidence
     io.write_text(args.out, study(records, accuracy, confidence))

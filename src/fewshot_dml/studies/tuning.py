@@ -40,7 +40,7 @@ from fewshot_dml.infer.inference import (
 )
 from fewshot_dml.losses import get_spec
 from fewshot_dml.report.stats import PairedResult, blocked_gain, holm
-from fewshot_dml.studies.experiments import Experiment
+from fewshot_dml.studies.experiments import Experiment, rev_label
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str, defa
         ev: dict[str, dict[Cell, float]] = {}
         for cell in e.grid:
             base = f"{runs_dir}/{layout.run_id(*cell, arm)}"
-            parts = {name: _npz(read(e, f"{base}/{name}")) for name in (rundir.EVAL, rundir.DEV, rundir.TRAIN)}
+            parts = {name: _npz(read(e, f"{base}/{name}"), f"{base}/{name}", e) for name in (rundir.EVAL, rundir.DEV, rundir.TRAIN)}
             if not len(parts[rundir.DEV]["labels"]):
                 raise ValueError(
                     f"{base}/{rundir.DEV} of experiment {e.name!r} is empty: tuning selects on the "
@@ -175,9 +175,22 @@ def collect(experiments: Sequence[Experiment], read: Reader, runs_dir: str, defa
     return out
 
 
-def _npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(_io.BytesIO(data)) as npz:
-        return {k: npz[k] for k in npz.files if k in (*EVAL_KEYS, *TRAIN_KEYS, SCORES)}
+def _npz(data: bytes, path: str, e: Experiment) -> dict[str, np.ndarray]:
+    """The arrays of run file ``path`` of experiment ``e``; ValueError naming both if it cannot be read."""
+    where = f"{path} of experiment {e.name!r} (rev {rev_label(e)})"
+    try:
+        with np.load(_io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files if k in (*EVAL_KEYS, *TRAIN_KEYS, SCORES)}
+    except rundir.NPZ_ERRORS as err:
+        raise rundir.unreadable_npz(where, err, _REFETCH) from err
+    needed = TRAIN_KEYS if path.endswith(rundir.TRAIN) else EVAL_KEYS
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise ValueError(f"{where}: missing arrays {missing}; expected keys {list(needed)}")
+    return arrays
+
+
+_REFETCH = "expected the train stage's output: fetch the experiment's outputs again (`dvc exp pull` or `dvc pull`) or run it again"
 
 
 def select(candidates: Sequence[Candidate]) -> dict[str, Candidate]:

@@ -25,7 +25,16 @@ from fewshot_dml.core import io
 from fewshot_dml.core.cli import run_tool
 from fewshot_dml.core.errors import UserError
 from fewshot_dml.report.plotting import pinned_rc, save_png
-from fewshot_dml.studies.experiments import Experiment, one_grid, select_experiments
+from fewshot_dml.studies.experiments import (
+    Experiment,
+    check_locks,
+    exp_show,
+    one_grid,
+    params_show,
+    read_errors,
+    select_experiments,
+    unreadable,
+)
 from fewshot_dml.studies.tuning import (
     GOAL_PP,
     Candidate,
@@ -137,23 +146,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repo", default=".")
     ap.add_argument("--runs", default="data/runs")
     args = ap.parse_args(argv)
-    import dvc.api
     from dvc.api import DVCFileSystem
 
-    every, notes = select_experiments(dvc.api.exp_show(repo=args.repo, revs=args.rev))
+    every, notes = select_experiments(exp_show(args.repo, args.rev))
     again = [e for e in every if args.confirm and fnmatch.fnmatchcase(e.name, args.confirm)]
     experiments = [e for e in every if fnmatch.fnmatchcase(e.name, args.match) and e not in again]
     if not experiments:
         raise UserError(f"no completed experiment named {args.match!r} from {args.rev}; list them with `dvc exp show`")
     one_grid(experiments)
+    check_locks(args.repo, [*experiments, *again])
     systems: dict[str, Any] = {}
+    errors = read_errors()
 
     def read(e: Experiment, path: str) -> bytes:
         fs = systems.setdefault(e.rev, DVCFileSystem(args.repo, rev=e.rev or None))
-        return fs.read_bytes(path)
+        try:
+            return fs.read_bytes(path)
+        except errors as err:
+            raise unreadable(e, path, err) from err
 
     # The committed params the sweep was queued from: configurations are named by what differs from them.
-    defaults = flatten(dvc.api.params_show(repo=args.repo, rev=(args.rev or ["HEAD"])[0]))
+    defaults = flatten(params_show(args.repo, (args.rev or ["HEAD"])[0]))
     candidates = collect(experiments, read, args.runs, defaults)
     confirm = (collect(again, read, args.runs, defaults), again) if again else None
     args.figure.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,15 @@ def train_group(
     with io.atomic_dir(out_dir) as tmp:
         return {
             int(seed): train_run(
-                train, loss, table_path, card_path, Path(splits_dir) / layout.split_file(seed), tmp / layout.seed_dir(seed), phases, model
+                train,
+                loss,
+                table_path,
+                card_path,
+                Path(splits_dir) / layout.split_file(seed),
+                tmp / layout.seed_dir(seed),
+                phases,
+                model,
+                run_name=Path(out_dir).name,  # the seed directories are written inside a temporary folder
             )
             for seed in seeds
         }
@@ -74,9 +82,11 @@ def train_run(
     out_dir: Path,
     phases: Phases | None = None,
     model: Resolved | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
     ``model`` is ``train.model`` resolved (:func:`fewshot_dml.model.ref.resolve`), or None to resolve it here.
+    ``run_name`` names the run in warnings with the split's seed (``sst2-16-setfit seed 0``); default: ``out_dir``'s name.
 
     ``phases`` collects where the wall time goes (:mod:`fewshot_dml.core.timing`); it never goes into
     the run directory: a DVC output must hash the same for the same params and seed.
@@ -99,7 +109,7 @@ def train_run(
     ev, dev = arrays["eval"], arrays["dev"]
     degenerate = diagnose([row["loss"] for row in curve], ev["logits"], ev["embeddings"], ev["labels"])
     for symptom in degenerate:
-        logger.warning("%s is degenerate: %s", Path(out_dir).name, symptom)
+        logger.warning("%s seed %s is degenerate: %s", run_name or Path(out_dir).name, split["seed"], symptom)
     dev_scores = (
         accuracy_f1(dev["labels"], dev["logits"].argmax(axis=1), num_classes)
         if len(dev["labels"])

@@ -123,6 +123,9 @@ def test_a_name_without_a_revision_is_a_local_directory_never_a_hub_id(tmp_path:
         parse_model("models/tiny", tmp_path)
     with pytest.raises(ModelError, match=r"there is no directory at .*roberta-large; if you meant the hub model, write roberta-large@"):
         parse_model("roberta-large", tmp_path)
+    (tmp_path / "models").mkdir()  # now `models/tiny` is under a workspace folder: no hub suggestion
+    with pytest.raises(ModelError, match=r"there is no directory at \S*models/tiny$"):
+        parse_model("models/tiny", tmp_path)
 
 
 def test_a_workspace_location_is_never_looked_up_on_the_hub_even_with_a_revision(tmp_path: Path, no_hub: None) -> None:

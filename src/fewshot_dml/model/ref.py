@@ -87,7 +87,8 @@ def parse_model(name: str, root: Path = Path(".")) -> ModelRef:
         return ModelRef(name, "local", str(path))
     repo_id, at, revision = name.partition("@")
     if not at:
-        hub = f"; if you meant the hub model, write {name}@<revision> (a commit sha, tag or branch)" if HUB_ID.fullmatch(name) else ""
+        hubish = HUB_ID.fullmatch(name) and not locations.is_workspace_location(name, root)
+        hub = f"; if you meant the hub model, write {name}@<revision> (a commit sha, tag or branch)" if hubish else ""
         raise ModelError(f"{_expected(name)}; there is no directory at {path}{hub}")
     if locations.is_workspace_location(repo_id, root):
         raise ModelError(

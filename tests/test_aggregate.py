@@ -256,6 +256,34 @@ def test_metrics_json_schema_and_values(grid) -> None:
     assert (overall["degenerate_cce"], overall["degenerate_setfit"], overall["degenerate_dml"]) == (0, 0, 0)
 
 
+def test_the_headline_names_the_loss_and_holds_the_answer_in_about_twenty_stable_keys(tmp_path: Path) -> None:
+    seeds = list(range(10))
+    acc = {
+        ("mr", "cce"): [0.60 + 0.005 * i for i in seeds],
+        ("mr", "proxyanchor"): [0.70 + 0.004 * i for i in seeds],
+        ("mr", "setfit"): [0.60 + 0.005 * i for i in seeds],
+    }
+    params = make_params(datasets=("mr",), seeds=seeds)
+    write_grid(tmp_path, params, acc=acc)
+    metrics = run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
+    head = io.read_json(tmp_path / "reports" / "headline.json")
+    overall = metrics["overall"]
+    assert head["loss_name"] == "proxyanchor" and not any("dml" in key or "proxyanchor" in key for key in head)
+    assert (head["acc_cce"], head["acc_setfit"], head["acc_loss"]) == (overall["cce"], overall["setfit"], overall["dml"])
+    assert (head["loss_vs_cce_pp"], head["loss_vs_cce_p_holm"]) == (overall["gain_pp"], overall["gain_p_holm"])
+    assert head["loss_vs_cce_low_pp"] < head["loss_vs_cce_pp"] < head["loss_vs_cce_high_pp"]
+    assert head["loss_vs_cce_verdict"] == head["loss_vs_setfit_verdict"] == "gain"
+    assert (head["cells"], head["cells_won"], head["cells_lost"], head["degenerate_runs"]) == (1, 1, 0, 0)
+    assert 15 <= len(head) <= 22
+
+
+def test_the_headline_verdict_needs_holm() -> None:
+    from fewshot_dml.report.headline import verdict
+
+    assert verdict(2.0, 0.01, 0.05) == "gain" and verdict(-2.0, 0.01, 0.05) == "loss"
+    assert verdict(2.0, 0.05, 0.05) == verdict(2.0, None, 0.05) == verdict(None, None, 0.05) == "not shown"
+
+
 def _numbers(obj) -> list:
     if isinstance(obj, dict):
         return [n for v in obj.values() for n in _numbers(v)]
@@ -352,7 +380,7 @@ def test_outputs_are_byte_identical_across_runs(grid) -> None:
         files = sorted(p for p in (root / name).rglob("*") if p.is_file())
         outputs.append({p.relative_to(root / name).as_posix(): p.read_bytes() for p in files})
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 11  # metrics.json, results.md, 4 plots, 5 figures
+    assert len(outputs[0]) == 12  # headline.json, metrics.json, results.md, 4 plots, 5 figures
     assert not [p for p in root.rglob("*.tmp")]
 
 

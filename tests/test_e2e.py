@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -279,6 +280,18 @@ def test_exp_run_retrains_only_the_dml_arm(repo: Path, softtriple_experiment: st
     assert any(key.startswith("trec.") for key in changed)
     shown = run(["dvc", "exp", "show", "--json"], repo)
     assert "softtriple" in shown
+
+
+def test_the_readme_command_shows_every_experiment_s_answer_on_one_screen(repo: Path, softtriple_experiment: str) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("dvc exp show --drop"))
+    shown = run([*shlex.split(command), "--csv"], repo)
+    header, *rows = [line for line in shown.splitlines() if line.strip()]
+    columns = header.split(",")
+    assert columns[:3] == ["Experiment", "Created", "loss_name"] and len(columns) <= 14, columns
+    assert {"acc_cce", "acc_setfit", "acc_loss", "loss_vs_cce_pp", "loss_vs_cce_p_holm", "loss_vs_cce_verdict", "cells_won"} <= set(columns)
+    names = {row.split(",")[columns.index("loss_name")] for row in rows}
+    assert {"proxyanchor", "softtriple"} <= names, shown  # the baseline and the experiment, in the same columns
 
 
 MARKER = "print('EXPERIMENT-CODE', __file__)"

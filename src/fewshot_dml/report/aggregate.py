@@ -23,6 +23,7 @@ from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.core import io, layout, rundir
 from fewshot_dml.report import figures, schema
 from fewshot_dml.report import results as report
+from fewshot_dml.report.headline import HEADLINE_FILE, headline
 from fewshot_dml.report.stats import blocked_gain, paired_differences
 from fewshot_dml.report.summary import roles, summarise, unique
 from fewshot_dml.report.tables import MODES, Tables
@@ -199,13 +200,14 @@ def _rounded(entry: Mapping[str, float]) -> dict[str, float]:
 
 
 def write_reports(params: Params, tables: Tables, reports_dir: Path) -> dict[str, dict[str, float]]:
-    """Write metrics.json, results.md, plots/*.csv and figures/*.png; return the metrics."""
+    """Write headline.json, metrics.json, results.md, plots/*.csv and figures/*.png; return the metrics."""
     reports_dir = Path(reports_dir)
     metrics = metrics_summary(tables, params.aggregate)
     with io.atomic_dir(reports_dir / "plots") as tmp:
         figures.write_plots(tables, tmp)
     with io.atomic_dir(reports_dir / "figures") as tmp:
         names = [f"figures/{name}" for name in figures.write_figures(tables, tmp)]
+    io.write_json(reports_dir / HEADLINE_FILE, headline(metrics, params.loss, params.aggregate.alpha))
     io.write_json(reports_dir / schema.METRICS_FILE, metrics)
     io.write_text(reports_dir / "results.md", report.render_results(params, tables, names))
     return metrics

@@ -218,13 +218,23 @@ def unreadable(e: Experiment, path: str, err: BaseException) -> ExperimentError:
     )
 
 
+def _metric_stages(opened: Any) -> list[Any]:
+    """``aggregate`` and every stage upstream of it (DVC's graph points from a stage to its dependencies)."""
+    import networkx
+
+    graph = opened.index.graph
+    aggregate = [s for s in graph.nodes if getattr(s, "name", None) == "aggregate"]
+    return [n for a in aggregate for n in (a, *networkx.descendants(graph, a))]
+
+
 def check_locks(repo: str, experiments: Sequence[Experiment]) -> None:
     """Refuse an experiment whose commit's ``params.yaml`` and ``dvc.lock`` disagree.
 
     Its metrics and runs are those ``dvc.lock`` records, made with other params than the row would show
     (e.g. params.yaml edited and committed without ``dvc repro``). Compared as ``dvc status`` does: every
     param a stage's lock entry records against the params file at that commit; a stage that never ran
-    (no lock entry) records nothing.
+    (no lock entry) records nothing. Only the stages the tools read from count (``aggregate`` and what it
+    depends on): an experiment run up to ``aggregate`` keeps the base commit's entries for the analysis.
     """
     from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
@@ -234,7 +244,7 @@ def check_locks(repo: str, experiments: Sequence[Experiment]) -> None:
         differ: list[str] = []
         try:
             with Repo.open(repo, rev=e.rev or None) as opened:
-                for stage in opened.index.stages:
+                for stage in _metric_stages(opened):
                     for dep in stage.deps:
                         if not isinstance(dep, ParamsDependency) or not dep.hash_info or not dep.hash_info.value:
                             continue

@@ -1,0 +1,48 @@
+"""``reports/headline.json``: the answer on one screen, the first metrics file ``dvc exp show`` lists.
+
+``reports/metrics.json`` holds every dataset's numbers. This file holds the ~20 numbers a reader
+compares between experiments. ``loss_name`` says which DML loss the experiment compared; the other keys
+call its arm ``loss`` (``acc_loss``, ``loss_vs_cce_pp``), the same in every experiment, so that
+experiments with different losses line up in one column each (keys named after each loss would give
+every loss its own columns, and two experiments would no longer fit one screen):
+
+- each arm's mean accuracy (classifier, averaged over datasets) and development accuracy;
+- the DML loss's gain over CCE and over SetFit in pp, with the blocked interval and Holm's p;
+- ``verdict``: ``gain`` or ``loss`` only where Holm's p is below ``aggregate.alpha``, else ``not shown``;
+- how many cells the loss won and lost after Holm, and how many runs were flagged degenerate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fewshot_dml.catalog.arms import BASELINE, DML, ROLES, SETFIT
+from fewshot_dml.report import schema
+
+HEADLINE_FILE = "headline.json"  # reports/headline.json
+LOSS = "loss"  # what the keys call the DML arm (its name is the value of ``loss_name``)
+
+
+def verdict(gain_pp: float | None, p_holm: float | None, alpha: float) -> str:
+    """``gain``/``loss`` where Holm's p is below ``alpha``; ``not shown`` otherwise (or undefined)."""
+    if gain_pp is None or p_holm is None or p_holm >= alpha:
+        return "not shown"
+    return "gain" if gain_pp > 0 else "loss"
+
+
+def headline(metrics: Mapping[str, Mapping[str, float]], loss: str, alpha: float) -> dict[str, Any]:
+    """The headline of ``metrics`` (what :func:`~fewshot_dml.report.aggregate.metrics_summary` returns)."""
+    overall = metrics[schema.OVERALL]
+    name = {BASELINE: BASELINE, SETFIT: SETFIT, DML: LOSS}
+    out: dict[str, Any] = {"loss_name": loss}
+    out.update({f"acc_{name[role]}": overall.get(role) for role in ROLES})
+    for prefix, treated, baseline in (c for c in schema.COMPARISONS if c[1] == DML):
+        key = f"{name[treated]}_vs_{name[baseline]}"
+        gain, low, high, _, p_holm = (overall.get(field) for field in schema.gain_fields(prefix))
+        out.update({f"{key}_pp": gain, f"{key}_low_pp": low, f"{key}_high_pp": high, f"{key}_p_holm": p_holm})
+        out[f"{key}_verdict"] = verdict(gain, p_holm, alpha)
+    out.update(cells=overall.get("cells"), cells_won=overall.get("won"), cells_lost=overall.get("lost"))
+    out.update({f"dev_acc_{name[role]}": overall.get(schema.dev(role)) for role in ROLES})
+    out["degenerate_runs"] = sum(int(overall.get(f"degenerate_{role}", 0)) for role in ROLES)
+    return {key: value for key, value in out.items() if value is not None}

@@ -215,7 +215,8 @@ def test_overall_gain_is_the_blocked_analysis_of_every_seed_pair(grid) -> None:
     assert len(tables.overall) == 6 and tables.overall["p_holm"].notna().all()
 
 
-def test_a_consistent_gain_with_enough_seeds_is_won_after_holm(tmp_path: Path) -> None:
+def consistent_gain_grid(tmp_path: Path):
+    """MR, ten seeds: proxyanchor 10 pp above cce, which setfit equals; written under ``tmp_path``."""
     seeds = list(range(10))
     acc = {
         ("mr", "cce"): [0.60 + 0.005 * i for i in seeds],
@@ -224,6 +225,11 @@ def test_a_consistent_gain_with_enough_seeds_is_won_after_holm(tmp_path: Path) -
     }
     params = make_params(datasets=("mr",), seeds=seeds)
     write_grid(tmp_path, params, acc=acc)
+    return params
+
+
+def test_a_consistent_gain_with_enough_seeds_is_won_after_holm(tmp_path: Path) -> None:
+    params = consistent_gain_grid(tmp_path)
     tables = summarise(collect_runs(params, tmp_path / "runs", tmp_path / "infer"), params.aggregate)
     g = tables.gains.set_index(["treated", "baseline", "mode"])
     assert g.loc[("proxyanchor", "cce", "classifier"), "p_value"] == pytest.approx(2 / 1024)
@@ -257,14 +263,7 @@ def test_metrics_json_schema_and_values(grid) -> None:
 
 
 def test_the_headline_names_the_loss_and_holds_the_answer_in_about_twenty_stable_keys(tmp_path: Path) -> None:
-    seeds = list(range(10))
-    acc = {
-        ("mr", "cce"): [0.60 + 0.005 * i for i in seeds],
-        ("mr", "proxyanchor"): [0.70 + 0.004 * i for i in seeds],
-        ("mr", "setfit"): [0.60 + 0.005 * i for i in seeds],
-    }
-    params = make_params(datasets=("mr",), seeds=seeds)
-    write_grid(tmp_path, params, acc=acc)
+    params = consistent_gain_grid(tmp_path)
     metrics = run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
     head = io.read_json(tmp_path / "reports" / "headline.json")
     overall = metrics["overall"]

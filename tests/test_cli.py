@@ -90,7 +90,7 @@ def test_a_typo_in_train_is_reported_by_train_not_by_fetch(tmp_path: Path, param
 
 
 def test_a_data_error_is_one_line_and_a_traceback_only_on_request(tmp_path: Path, params_with) -> None:
-    params = params_with(lambda raw: raw["fetch"].update(local_dir=str(tmp_path / "nowhere")))
+    params = params_with(lambda raw: raw["fetch"].update(local_dir=str(tmp_path / "nowhere"), download=False))  # local only
     args = ("--dataset", "trec", "--table", "t.jsonl", "--card", "c.json", "--params", str(params))
     proc = stage(ROOT / "stages/fetch.py", *args, cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1

@@ -441,7 +441,29 @@ def test_the_confusion_figure_gets_each_dataset_s_class_names_from_run_json(grid
         Axes, "set_xticks", lambda ax, ticks, labels=None, **kw: (seen.append(list(labels or [])), set_xticks(ax, ticks, labels, **kw))[1]
     )
     figures._confusion(tables, root / "confusion.png")
-    assert seen and all(labels == ["negati", "positi"] for labels in seen)  # names, cut to six characters
+    assert seen and all(labels == ["negative", "positive"] for labels in seen)  # whole names, never cut
+
+
+def test_forest_panels_share_one_gain_scale_and_a_loss_without_proxies_gets_no_placeholder(tmp_path: Path, monkeypatch) -> None:
+    from fewshot_dml.report import figures
+
+    params = make_params(seeds=[0, 1, 2], loss="supcon")  # supcon: no proxies
+    write_grid(tmp_path, params)
+    tables = summarise(collect_runs(params, tmp_path / "runs", tmp_path / "infer"), params.aggregate)
+    drawn = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: drawn.append(fig))
+    figures._forest(tables, tmp_path / "forest.png")
+    axes = drawn[0].axes
+    assert len(axes) == 3 and len({ax.get_xlim() for ax in axes}) == 1
+    monkeypatch.undo()
+    (tmp_path / "figures").mkdir()
+    names = figures.write_figures(tables, tmp_path / "figures")
+    assert "proxy_weight.png" not in names and "forest.png" in names
+    text = (
+        run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports"),
+        (tmp_path / "reports/results.md").read_text(),
+    )[1]
+    assert "proxy_weight" not in text and not (tmp_path / "reports/figures/proxy_weight.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -463,3 +485,12 @@ def test_the_report_says_when_the_dml_loss_sees_every_token() -> None:
     assert "DML on every token's hidden state" in report._what_was_run(parse_params(raw), "softtriple")
     raw["losses"]["softtriple"]["dml_on"] = "pooled"
     assert "DML on every token" not in report._what_was_run(parse_params(raw), "softtriple")
+
+
+def test_the_log_says_why_a_one_seed_run_has_no_interval_instead_of_nan(tmp_path: Path, caplog) -> None:
+    params = make_params(seeds=[0])
+    write_grid(tmp_path, params)
+    with caplog.at_level("INFO"):
+        run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
+    line = next(r.getMessage() for r in caplog.records if " over cce: " in r.getMessage())
+    assert "nan" not in line.lower() and "no interval: 2 seed pair(s) give no variance estimate" in line, line

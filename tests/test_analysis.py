@@ -213,3 +213,22 @@ def test_the_summary_is_read_off_the_corrected_tests_only() -> None:
     assert "tighter by silhouette; less tight by inter-class distance; no difference shown in Precision@1" in text
     assert "goes with its change in inter-class distance (rho -0.52)." in text
     assert "No geometry change" in _summary("supcon", tests, assoc.assign(shown=False), 0.05)
+
+
+def test_the_map_legend_shows_a_learned_centre_only_where_one_is_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fewshot_dml.analysis import figures
+    from fewshot_dml.analysis.geometry import RunMap
+
+    rng = np.random.default_rng(0)
+
+    def run_map(centres: int) -> RunMap:
+        points, labels = rng.normal(size=(20, 2)), np.arange(20) % 2
+        return RunMap(points, labels, labels == 0, rng.normal(size=(centres, 2)), np.arange(centres) % 2, ("neg", "pos"))
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: drawn.append(fig))
+    legend = lambda fig: [t.get_text() for t in fig.legends[0].get_texts()]  # noqa: E731
+    figures.draw_map({"cce": run_map(0), "supcon": run_map(0)}, {"cce": 0.5, "supcon": 0.6}, "supcon", tmp_path / "a.png")
+    figures.draw_map({"cce": run_map(0), "proxyanchor": run_map(2)}, {"cce": 0.5, "proxyanchor": 0.6}, "pa", tmp_path / "b.png")
+    assert legend(drawn[0]) == ["neg", "pos", "misclassified"]  # SupCon learns no centre
+    assert legend(drawn[1]) == ["neg", "pos", "misclassified", "learned centre"]

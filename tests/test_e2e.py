@@ -288,6 +288,7 @@ def test_the_readme_command_shows_every_experiment_s_answer_on_one_screen(repo: 
     shown = run([*shlex.split(command), "--csv"], repo)
     header, *rows = [line for line in shown.splitlines() if line.strip()]
     columns = header.split(",")
+    # (a p-value column appears only where some experiment has one: two seeds of a tiny model may give none)
     assert columns[:2] == ["Experiment", "Created"] and len(columns) <= 14, columns
     assert {
         "loss_name",
@@ -295,7 +296,6 @@ def test_the_readme_command_shows_every_experiment_s_answer_on_one_screen(repo: 
         "acc_setfit",
         "acc_loss",
         "loss_vs_cce_pp",
-        "loss_vs_cce_p_holm",
         "loss_vs_cce_verdict",
         "cells_won",
     } <= set(columns)

@@ -21,7 +21,7 @@ AXIS_LABEL = {"distance": "distance decile (1 = nearest)", "length": "length dec
 
 
 def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: str, path: Path) -> None:
-    """One t-SNE panel per arm: points by class, misclassified ones as crosses, centres as stars."""
+    """One t-SNE panel per arm: points by class, misclassified ones as crosses, learned centres (if any) as stars."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -48,10 +48,11 @@ def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: s
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [Line2D([], [], marker="o", linestyle="", color=f"C{c % 10}", label=str(n)) for c, n in enumerate(names)]
-    handles += [
-        Line2D([], [], marker="x", linestyle="", color="0.3", label="misclassified"),
-        Line2D([], [], marker="*", linestyle="", markersize=12, color="0.8", markeredgecolor="black", label="learned centre"),
-    ]
+    handles.append(Line2D([], [], marker="x", linestyle="", color="0.3", label="misclassified"))
+    if any(len(m.centres) for m in maps.values()):  # only losses with proxies or class centres draw stars
+        handles.append(
+            Line2D([], [], marker="*", linestyle="", markersize=12, color="0.8", markeredgecolor="black", label="learned centre")
+        )
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8))
     fig.suptitle(title)
     save_png(fig, path)

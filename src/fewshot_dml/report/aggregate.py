@@ -213,6 +213,18 @@ def write_reports(params: Params, tables: Tables, reports_dir: Path) -> dict[str
     return metrics
 
 
+def gain_sentence(overall: Mapping[str, float], confidence: float) -> str:
+    """The overall gain as the log says it; where the interval or the test cannot be computed (one seed
+    pair), it says why instead of printing NaN."""
+    text = f"{overall['gain_pp']:+.2f} pp on average"
+    if "gain_low_pp" in overall and "gain_high_pp" in overall:
+        text += f" (blocked {confidence:.0%} CI [{overall['gain_low_pp']:+.2f}, {overall['gain_high_pp']:+.2f}]"
+    else:
+        text += f" (no interval: {overall['n']} seed pair(s) give no variance estimate"
+    p = overall.get("gain_p_holm")
+    return text + (f", Holm p {p:.3g})" if p is not None else "; no test)")
+
+
 def run_aggregate(params: Params, runs_dir: Path, infer_dir: Path, reports_dir: Path) -> dict:
     """The aggregate stage: collect, summarise, write; return the metrics written."""
     df = collect_runs(params, Path(runs_dir), Path(infer_dir))
@@ -221,13 +233,9 @@ def run_aggregate(params: Params, runs_dir: Path, infer_dir: Path, reports_dir: 
     metrics = write_reports(params, summarised, Path(reports_dir))
     overall = metrics["overall"]
     log.info(
-        "%s over cce: %+.2f pp on average (blocked %.0f%% CI [%+.2f, %+.2f], Holm p %.3g); %d won, %d lost of %d cells after Holm",
+        "%s over cce: %s; %d won, %d lost of %d cells after Holm",
         params.loss,
-        overall["gain_pp"],
-        100 * params.aggregate.confidence,
-        overall.get("gain_low_pp", math.nan),
-        overall.get("gain_high_pp", math.nan),
-        overall.get("gain_p_holm", math.nan),
+        gain_sentence(overall, params.aggregate.confidence),
         overall["won"],
         overall["lost"],
         overall["cells"],

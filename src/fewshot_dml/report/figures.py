@@ -33,7 +33,7 @@ def _forest(tables: Tables, path: Path) -> None:
     multi = g["size"].nunique() > 1
     labels = [f"{d}/{s}" if multi else d for d, s in dict.fromkeys(zip(g["dataset"], g["size"], strict=True))]
     fig = Figure(figsize=(3.6 * len(pairs), 0.32 * len(labels) + 1.8), layout="constrained")
-    axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False).ravel()
+    axes = fig.subplots(1, len(pairs), sharey=True, sharex=True, squeeze=False).ravel()  # one gain scale for every comparison
     overall = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
     for ax, (treated, baseline) in zip(axes, pairs, strict=True):
         rows = g[(g["treated"] == treated) & (g["baseline"] == baseline)]
@@ -98,16 +98,12 @@ def _by_size(tables: Tables, path: Path) -> None:
     finish(fig, axes, path, title)
 
 
-def _proxy(tables: Tables, path: Path) -> None:
-    """Accuracy of w·classifier + (1−w)·proxies per dataset, ±1 sd band, with the CCE reference."""
+def _proxy(tables: Tables, path: Path) -> bool:
+    """Accuracy of w·classifier + (1−w)·proxies per dataset, ±1 sd band, with the CCE reference;
+    nothing (False) for a loss without proxies: a placeholder image answers no question."""
     curve, acc = tables.proxy_curve, tables.accuracy
     if curve.empty:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(5, 2), layout="constrained")
-        fig.text(0.5, 0.5, f"{tables.dml_arm} has no proxies: no proxy inference", ha="center", va="center")
-        save_png(fig, path)
-        return
+        return False
     datasets, sizes = unique(curve["dataset"]), unique(curve["size"])
     styles = ("-", "--", ":", "-.")
     fig, axes = panels(len(datasets))
@@ -130,6 +126,7 @@ def _proxy(tables: Tables, path: Path) -> None:
             )
         ax.set(title=dataset, xlabel="w (1 = classifier alone)", ylabel="accuracy (%)")
     finish(fig, axes, path, f"Proxy inference of {tables.dml_arm}: mean over seeds, band = ±1 sd")
+    return True
 
 
 def _losses(tables: Tables, path: Path) -> None:
@@ -169,9 +166,9 @@ def _confusion(tables: Tables, path: Path) -> None:
             if len(share) <= 6:
                 for (r, c), v in np.ndenumerate(share):
                     ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
-            labels = [str(n)[:6] for n in tables.label_names[dataset]]
-            ax.set_xticks(range(len(share)), labels, fontsize=6, rotation=90)
-            ax.set_yticks(range(len(share)), labels, fontsize=6)
+            labels = [str(n) for n in tables.label_names[dataset]]  # whole names: "negati" and "positi" read as nothing
+            ax.set_xticks(range(len(share)), labels, fontsize=8, rotation=45, ha="right", rotation_mode="anchor")
+            ax.set_yticks(range(len(share)), labels, fontsize=8)
             if i == 0:
                 ax.set_title(dataset)
             if j == 0:
@@ -182,7 +179,8 @@ def _confusion(tables: Tables, path: Path) -> None:
     save_png(fig, path)
 
 
-FIGURES: dict[str, Callable[[Tables, Path], None]] = {
+# Each draws one PNG; one that has nothing to show (the proxy curve of a loss without proxies) returns False.
+FIGURES: dict[str, Callable[[Tables, Path], bool | None]] = {
     "forest.png": _forest,
     "accuracy_vs_size.png": _by_size,
     "proxy_weight.png": _proxy,
@@ -192,11 +190,9 @@ FIGURES: dict[str, Callable[[Tables, Path], None]] = {
 
 
 def write_figures(tables: Tables, out_dir: Path) -> list[str]:
-    """Draw every figure into ``out_dir``; return their file names."""
+    """Draw every figure that has something to show into ``out_dir``; return their file names."""
     with pinned_rc():
-        for name, draw in FIGURES.items():
-            draw(tables, Path(out_dir) / name)
-    return list(FIGURES)
+        return [name for name, draw in FIGURES.items() if draw(tables, Path(out_dir) / name) is not False]
 
 
 def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:

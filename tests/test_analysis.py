@@ -232,3 +232,5 @@ def test_the_map_legend_shows_a_learned_centre_only_where_one_is_drawn(tmp_path:
     figures.draw_map({"cce": run_map(0), "proxyanchor": run_map(2)}, {"cce": 0.5, "proxyanchor": 0.6}, "pa", tmp_path / "b.png")
     assert legend(drawn[0]) == ["neg", "pos", "misclassified"]  # SupCon learns no centre
     assert legend(drawn[1]) == ["neg", "pos", "misclassified", "learned centre"]
+    assert figures.map_title("mr", 16, 0, {"supcon": run_map(0)}) == "mr (size 16, seed 0): t-SNE of the evaluation embeddings"
+    assert figures.map_title("mr", 16, 0, {"pa": run_map(2)}).endswith("embeddings and the learned centres")

@@ -20,6 +20,12 @@ from fewshot_dml.report.plotting import arm_color, finish, panels, save_png
 AXIS_LABEL = {"distance": "distance decile (1 = nearest)", "length": "length decile (1 = shortest)"}
 
 
+def map_title(dataset: str, size: int, seed: int, maps: Mapping[str, RunMap]) -> str:
+    """The t-SNE figure's title; it mentions learned centres only where some arm has them."""
+    centres = " and the learned centres" if any(len(m.centres) for m in maps.values()) else ""
+    return f"{dataset} (size {size}, seed {seed}): t-SNE of the evaluation embeddings{centres}"
+
+
 def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: str, path: Path) -> None:
     """One t-SNE panel per arm: points by class, misclassified ones as crosses, learned centres (if any) as stars."""
     from matplotlib.figure import Figure

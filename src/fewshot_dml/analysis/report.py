@@ -200,8 +200,7 @@ def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: 
         fig.draw_map(
             maps,
             here.to_dict(),
-            f"{dataset} (size {size}, seed {seed}): t-SNE of the evaluation embeddings"
-            + (" and the learned centres" if any(len(m.centres) for m in maps.values()) else ""),
+            fig.map_title(dataset, size, seed, maps),
             out / name,
         )
         names["maps"].append(name)

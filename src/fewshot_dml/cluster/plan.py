@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fewshot_dml.core import locations
 from fewshot_dml.core.errors import ParamsError, UserError
 from fewshot_dml.core.strict import build, load_yaml_file, spec
 
@@ -191,8 +192,7 @@ def untracked_inputs(root: Path, params_file: str = "params.yaml") -> list[str]:
             named.append((f"own_datasets.{name}.source", source))
     warnings = []
     for key, value in named:
-        path = Path(value).expanduser()
-        path = (path if path.is_absolute() else root / path).resolve()
+        path = locations.resolve(value, root).resolve()
         if not path.exists() or not path.is_relative_to(root.resolve()):
             continue
         rel = path.relative_to(root.resolve()).as_posix() or "."

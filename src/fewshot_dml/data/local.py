@@ -12,16 +12,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, Loaded, parse_parts
+from fewshot_dml.core import locations
 from fewshot_dml.core.errors import FetchError
-from fewshot_dml.core.layout import workspace_root
 
 log = logging.getLogger(__name__)
 
 
 def resolve_local_dir(local_dir: str, root: Path) -> Path:
     """``fetch.local_dir`` as a path: absolute as is, relative to the workspace root otherwise."""
-    path = Path(local_dir).expanduser()
-    return path if path.is_absolute() else workspace_root(root) / path
+    return locations.resolve(local_dir, root)
 
 
 def read_verified(spec: DatasetSpec, directory: Path) -> list[tuple[str, bytes]]:

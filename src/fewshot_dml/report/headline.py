@@ -18,17 +18,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from fewshot_dml.catalog.arms import BASELINE, DML, ROLES, SETFIT
-from fewshot_dml.report import schema
+from fewshot_dml.report import schema, summary
 
 HEADLINE_FILE = "headline.json"  # reports/headline.json
 LOSS = "loss"  # what the keys call the DML arm (its name is the value of ``loss_name``)
 
 
+_WORDS = {"won": "gain", "lost": "loss", "not shown": "not shown"}  # the results' verdict, in the headline's words
+
+
 def verdict(gain_pp: float | None, p_holm: float | None, alpha: float) -> str:
-    """``gain``/``loss`` where Holm's p is below ``alpha``; ``not shown`` otherwise (or undefined)."""
-    if gain_pp is None or p_holm is None or p_holm >= alpha:
-        return "not shown"
-    return "gain" if gain_pp > 0 else "loss"
+    """``gain``/``loss`` where Holm's p is below ``alpha``; ``not shown`` otherwise (or undefined): the
+    rule of :func:`fewshot_dml.report.summary.verdict`, which the per-cell verdicts follow."""
+    return "not shown" if gain_pp is None else _WORDS[summary.verdict(gain_pp, p_holm, alpha)]
 
 
 def headline(metrics: Mapping[str, Mapping[str, float]], loss: str, alpha: float) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def _corrected(rows: list[dict], alpha: float) -> pd.DataFrame:
     """The rows as a table with Holm-adjusted p-values (one family) and the verdict they support."""
     out = pd.DataFrame(rows)
     out["p_holm"] = holm([None if pd.isna(p) else p for p in out["p_value"]])
-    out["verdict"] = [_verdict(g, p, alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
+    out["verdict"] = [verdict(g, p, alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
     return out
 
 
@@ -167,7 +167,8 @@ def _gains_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
     return _corrected(rows, agg.alpha)
 
 
-def _verdict(gain: float, p_holm: float | None, alpha: float) -> str:
+def verdict(gain: float, p_holm: float | None, alpha: float) -> str:
+    """``won``/``lost`` (by the sign of ``gain``) where Holm's p is below ``alpha``; ``not shown`` otherwise."""
     if p_holm is None or pd.isna(p_holm) or p_holm >= alpha:
         return "not shown"
     return "won" if gain > 0 else "lost"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "fewshot_dml"
+PIPELINE_FILES = ("dvc.yaml", "check/dvc.yaml")  # the study, and the always-run check apart (check/dvc.yaml says why)
 
 
 def _module_file(name: str) -> Path | None:
@@ -97,7 +98,8 @@ if __name__ == "__main__":
     ap.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code dependency lists")
     args = ap.parse_args()
     if args.write:
-        print("dvc.yaml updated" if write() else "dvc.yaml already up to date")
+        for path in PIPELINE_FILES:
+            print(f"{path} updated" if write(ROOT / path) else f"{path} already up to date")
     else:
         for verb in sorted(p.stem for p in (ROOT / "stages").glob("*.py")):
             print(verb, *stage_code_deps(verb), sep="\n  ")

@@ -8,6 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from code_deps import PIPELINE_FILES
+
+CHECK = "check/dvc.yaml:check"  # the check stage's address, as DVC prints it
+
+
+def copy_pipeline(root: Path, repo: Path) -> None:
+    """The pipeline files of ``root`` into ``repo``, at the same relative paths."""
+    for name in PIPELINE_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes((root / name).read_bytes())
+
 
 def run(cmd: list[str], cwd: Path, ok: bool = True) -> str:
     """Run ``cmd`` offline with this interpreter's tools first on PATH; its output. Fails the test

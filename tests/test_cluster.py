@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_helpers import init_repo, ran, run
+from dvc_helpers import CHECK, copy_pipeline, init_repo, ran, run
 from fewshot_dml.cluster.plan import ClusterError, Shard, load_cluster_params, shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +142,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     raw["train"].update(
         model=str(tiny_bert_dir), steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1, save_weights=[]
     )
-    for name in ("dvc.yaml", "pyproject.toml", "cluster.yaml"):
+    copy_pipeline(ROOT, repo)
+    for name in ("pyproject.toml", "cluster.yaml"):
         shutil.copy(ROOT / name, repo / name)
     for name in ("stages", "src", "tests/data/own"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -198,7 +199,7 @@ def test_a_fresh_clone_restores_every_run_without_training(repo: Path, clustered
     locked = tmp_path / "locked"
     subprocess.run(["git", "clone", "-q", str(repo), str(locked)], check=True)
     run(["dvc", "pull", "--run-cache"], locked)
-    assert ran(run(["dvc", "repro"], locked)) == ["check"]
+    assert ran(run(["dvc", "repro"], locked)) == [CHECK]
     assert (locked / "reports/metrics.json").read_bytes() == (repo / "reports/metrics.json").read_bytes()
 
 
@@ -244,8 +245,8 @@ def test_a_failing_shard_is_retried_by_ray_then_reported(repo: Path) -> None:
 def test_an_unclean_workspace_or_a_missing_remote_is_one_line(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_pipeline(ROOT, repo)
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     init_repo(repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "x"], repo)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from code_deps import import_closure, stage_code_deps
+from code_deps import PIPELINE_FILES, import_closure, stage_code_deps
+from dvc_helpers import CHECK
 from fewshot_dml.config.params import load_params
 from fewshot_dml.core import layout
 from fewshot_dml.losses import all_specs
@@ -28,7 +29,7 @@ def stages() -> dict:
         out = {}
         for stage in repo.index.stages:
             params = [key for dep in stage.deps if hasattr(dep, "params") for key in dep.params]
-            out[stage.addressing] = {
+            out[stage.addressing] = {  # check/dvc.yaml's stage is `check/dvc.yaml:check`
                 "cmd": stage.cmd,
                 "deps": [dep.def_path for dep in stage.deps if not hasattr(dep, "params")],
                 "outs": [o.def_path for o in stage.outs],
@@ -49,7 +50,7 @@ def test_matrix_expands_to_readable_names_from_the_grid(stages: dict) -> None:
     expected = {f"fetch@{d}" for d in p.datasets}
     expected |= {f"sample@{layout.split_group(*c)}" for c in pairs}
     expected |= {f"train@{layout.run_group(*c, arm)}" for c in pairs for arm in p.arms}
-    expected |= {"check", "infer", "aggregate", "explain", "analyze"}
+    expected |= {CHECK, "infer", "aggregate", "explain", "analyze"}
     assert set(stages) == expected
 
 
@@ -103,10 +104,21 @@ def _expand(dep: str) -> set[str]:
     return {dep}
 
 
+def test_the_always_run_check_alone_has_a_dvc_yaml_and_lock_of_its_own() -> None:
+    # DVC rewrites the lock beside the dvc.yaml of every stage it runs: with the always-run check in
+    # dvc.yaml, every no-op `dvc repro` rewrote the study's whole dvc.lock (bench/results.md).
+    study = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    check = yaml.safe_load((ROOT / "check/dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    assert list(check) == ["check"] and check["check"]["always_changed"] is True and check["check"]["wdir"] == ".."
+    assert not any(stage.get("always_changed") for stage in study.values())
+    locked = yaml.safe_load((ROOT / "check/dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert list(locked) == ["check"] and "check" not in yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+
+
 def test_code_deps_are_exactly_the_import_closure_of_each_stage_script(stages: dict) -> None:
     checked = set()
     for name, stage in stages.items():
-        verb = name.split("@")[0]
+        verb = name.split("@")[0].split(":")[-1]  # check/dvc.yaml:check -> check
         declared = {f for dep in stage["deps"] if dep.startswith("src/") for f in _expand(dep)}
         assert f"stages/{verb}.py" in stage["deps"], name
         expected = set(stage_code_deps(verb))
@@ -156,7 +168,8 @@ def test_the_readme_writes_reports_outside_every_stage_output() -> None:
     # A file written into a stage's output folder (e.g. reports/figures) is deleted by the next `dvc repro`.
     outs = [
         next(iter(o)) if isinstance(o, dict) else o
-        for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
+        for name in PIPELINE_FILES
+        for stage in yaml.safe_load((ROOT / name).read_text())["stages"].values()
         for o in stage.get("outs", [])
     ]
     readme = (ROOT / "README.md").read_text()
@@ -172,7 +185,11 @@ def test_each_stage_loads_exactly_the_params_sections_dvc_yaml_declares() -> Non
     # script loads only SECTIONS (the others are None), so reading an undeclared one fails loudly.
     import importlib.util
 
-    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    raw = {
+        name: stage
+        for path in PIPELINE_FILES
+        for name, stage in yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))["stages"].items()
+    }
     for script in sorted((ROOT / "stages").glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"stage_{script.stem}", script)
         module = importlib.util.module_from_spec(spec)

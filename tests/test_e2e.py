@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_helpers import init_repo, ran, run
+from dvc_helpers import CHECK, copy_pipeline, init_repo, ran, run
 from fewshot_dml.config.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +67,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
         shutil.copytree(SHARED / folder, copy / folder)
     raw = tiny_params()
     raw["fetch"]["local_dir"] = os.path.relpath(copy, repo)
-    for name in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_pipeline(ROOT, repo)
+    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
     for name in ("stages", "src", "tests/data/own"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     # A local model, untracked, named relative to the workspace (temp and queued experiments find it there).
@@ -105,7 +105,7 @@ def test_fetch_and_sample_then_noop(repo: Path) -> None:
     assert len(split["train"]) == 12 and len(split["eval"]) == 24
     before = {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
     out = run(["dvc", "repro", "sample"], repo)
-    assert ran(out) == ["check"]  # the always-run check only
+    assert ran(out) == [CHECK]  # the always-run check only
     assert before == {p: p.read_bytes() for p in (repo / "data/splits").rglob("*.json")}
 
 
@@ -127,7 +127,7 @@ def test_repro_writes_runs_inference_and_reports(repo: Path, reproduced: str) ->
     run_json = json.loads((repo / "data/runs/intents-12-cce/0/run.json").read_text())
     assert run_json["label_names"] == intents["label_names"]
     assert run_json["model"]["kind"] == "local" and run_json["model"]["source"] == "models/tiny"
-    assert ran(run(["dvc", "repro"], repo)) == ["check"]
+    assert ran(run(["dvc", "repro"], repo)) == [CHECK]
     for name in (
         "results.md",
         "plots/gains.csv",
@@ -183,10 +183,10 @@ def test_a_changed_source_file_stops_the_pipeline_and_a_restored_one_runs_again(
         proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode != 0
         assert re.search(r"error: \S*TREC/trec\.tsv: sha256 [0-9a-f]{64} does not match the pinned 19ec27d2", proc.stdout + proc.stderr)
-        assert ran(proc.stdout) == ["check"]
+        assert ran(proc.stdout) == [CHECK]
     finally:
         source.write_bytes(original)
-    assert ran(run(["dvc", "repro"], repo)) == ["check"]  # restored: verified again, nothing else changed
+    assert ran(run(["dvc", "repro"], repo)) == [CHECK]  # restored: verified again, nothing else changed
 
 
 def test_an_edited_csv_is_fetched_again_and_only_its_dataset_reruns(repo: Path) -> None:
@@ -196,12 +196,12 @@ def test_an_edited_csv_is_fetched_again_and_only_its_dataset_reruns(repo: Path) 
     split = (repo / "data/splits/intents-12/0.json").read_bytes()
     csv.write_bytes(original.replace(b"wrong address,shipping", b"wrong address,account", 1))
     try:
-        assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == ["check", "fetch@intents", "sample@intents-12"]
+        assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == [CHECK, "fetch@intents", "sample@intents-12"]
         card = json.loads((repo / "data/raw/intents.card.json").read_text())
         assert card["class_counts"] == {"account": 37, "billing": 42, "shipping": 41}
     finally:
         csv.write_bytes(original)
-    assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == ["check"]  # restored from the run-cache
+    assert ran(run(["dvc", "repro", "sample@intents-12"], repo)) == [CHECK]  # restored from the run-cache
     assert (repo / "data/splits/intents-12/0.json").read_bytes() == split
     assert json.loads(run(["dvc", "status", "--json", "sample@intents-12"], repo)) == {}  # up to date (a target leaves out check)
 
@@ -226,7 +226,7 @@ def test_a_train_stage_killed_with_sigkill_leaves_dvc_lock_as_a_clean_run(repo: 
     assert list(runs.glob(".trec-12-cce.*.tmp"))  # the killed stage's temporary directory is still there
     run(["dvc", "repro"], repo)
     assert (repo / "dvc.lock").read_bytes() == lock  # the stray directory is in no hash (.dvcignore)
-    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == ["check"]
+    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == [CHECK]
     run(["dvc", "repro", "-f", "-s", "train@trec-12-cce"], repo)  # the next write of that run removes it
     assert not list(runs.glob(".*.tmp")) and (repo / "dvc.lock").read_bytes() == lock
 
@@ -236,7 +236,7 @@ def test_an_edited_local_model_file_retrains(repo: Path, reproduced: str) -> Non
     original = config.read_bytes()
     config.write_bytes(original.replace(b"{", b'{\n  "edited": true,', 1))
     try:
-        run(["dvc", "repro", "check"], repo)
+        run(["dvc", "repro", CHECK], repo)
         status = json.loads(run(["dvc", "status", "--json"], repo))
         assert {s for s in status if s.startswith("train@")} == {
             f"train@{d}-12-{a}" for d in ("trec", "intents", "answers") for a in ("cce", "setfit", "proxyanchor")
@@ -245,8 +245,8 @@ def test_an_edited_local_model_file_retrains(repo: Path, reproduced: str) -> Non
         assert "data/raw/model.json" in json.dumps(status["train@intents-12-cce"])
     finally:
         config.write_bytes(original)
-    run(["dvc", "repro", "check"], repo)
-    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == ["check"]
+    run(["dvc", "repro", CHECK], repo)
+    assert list(json.loads(run(["dvc", "status", "--json"], repo))) == [CHECK]
 
 
 def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
@@ -257,7 +257,7 @@ def test_a_missing_local_model_path_fails_in_check_at_once(repo: Path) -> None:
         started = time.perf_counter()
         out = run(["dvc", "repro"], repo, ok=False)
         assert time.perf_counter() - started < 60
-        assert ran(out) == ["check"]
+        assert ran(out) == [CHECK]
         assert re.search(
             r"error: train.model='./models/tiny-typo'.*; there is no directory at "
             r"\S*/models/tiny-typo",

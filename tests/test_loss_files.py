@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_helpers import init_repo, run
+from dvc_helpers import CHECK, copy_pipeline, init_repo, run
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = Path("src/fewshot_dml/losses")
@@ -64,7 +64,7 @@ def readme_block(heading: str, language: str) -> str:
 def stale(repo: Path) -> set[str]:
     """The fetch, sample and train stages `dvc status` lists after `check` has recorded the sources (check
     always runs; the stages after train were never run here)."""
-    run(["dvc", "repro", "--single-item", "check"], repo)
+    run(["dvc", "repro", "--single-item", CHECK], repo)
     out = run(["dvc", "status", "train"], repo)
     return {s for s in re.findall(r"^(\S+):\s*$", out, re.M) if s.startswith(("fetch@", "sample@", "train@"))}
 
@@ -78,8 +78,8 @@ def set_params(repo: Path, update) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     repo = tmp_path_factory.mktemp("losses")
-    for name in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_pipeline(ROOT, repo)
+    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
     for name in ("stages", "src", "tests/data/own"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(tiny_bert_dir, repo / "models" / "tiny")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fewshot_dml.data.table import make_table
+from fewshot_dml.model import device
 from fewshot_dml.model.batching import collate, is_pair_table, tokenize
 from fewshot_dml.model.classifier import TextClassifier, load_classifier, pool
 from fewshot_dml.model.device import precision_for, resolve_device
@@ -119,7 +120,22 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
-    assert precision_for(CPU).dtype is None and not precision_for(CPU).scale_grads
+    assert precision_for(CPU, "fp32").dtype is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_follows_the_param_and_the_hardware(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": native, "amx_bf16": False})
+    assert device.native_bf16(CPU) is native
+    assert precision_for(CPU, "fp32") == device.FP32
+    assert precision_for(CPU, "auto").dtype == (torch.bfloat16 if native else None)
+    if native:
+        assert precision_for(CPU, "bf16").dtype == torch.bfloat16
+    else:
+        with pytest.raises(ValueError, match=r"train.precision='bf16' but this cpu has no native bfloat16"):
+            precision_for(CPU, "bf16")
+    with pytest.raises(ValueError, match=r"train.precision='fp16'; expected one of \['fp32', 'bf16', 'auto'\]"):
+        precision_for(CPU, "fp16")
 
 
 def test_packaged_minilm_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:

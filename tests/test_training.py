@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import subprocess
 import sys
 import zipfile
@@ -28,6 +29,8 @@ from fewshot_dml.infer import inference
 from fewshot_dml.losses import get_spec
 from fewshot_dml.model.batching import balanced_batches, make_batches, random_batches, tokenize
 from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
+from fewshot_dml.train import run as run_module
+from fewshot_dml.train import setfit as setfit_module
 from fewshot_dml.train.loop import build_optimizer, embed
 from fewshot_dml.train.objective import Objective, ObjectiveOutput, build_objective
 from fewshot_dml.train.run import train_group, train_run
@@ -333,10 +336,28 @@ def test_cpu_runs_are_deterministic_and_arms_share_the_start(tiny_bert_dir: Path
     assert all(r["dml"] == "" for r in read_curve(base))
 
 
-def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
-    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path
+def test_bf16_training_is_deterministic_and_differs_from_fp32_only_in_precision(
+    tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """train_group (the train stage) gives each seed the bytes of a run trained alone, in a fresh process."""
+    """train.precision=bf16 autocasts the forward pass (the loss terms stay float32): the same seed gives
+    the same bytes twice, the run records its precision, and its curve moves off fp32's only slightly."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})  # bf16 on any CPU (emulated where not native)
+    runs = {name: tmp_path / name for name in ("fp32", "bf16", "bf16-again")}
+    for name, out in runs.items():
+        run(tiny_bert_dir, toy, out, precision=name.split("-")[0], steps=3)
+    assert all(f.read_bytes() == (runs["bf16-again"] / f.name).read_bytes() for f in runs["bf16"].iterdir())
+    assert json.loads((runs["bf16"] / "run.json").read_text())["train"]["precision"] == "bf16"
+    fp32, bf16 = read_curve(runs["fp32"]), read_curve(runs["bf16"])
+    assert [r["loss"] for r in fp32] != [r["loss"] for r in bf16]
+    assert np.allclose([float(r["loss"]) for r in fp32], [float(r["loss"]) for r in bf16], rtol=0.05)
+
+
+@pytest.mark.parametrize("arm", ["proxyanchor", "setfit"])
+def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
+    arm: str, tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_group (the train stage) gives each seed the bytes of a run trained alone, in a fresh process,
+    though it reads the table and loads the model once and trains a copy of it per seed."""
     table, card, split0 = toy
     splits = tmp_path / "splits"
     splits.mkdir()
@@ -344,10 +365,17 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
     write_split(tmp_path, card, [8, 0, 9, 1, 10, 2, 11, 3], [4, 5, 6, 7, 12, 13, 14, 15], seed=1).rename(splits / "1.json")
     phases = Phases()
     train = train_params(tiny_bert_dir, steps=3)
-    metrics = train_group(train, LOSSES["proxyanchor"], table, card, splits, [1, 0], tmp_path / "group", phases)
+    calls: list[str] = []
+    for name in ("read_labelled_table", "load_pretrained"):
+        monkeypatch.setattr(f"fewshot_dml.train.run.{name}", lambda *a, _f=getattr(run_module, name), _n=name: calls.append(_n) or _f(*a))
+    monkeypatch.setattr(
+        "fewshot_dml.train.setfit.load_setfit", lambda *a, _f=setfit_module.load_setfit: calls.append("load_setfit") or _f(*a)
+    )
+    metrics = train_group(train, LOSSES[arm], table, card, splits, [1, 0], tmp_path / "group", phases)
     assert sorted(metrics) == [0, 1] and sorted(p.name for p in (tmp_path / "group").iterdir()) == ["0", "1"]
+    assert calls == ["read_labelled_table", "load_setfit" if arm == "setfit" else "load_pretrained"]  # once for both seeds
     first = tmp_path / "alone-1"  # the group's first seed, alone in this process
-    train_run(train, LOSSES["proxyanchor"], table, card, splits / "1.json", first)
+    train_run(train, LOSSES[arm], table, card, splits / "1.json", first)
     assert all(f.read_bytes() == (first / f.name).read_bytes() for f in (tmp_path / "group" / "1").iterdir())
     assert phases.seconds["fit"] > 0
     params = tmp_path / "params.json"
@@ -357,7 +385,7 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
             "import json, sys; from pathlib import Path; from fewshot_dml.config.sections import TrainParams; "
             "from fewshot_dml.train.run import train_run; from test_training import LOSSES; "
             f"t = TrainParams(**json.loads(Path({str(params)!r}).read_text())); "
-            f"train_run(t, LOSSES['proxyanchor'], Path({str(table)!r}), Path({str(card)!r}), "
+            f"train_run(t, LOSSES[{arm!r}], Path({str(table)!r}), Path({str(card)!r}), "
             f"Path({str(splits / f'{seed}.json')!r}), Path({str(tmp_path / f'alone-{seed}')!r}))"
         )
         subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, check=True)
@@ -367,7 +395,7 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
             assert f.read_bytes() == (alone / f.name).read_bytes(), (seed, f.name)
     bad = train_params(tiny_bert_dir, steps=3)
     with pytest.raises(FileNotFoundError):
-        train_group(bad, LOSSES["cce"], table, card, splits, [0, 2], tmp_path / "partial")
+        train_group(bad, LOSSES[arm], table, card, splits, [0, 2], tmp_path / "partial")
     assert not (tmp_path / "partial").exists()  # a seed that fails leaves no group behind
 
 
@@ -403,6 +431,21 @@ def test_setfit_arm_is_deterministic_and_writes_every_artifact(tiny_bert_dir: Pa
     assert "setfit" in json.loads((a / "run.json").read_text())["versions"]
     result = inference.run_inference(a, PARAMS.infer, tmp_path / "a.json")
     assert result["proxy"] is None and result["classifier"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_setfit_num_iterations_sets_the_pairs_per_example(
+    iterations: int, tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """losses.setfit.num_iterations = n: 2n pairs per few-shot example in one epoch (the paper's recipe, n = 20);
+    0: the library's default oversampling, as before the param existed."""
+    table, card, _ = toy
+    split = write_split(tmp_path, card, [0, 8, 1, 9, 2, 10], [4, 5, 12, 13], seed=0)
+    section = dataclasses.replace(LOSSES["setfit"], hparams={**LOSSES["setfit"].hparams, "num_iterations": iterations, "batch_size": 4})
+    metrics = train_run(train_params(tiny_bert_dir), section, table, card, split, tmp_path / "run")
+    # Oversampling: 3 examples per class give 6 positive pairs each (self-pairs included), 12 in all, and
+    # the 9 negative pairs are oversampled to 12: 24 pairs, 6 steps of 4.
+    assert metrics["steps"] == (math.ceil(2 * iterations * 6 / 4) if iterations else 6)
 
 
 def test_saved_setfit_models_are_byte_identical_under_any_string_hashing_and_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:

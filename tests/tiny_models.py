@@ -146,6 +146,7 @@ def tiny_train_params(model: str | Path, **overrides: object) -> TrainParams:
         dropout=0.1,
         sampler="balanced",
         device="cpu",
+        precision="fp32",
         threads=1,
         save_weights=False,
     )

@@ -27,6 +27,7 @@ POOLINGS = ("cls", "mean")
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "auto")  # train.precision: the autocast dtype of training (model.device.precision_for)
 DISTANCES = ("mean", "centroid")  # analyze.distance_to: the mean evaluation embedding, or the example's class mean
 # own_datasets.<name>.source: a local file's suffix -> the `datasets` builder that reads it (else a hub dataset id)
 OWN_FORMATS: Mapping[str, str] = types.MappingProxyType(
@@ -109,6 +110,7 @@ class TrainParams:
     dropout: float = spec(0, 1)
     sampler: Literal[SAMPLERS]
     device: Literal[DEVICES]
+    precision: Literal[PRECISIONS]
     threads: int = spec(0, 1024)  # 0 = all cores
     save_weights: bool | tuple[str, ...]  # every run's weights (true), none (false), or those of the listed datasets
 

@@ -8,10 +8,12 @@ the pooled encoder output (the head's input), as in the studies.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -196,23 +198,47 @@ class TextClassifier(nn.Module):
         return model.eval(), AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def load_classifier(train: TrainParams, num_labels: int, directory: str | None = None) -> tuple[TextClassifier, object]:
-    """Load ``train.model``'s encoder and tokenizer, put a fresh head on top, re-initialise the top
-    ``train.reinit_layers`` layers. ``directory`` is the model already resolved (:mod:`fewshot_dml.model.ref`).
+@dataclass(frozen=True)
+class Pretrained:
+    """``train.model``'s tokenizer and pretrained encoder, loaded once per process (the first load
+    also imports the architecture's code, ~2 s); each run fine-tunes a deep copy of ``encoder``."""
 
-    The head (and any re-initialised layer) is drawn from torch's global RNG: seed before calling.
-    """
+    name: str
+    directory: str
+    tokenizer: Any
+    encoder: nn.Module
+
+
+def load_pretrained(model: str, directory: str) -> Pretrained:
+    """Tokenizer and encoder of ``model`` (its name in params) from its resolved ``directory``."""
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve(train.model).directory if directory is None else directory
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        encoder = AutoModel.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        encoder = AutoModel.from_pretrained(directory)
     except (OSError, ValueError) as err:
         raise ModelError(
-            f"train.model={train.model!r}: cannot load the model at {path}; expected a transformers model directory. Loader said: {err}"
+            f"train.model={model!r}: cannot load the model at {directory}; expected a transformers model directory. Loader said: {err}"
         ) from err
-    logger.info("model %s: %s, hidden size %d", train.model, path, encoder.config.hidden_size)
+    logger.info("model %s: %s, hidden size %d", model, directory, encoder.config.hidden_size)
+    return Pretrained(model, directory, tokenizer, encoder)
+
+
+def load_classifier(
+    train: TrainParams, num_labels: int, directory: str | None = None, pretrained: Pretrained | None = None
+) -> tuple[TextClassifier, object]:
+    """``train.model``'s encoder (a deep copy of ``pretrained``'s, or loaded from ``directory``, the
+    model already resolved by :mod:`fewshot_dml.model.ref`) with a fresh head on top and the top
+    ``train.reinit_layers`` layers re-initialised; and its tokenizer.
+
+    The head (and any re-initialised layer) is drawn from torch's global RNG: seed before calling.
+    Loading draws nothing from it, so a copy and a fresh load give the same model (tested).
+    """
+    if pretrained is None:
+        pretrained = load_pretrained(train.model, resolve(train.model).directory if directory is None else directory)
+        encoder = pretrained.encoder
+    else:
+        encoder = copy.deepcopy(pretrained.encoder)
     model = TextClassifier(encoder, train.pooling, num_labels, train.dropout)
     model.reinit_top_layers(train.reinit_layers)  # after the head: with k = 0 the RNG stream is unchanged
-    return model, tokenizer
+    return model, pretrained.tokenizer

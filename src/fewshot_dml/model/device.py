@@ -1,4 +1,4 @@
-"""Devices and numeric precision: which device a run uses, its CPU threads, and autocast on CUDA.
+"""Devices and numeric precision: which device a run uses, its CPU threads, and its autocast dtype.
 
 One place for what depends on the hardware, so the trainer, the model and the objective agree.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fewshot_dml.config.sections import DEVICES
+from fewshot_dml.config.sections import DEVICES, PRECISIONS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,22 +34,42 @@ def cpu_threads(threads: int) -> int:
 
 @dataclass(frozen=True)
 class Precision:
-    """Mixed precision on a device: the autocast dtype (None = float32) and whether to scale grads."""
+    """Mixed precision on a device: the autocast dtype (None = float32 throughout)."""
 
     dtype: torch.dtype | None
-    scale_grads: bool
 
     def autocast(self, device: torch.device) -> torch.autocast:
         return torch.autocast(device_type=device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
 
-def precision_for(device: torch.device) -> Precision:
-    """bf16 autocast on CUDA when supported, else fp16 with a GradScaler; float32 on CPU."""
-    if device.type != "cuda":
-        return Precision(None, False)
-    if torch.cuda.is_bf16_supported():
-        return Precision(torch.bfloat16, False)
-    return Precision(torch.float16, True)
+FP32 = Precision(None)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: CUDA that supports it, or a CPU with
+    AVX512-BF16 or AMX (elsewhere CPU autocast emulates bf16 and is slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def precision_for(device: torch.device, name: str) -> Precision:
+    """``train.precision``: ``fp32``; ``bf16`` autocast (an error where the device has no native
+    bf16); ``auto`` = bf16 where native, else fp32. The DML losses compute in float32 regardless
+    (:func:`full_precision`)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"train.precision={name!r}; expected one of {list(PRECISIONS)}")
+    if name == "fp32" or (name == "auto" and not native_bf16(device)):
+        return FP32
+    if not native_bf16(device):
+        raise ValueError(
+            f"train.precision='bf16' but this {device.type} has no native bfloat16 (AVX512-BF16/AMX or a bf16 CUDA GPU); "
+            "set train.precision to 'auto' or 'fp32'"
+        )
+    return Precision(torch.bfloat16)
 
 
 def full_precision(device: torch.device) -> torch.autocast:

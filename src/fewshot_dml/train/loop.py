@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from fewshot_dml.config.loss_sections import LossParams
 from fewshot_dml.config.sections import TrainParams, training_steps
 from fewshot_dml.model.batching import collate, make_batches
 from fewshot_dml.model.classifier import TextClassifier
-from fewshot_dml.model.device import precision_for
+from fewshot_dml.model.device import FP32, Precision, precision_for
 from fewshot_dml.train.objective import Objective
 
 
@@ -81,15 +81,19 @@ def fit(
     loss: LossParams,
     device: torch.device,
     generator: torch.Generator,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`~fewshot_dml.config.params.training_steps` optimisation steps; returns the per-step curve rows."""
+    """:func:`~fewshot_dml.config.params.training_steps` optimisation steps; returns the per-step curve rows.
+
+    The forward pass runs under ``train.precision``'s autocast (:func:`~fewshot_dml.model.device.precision_for`).
+    ``on_step(step)`` is called after each step (bench/time_to_accuracy.py evaluates checkpoints there).
+    """
     from transformers import get_scheduler
 
     optimizer = build_optimizer(model, objective, train, loss)
     steps = training_steps(train, len(features))
     scheduler = get_scheduler(train.scheduler, optimizer, num_warmup_steps=train.warmup_steps, num_training_steps=steps)
-    precision = precision_for(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision.scale_grads)
+    precision = precision_for(device, train.precision)
     batches = make_batches(train.sampler, labels.tolist(), train.batch_size, generator)
     label_tensor = torch.as_tensor(labels, dtype=torch.int64)
     model.train()
@@ -112,13 +116,11 @@ def fit(
             )
         lr = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out.total).backward()
+        out.total.backward()
         if train.max_grad_norm > 0:
             # The model's norm only: proxies have their own learning rate and no decay.
-            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer.step()
         scheduler.step()
         curve.append(
             {
@@ -130,10 +132,13 @@ def fit(
                 "pairs_ok": bool(out.pairs_ok),
             }
         )
+        if on_step is not None:
+            on_step(step)
+            model.train()  # the callback may have evaluated
     return curve
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def embed(
     model: TextClassifier,
     tokenizer: Any,
@@ -141,12 +146,16 @@ def embed(
     batch_size: int,
     device: torch.device,
     num_classes: int | None = None,
+    precision: Precision = FP32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N, C) and pooled embeddings (N, D), float32, in eval mode, in the order of ``features``."""
+    """Logits (N, C) and pooled embeddings (N, D), float32, in eval mode, in the order of ``features``.
+
+    In float32 by default, whatever ``train.precision`` trained the model: bf16 evaluation changed
+    predictions of the CPU default (bench/results.md, "Precision"), and the stored embeddings are float16.
+    """
     if not features:  # e.g. no development set
         return np.zeros((0, num_classes or 0), np.float32), np.zeros((0, model.embedding_size), np.float32)
     model.eval()
-    precision = precision_for(device)
     # Batches of similar length waste less compute on padding; results go back to input order.
     order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
     logits, pooled = [], []

@@ -30,12 +30,13 @@ def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> floa
 
 def read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[dict, dict, pd.DataFrame]:
     """Card, split and table, cross-checked: the split must be one of this table's splits."""
+    card, table = read_labelled_table(table_path, card_path)
+    return card, read_split(split_path, card, table, table_path), table
+
+
+def read_labelled_table(table_path: Path, card_path: Path) -> tuple[dict, pd.DataFrame]:
+    """Card and table, verified against the card's sha256, every label one of the card's classes."""
     card, table = read_card_and_table(card_path, table_path, ("dataset", "label_names"))
-    split = io.read_json(split_path)
-    try:
-        check_split(split, card["dataset"], len(table), card["table_sha256"])
-    except ValueError as err:
-        raise ValueError(f"{split_path}: {err} (table {table_path})") from None
     num_classes = len(card["label_names"])
     labels = table["label"].to_numpy()
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
@@ -44,7 +45,17 @@ def read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[di
             f"{table_path}: row {int(bad[0])} has label {int(labels[bad[0]])}; expected "
             f"0..{num_classes - 1} ({num_classes} label_names in {card_path})"
         )
-    return card, split, table
+    return card, table
+
+
+def read_split(split_path: Path, card: Mapping[str, Any], table: pd.DataFrame, table_path: Path) -> dict:
+    """The split at ``split_path``, checked to be one of this (card, table)'s splits."""
+    split = io.read_json(split_path)
+    try:
+        check_split(split, card["dataset"], len(table), card["table_sha256"])
+    except ValueError as err:
+        raise ValueError(f"{split_path}: {err} (table {table_path})") from None
+    return split
 
 
 def run_record(

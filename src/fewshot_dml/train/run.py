@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,32 @@ from fewshot_dml.core.timing import Phases
 from fewshot_dml.infer.inference import accuracy_f1
 from fewshot_dml.losses import get_spec
 from fewshot_dml.model.batching import is_pair_table, tokenize
-from fewshot_dml.model.classifier import TextClassifier, load_classifier
+from fewshot_dml.model.classifier import Pretrained, TextClassifier, load_classifier, load_pretrained
 from fewshot_dml.model.device import resolve_device, torch_settings
 from fewshot_dml.model.ref import Resolved, resolve
 from fewshot_dml.train.health import diagnose
 from fewshot_dml.train.loop import embed, fit, float16, seed_everything
 from fewshot_dml.train.objective import Objective, build_objective
-from fewshot_dml.train.record import majority_accuracy, read_inputs, run_record
+from fewshot_dml.train.record import majority_accuracy, read_labelled_table, read_split, run_record
 
 logger = logging.getLogger(__name__)
+
+
+class Shared:
+    """What every seed of a group reads alike, read once: the table and card (verified once), and
+    ``train.model`` loaded by the first run that needs it; each run trains a deep copy of it."""
+
+    def __init__(self, model: Resolved, table_path: Path, card_path: Path) -> None:
+        self.model = model
+        self.table_path = Path(table_path)
+        self.card, self.table = read_labelled_table(self.table_path, Path(card_path))
+        self._loaded: dict[str, Any] = {}
+
+    def loaded(self, kind: str, load: Callable[[], Any]) -> Any:
+        """The ``kind`` of model (``classifier`` or ``setfit``), loaded by ``load()`` the first time."""
+        if kind not in self._loaded:
+            self._loaded[kind] = load()
+        return self._loaded[kind]
 
 
 def train_group(
@@ -50,12 +67,14 @@ def train_group(
 ) -> dict[int, dict[str, Any]]:
     """Every seed's run of one (dataset, size, arm): ``out_dir/<seed>/``, written atomically as a whole.
 
-    One process trains every seed: the imports are paid once, not once per seed, and DVC has one
-    stage to record instead of five (bench/results.md). Each seed loads the model afresh, so its run
-    is exactly the run ``train_run`` writes on its own (tested byte for byte). The model is resolved
-    (and its weights hashed) once.
+    One process trains every seed: the imports, the model's load and the table's read and checksum
+    are paid once, not once per seed (:class:`Shared`), and DVC has one stage to record instead of
+    five (bench/results.md). Each seed trains a fresh copy of the pretrained model, so its run is
+    exactly the run ``train_run`` writes on its own (tested byte for byte).
     """
-    model = resolve(train.model)
+    phases = Phases() if phases is None else phases
+    with phases("read"):
+        shared = Shared(resolve(train.model), table_path, card_path)
     with io.atomic_dir(out_dir) as tmp:
         return {
             int(seed): train_run(
@@ -66,8 +85,8 @@ def train_group(
                 Path(splits_dir) / layout.split_file(seed),
                 tmp / layout.seed_dir(seed),
                 phases,
-                model,
                 run_name=Path(out_dir).name,  # the seed directories are written inside a temporary folder
+                shared=shared,
             )
             for seed in seeds
         }
@@ -81,27 +100,29 @@ def train_run(
     split_path: Path,
     out_dir: Path,
     phases: Phases | None = None,
-    model: Resolved | None = None,
     run_name: str | None = None,
+    shared: Shared | None = None,
 ) -> dict[str, Any]:
     """Train one run and write ``out_dir`` (see docs/architecture.md); return its metrics.
-    ``model`` is ``train.model`` resolved (:func:`fewshot_dml.model.ref.resolve`), or None to resolve it here.
     ``run_name`` names the run in warnings with the split's seed (``sst2-16-setfit seed 0``); default: ``out_dir``'s name.
+    ``shared`` is the group's :class:`Shared` inputs (of ``table_path`` and ``card_path``), or None to read them here.
 
     ``phases`` collects where the wall time goes (:mod:`fewshot_dml.core.timing`); it never goes into
     the run directory: a DVC output must hash the same for the same params and seed.
     """
     phases = Phases() if phases is None else phases
     with phases("read"):
-        model = resolve(train.model) if model is None else model
-        card, split, table = read_inputs(Path(table_path), Path(card_path), Path(split_path))
+        shared = Shared(resolve(train.model), table_path, card_path) if shared is None else shared
+        card, table = shared.card, shared.table
+        split = read_split(Path(split_path), card, table, shared.table_path)
+    model = shared.model
     _check_loss(train, loss)
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
     fit = _fit_setfit if get_spec(loss.base).kind == KIND_SETFIT else _fit_finetune
     with torch_settings(device, train.threads):
-        fitted = fit(train, loss, table, split, num_classes, device, phases, model.directory)
+        fitted = fit(train, loss, table, split, num_classes, device, phases, shared)
     curve, arrays = fitted["curve"], fitted["arrays"]
     no_pairs = sum(1 for row in curve if not row["pairs_ok"])
     if no_pairs:
@@ -163,11 +184,14 @@ def _fit_setfit(
     num_classes: int,
     device: torch.device,
     phases: Phases,
-    directory: str,
+    shared: Shared,
 ) -> dict[str, Any]:
-    from fewshot_dml.train.setfit import fit_setfit, save_setfit
+    from fewshot_dml.train.setfit import fit_setfit, load_setfit, save_setfit
 
-    fitted = fit_setfit(train, loss, table, split, num_classes, device, phases, directory)
+    with phases("load"):
+        template = shared.loaded("setfit", lambda: load_setfit(train, shared.model.directory, device))
+        model = copy.deepcopy(template)
+    fitted = fit_setfit(train, loss, table, split, num_classes, device, phases, model)
     arrays = {
         part: {
             k: float16(v) if k == "embeddings" else (v.astype(np.float32) if k == "logits" else v)
@@ -187,10 +211,12 @@ def _fit_finetune(
     num_classes: int,
     device: torch.device,
     phases: Phases,
-    directory: str,
+    shared: Shared,
 ) -> dict[str, Any]:
     """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
-    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device, phases, directory)
+    with phases("load"):
+        pretrained = shared.loaded("classifier", lambda: load_pretrained(train.model, shared.model.directory))
+    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device, phases, pretrained)
     if get_spec(loss.base).has_proxies:
         with phases("embed"):
             _add_class_scores(objective, arrays)
@@ -222,13 +248,13 @@ def _train_and_embed(
     num_classes: int,
     device: torch.device,
     phases: Phases,
-    directory: str | None = None,
+    pretrained: Pretrained,
 ) -> tuple[TextClassifier, Any, Objective, list, dict]:
-    """Seed, build, fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
+    """Seed, build (a copy of ``pretrained``), fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
     seed = int(split["seed"])
     with phases("load"):
         generator = seed_everything(seed)
-        model, tokenizer = load_classifier(train, num_classes, directory)
+        model, tokenizer = load_classifier(train, num_classes, pretrained=pretrained)
         # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -69,6 +69,15 @@ def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
     return part["text"].tolist()
 
 
+def load_setfit(train: TrainParams, directory: str | None, device: torch.device) -> Any:
+    """A ``SetFitModel`` of ``train.model`` (``directory``: already resolved by :mod:`fewshot_dml.model.ref`)."""
+    setfit = _import_setfit()
+    directory = resolve(train.model).directory if directory is None else directory
+    model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
+    model.model_body.max_seq_length = train.max_length
+    return model
+
+
 def fit_setfit(
     train: TrainParams,
     loss: LossParams,
@@ -77,10 +86,10 @@ def fit_setfit(
     num_classes: int,
     device: torch.device,
     phases: Phases | None = None,
-    directory: str | None = None,
+    model: Any = None,
 ) -> dict[str, Any]:
     """Train SetFit on ``split['train']``; embed and score the eval, dev and train rows.
-    ``directory`` is ``train.model`` already resolved (:mod:`fewshot_dml.model.ref`).
+    ``model`` is a fresh :func:`load_setfit` model (trained in place), or None to load one here.
 
     Returns the pieces ``training.train_run`` writes: ``curve``, ``arrays``, ``model`` and
     ``embedding_size``. Logits are the head's log-probabilities (argmax = its prediction).
@@ -91,9 +100,7 @@ def fit_setfit(
         from datasets import Dataset
 
         hp, seed = loss.hparams, int(split["seed"])
-        directory = resolve(train.model).directory if directory is None else directory
-        model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
-        model.model_body.max_seq_length = train.max_length
+        model = load_setfit(train, None, device) if model is None else model
     sep = model.model_body.tokenizer.sep_token or "[SEP]"
     labels = table["label"].to_numpy(np.int64)
     rows = {part: list(split[part]) for part in ("train", "dev", "eval")}
@@ -103,6 +110,8 @@ def fit_setfit(
             output_dir=scratch,
             batch_size=hp["batch_size"],
             num_epochs=hp["num_epochs"],
+            # n pairs per example and epoch (the paper's few-shot recipe: 20), or the library's oversampling (0)
+            num_iterations=hp["num_iterations"] or None,
             body_learning_rate=hp["body_lr"],
             max_length=train.max_length,
             seed=seed,

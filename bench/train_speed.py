@@ -9,6 +9,10 @@
    `max_length`, the DML loss over every real token, PyTorch's default AdamW, as under HF Trainer):
    examples/s and real tokens/s; and our step's achieved FLOP/s (counted by
    torch.utils.flop_counter) against this machine's measured matmul peak, in the same run.
+5. ``train.precision``: our whole step and the evaluation pass in fp32 vs under bf16 autocast,
+   interleaved on one model, each against the matmul peak of its own dtype.
+6. A `train` stage's fixed costs from its own timing records: start-up (imports, inputs, the first
+   model load) and the cost of each extra seed (stages/train.py with 1 and with 5 seeds, 1 step each).
 
 Usage (after `dvc repro fetch`, from the repository root):
     python bench/train_speed.py --dataset mr --out bench/results.json
@@ -33,7 +37,7 @@ from fewshot_dml.core.io import write_json
 from fewshot_dml.data.table import read_table
 from fewshot_dml.model.batching import collate, is_pair_table, make_batches, tokenize
 from fewshot_dml.model.classifier import load_classifier
-from fewshot_dml.model.device import cpu_threads
+from fewshot_dml.model.device import FP32, Precision, cpu_threads
 from fewshot_dml.train.loop import build_optimizer, embed
 from fewshot_dml.train.objective import build_objective
 
@@ -84,11 +88,11 @@ def adamw_step_seconds(model, fused: bool, repeats: int) -> list[float]:
     return times
 
 
-def matmul_peak_flops(repeats: int = 10) -> float:
-    """The best FLOP/s of a float32 matmul over a few shapes (square and the encoder's own)."""
+def matmul_peak_flops(repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """The best FLOP/s of a ``dtype`` matmul over a few shapes (square and the encoder's own)."""
     best = 0.0
     for m, k, n in ((2048, 2048, 2048), (1024, 384, 1536), (1024, 1536, 384)):
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         a @ b
         for _ in range(repeats):
             start = time.perf_counter()
@@ -97,10 +101,11 @@ def matmul_peak_flops(repeats: int = 10) -> float:
     return best
 
 
-def full_step(model, objective, optimizer, batch, labels, max_grad_norm: float) -> None:
-    """One optimisation step as train.loop.fit takes it (forward, objective, backward, clip, step)."""
-    logits, pooled, states = model.forward_features(batch, objective.hidden_layer)
-    out = objective(logits.float(), pooled.float(), labels, states, model.encode_from)
+def full_step(model, objective, optimizer, batch, labels, max_grad_norm: float, precision: Precision = FP32) -> None:
+    """One optimisation step as train.loop.fit takes it (forward under autocast, objective, backward, clip, step)."""
+    with precision.autocast(torch.device("cpu")):
+        logits, pooled, states = model.forward_features(batch, objective.hidden_layer)
+        out = objective(logits.float(), pooled.float(), labels, states, model.encode_from)
     optimizer.zero_grad(set_to_none=True)
     out.total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -160,6 +165,87 @@ def reference_comparison(train, loss, num_classes: int, few, labels, repeats: in
     }
 
 
+def precision_comparison(train, loss, num_classes: int, few, labels, evals, repeats: int) -> dict:
+    """fp32 vs bf16 autocast (``train.precision``): our whole step and the evaluation pass, interleaved on
+    one model; each step's FLOP/s against the measured matmul peak of its own dtype."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(train, num_classes)
+    objective = build_objective(loss, num_classes, model.embedding_size)
+    optimizer = build_optimizer(model, objective, train, loss)
+    batch = collate(tokenizer, few, torch.device("cpu"))
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    modes = {"fp32": FP32, "bf16": Precision(torch.bfloat16)}
+    steps: dict[str, list[float]] = {k: [] for k in modes}
+    evals_s: dict[str, list[float]] = {k: [] for k in modes}
+    for mode in modes.values():  # warm-up
+        model.train()
+        full_step(model, objective, optimizer, batch, y, train.max_grad_norm, mode)
+    for _ in range(3):  # interleaved, so drift on the machine hits both alike
+        for name, mode in modes.items():
+            model.train()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                full_step(model, objective, optimizer, batch, y, train.max_grad_norm, mode)
+                steps[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            embed(model, tokenizer, evals, train.eval_batch_size, torch.device("cpu"), precision=mode)
+            evals_s[name].append(time.perf_counter() - start)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        full_step(model, objective, optimizer, batch, y, train.max_grad_norm)
+    flops = counter.get_total_flops()
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    peak = {"fp32": matmul_peak_flops(), "bf16": matmul_peak_flops(dtype=torch.bfloat16)}
+    return {
+        "step_s": {k: round(v, 4) for k, v in med.items()},
+        "step_speedup": round(med["fp32"] / med["bf16"], 2),
+        "eval_s": {k: round(statistics.median(v), 4) for k, v in evals_s.items()},
+        "eval_speedup": round(statistics.median(evals_s["fp32"]) / statistics.median(evals_s["bf16"]), 2),
+        "step_gflop": round(flops / 1e9, 2),
+        "gflops_per_s": {k: round(flops / v / 1e9, 1) for k, v in med.items()},
+        "matmul_peak_gflops_per_s": {k: round(v / 1e9, 1) for k, v in peak.items()},
+        "share_of_peak": {k: round(flops / med[k] / peak[k], 3) for k in modes},
+    }
+
+
+def stage_startup(dataset: str, params_path: Path, seeds: int = 5) -> dict:
+    """A `train` stage's fixed costs, from its own timing records: one process with one seed and one with
+    ``seeds`` seeds, 1 step each (stages/train.py on the pipeline's table and splits, after `dvc repro`).
+
+    Start-up = imports + reading the inputs + the first model load; per extra seed = the growth of
+    reading + loading (a deep copy of the loaded model, its head, the loss module) per added seed."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    raw = yaml.safe_load(params_path.read_text())
+    records = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, seeds):
+            raw.update(seeds=list(range(n)))
+            raw["train"].update(steps=1, warmup_steps=0, save_weights=False)
+            params, timing = Path(tmp) / f"params-{n}.yaml", Path(tmp) / f"timing-{n}.jsonl"
+            params.write_text(yaml.safe_dump(raw))
+            cmd = [sys.executable, "stages/train.py", "--arm", "cce", "--table", f"data/raw/{dataset}.jsonl"]
+            cmd += ["--card", f"data/raw/{dataset}.card.json", "--splits", f"data/splits/{dataset}-16", "--out", f"{tmp}/runs-{n}"]
+            env = dict(os.environ, FEWSHOT_DML_TIMING=str(timing), FEWSHOT_DML_LOG="WARNING")
+            subprocess.run([*cmd, "--params", str(params)], check=True, env=env)
+            records[n] = json.loads(timing.read_text())
+    fixed = {n: r["phases"].get("read", 0.0) + r["phases"].get("load", 0.0) for n, r in records.items()}
+    return {
+        "imports_s": records[1]["imports_s"],
+        "first_read_and_load_s": round(fixed[1], 3),
+        "startup_s": round(records[1]["imports_s"] + fixed[1], 3),
+        "per_extra_seed_s": round((fixed[seeds] - fixed[1]) / (seeds - 1), 3),
+        "records": records,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="mr")
@@ -215,6 +301,16 @@ def main(argv: list[str] | None = None) -> None:
         labels[chosen],
         args.repeats,
     )
+    result["precision"] = precision_comparison(
+        train,
+        params.losses[params.loss],
+        int(labels.max()) + 1,
+        tokenize(tokenizer, table, chosen, train.max_length, pair),
+        labels[chosen],
+        evals,
+        args.repeats,
+    )
+    result["startup"] = stage_startup(args.dataset, Path("params.yaml"))
     write_json(args.out, result)
     print(json.dumps(result, indent=2))
 

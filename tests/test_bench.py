@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import attribute, render_results, targets  # noqa: E402
+from bench.pipeline import attribute, best_dml, render_results, targets  # noqa: E402
+from bench.time_to_accuracy import summarise  # noqa: E402
 
 RECORDS = [
     {"stage": "sample", "wall_s": 1.0, "imports_s": 0.6, "phases": {}},
@@ -85,8 +86,86 @@ def test_render_shows_every_target_and_the_identity_check() -> None:
         },
     }
     text = render_results(pipe(170.0, 4.0), speed)
-    assert text.count("| **no** |") == 3  # the 3 s no-op, the 3x step speed-up and the 2.5 s start-up
+    assert text.count("| **no** |") == 4  # the 3 s no-op, the 3x step speed-up, the 60% of peak and the 3 s start-up
+    speed["precision"] = {
+        "step_s": {"fp32": 0.5, "bf16": 0.3},
+        "step_speedup": 1.67,
+        "eval_s": {"fp32": 1.0, "bf16": 0.6},
+        "eval_speedup": 1.67,
+        "step_gflop": 30.0,
+        "gflops_per_s": {"fp32": 60.0, "bf16": 100.0},
+        "matmul_peak_gflops_per_s": {"fp32": 120.0, "bf16": 150.0},
+        "share_of_peak": {"fp32": 0.5, "bf16": 0.667},
+    }
+    speed["startup"] = {"imports_s": 1.3, "first_read_and_load_s": 2.4, "startup_s": 3.7, "per_extra_seed_s": 0.1}
+    judged = {t["key"]: t for t in targets(pipe(170.0, 2.5), speed)}
+    assert judged["train_startup_s"]["value"] == 3.7 and "imports 1.3 s + reading the inputs" in judged["train_startup_s"]["why"]
+    assert judged["train_extra_seed_s"]["met"] and judged["bf16_share_of_peak"]["met"] and judged["noop_repro_s"]["met"]
+    assert "| bf16 | 0.3 | 100.0 | 150.0 | 67% | 0.6 |" in render_results(pipe(170.0, 4.0), speed)
     assert "we save padding (1024 vs 640 tokens for 450 real ones" in text and "| yes |" in text
     assert "committed ones): **none, byte-identical**" in text
     changed = pipe(170.0, 4.0) | {"changed_tracked_files": ["reports/results.md"]}
     assert "committed ones): **`reports/results.md`**" in render_results(changed, None)
+
+
+def cell(dataset: str, curves: dict[str, list[tuple[int, float, float]]], setfit: list[tuple[int, float, float]]) -> dict:
+    """A time_to_accuracy cell: per arm (step, train_s, accuracy) points; SetFit (num_iterations, train_s, accuracy)."""
+    return {
+        "dataset": dataset,
+        "seed": 0,
+        "n_eval": 100,
+        "classifier": {
+            key: {
+                "points": [
+                    {
+                        "step": s,
+                        "train_s": t,
+                        "eval_s": 1.0,
+                        "accuracy": a,
+                        **({"bf16_eval_s": 0.5, "bf16_eval_changed": 1} if key.endswith("fp32") else {}),
+                    }
+                    for s, t, a in pts
+                ]
+            }
+            for key, pts in curves.items()
+        },
+        "setfit": [{"num_iterations": n, "steps": 2 * n, "train_s": t, "accuracy": a} for n, t, a in setfit],
+    }
+
+
+def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> None:
+    cells = [
+        cell(
+            "a",
+            {
+                "supcon/fp32": [(10, 5.0, 0.6), (20, 10.0, 0.8)],
+                "supcon/bf16": [(10, 3.0, 0.7), (20, 6.0, 0.9)],
+                "cce/fp32": [(10, 5.0, 0.5), (20, 10.0, 0.6)],
+            },
+            [(5, 10.0, 0.7), (20, 40.0, 0.8)],
+        ),
+        cell(
+            "b",
+            {
+                "supcon/fp32": [(10, 7.0, 0.7), (20, 14.0, 0.8)],
+                "supcon/bf16": [(10, 5.0, 0.7), (20, 10.0, 0.8)],
+                "cce/fp32": [(10, 7.0, 0.5), (20, 14.0, 0.6)],
+            },
+            [(5, 10.0, 0.7), (20, 40.0, 0.8)],
+        ),
+    ]
+    summary = summarise(cells, [10, 20], [5, 20])
+    assert summary["setfit_published"] == {"num_iterations": 20, "steps": 40, "train_s": 40.0, "accuracy": 0.8}
+    reach = summary["reach_setfit"]
+    assert reach["supcon/fp32"] == {"step": 20, "train_s": 12.0, "setfit_over_arm": 3.33}  # mean 0.65 at step 10, 0.8 at 20
+    assert reach["supcon/bf16"] == {"step": 20, "train_s": 8.0, "setfit_over_arm": 5.0}  # mean 0.7 at step 10 is short of 0.8
+    assert reach["cce/fp32"] == {"step": None, "train_s": None, "setfit_over_arm": None}
+    assert summary["bf16_eval"] == {
+        "checkpoints": 8,  # 2 fp32 arms x 2 checkpoints x 2 cells
+        "checkpoints_with_a_changed_prediction": 8,
+        "changed_predictions": 8,
+        "predictions": 800,
+        "speedup": 2.0,
+    }
+    tta = {"dml_arm": "supcon", "summary": summary, "steps": [10, 20]}
+    assert best_dml(tta)[0] == "supcon/bf16"

@@ -27,7 +27,7 @@ from fewshot_dml.core.timing import Phases
 from fewshot_dml.data.table import make_table
 from fewshot_dml.infer import inference
 from fewshot_dml.losses import get_spec
-from fewshot_dml.model.batching import balanced_batches, make_batches, random_batches, tokenize
+from fewshot_dml.model.batching import balanced_batches, collate, make_batches, random_batches, tokenize
 from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
 from fewshot_dml.train import run as run_module
 from fewshot_dml.train import setfit as setfit_module
@@ -510,6 +510,26 @@ def test_embed_returns_input_order(tiny_bert_dir: Path) -> None:
         one_logits, one_pooled = embed(model, tok, [feature], 1, torch.device("cpu"))
         np.testing.assert_allclose(pooled[i], one_pooled[0], atol=1e-5)
         np.testing.assert_allclose(logits[i], one_logits[0], atol=1e-5)
+
+
+def test_embed_under_inference_mode_gives_the_bytes_of_no_grad_and_training_goes_on(tiny_bert_dir: Path) -> None:
+    """embed runs under torch.inference_mode (cheaper than no_grad): the same float32 bytes as a no_grad forward of
+    the same length-sorted batches, and the model trains afterwards (bench/time_to_accuracy.py evaluates mid-run)."""
+    torch.manual_seed(0)
+    model, tok = load_classifier(train_params(tiny_bert_dir, pooling="mean"), num_labels=2)
+    table = make_table([0, 1, 0], ["a much longer sentence about the film", "short", "a dull , boring film"], [""] * 3)
+    features = tokenize(tok, table, range(3), 16, pair=False)
+    logits, pooled = embed(model, tok, features, 2, torch.device("cpu"))
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    with torch.no_grad():
+        parts = [model(collate(tok, [features[i] for i in order[k : k + 2]], torch.device("cpu"))) for k in (0, 2)]
+    inverse = np.argsort(order, kind="stable")
+    assert logits.tobytes() == torch.cat([p[0] for p in parts]).numpy()[inverse].tobytes()
+    assert pooled.tobytes() == torch.cat([p[1] for p in parts]).numpy()[inverse].tobytes()
+    model.train()
+    batch = collate(tok, features, torch.device("cpu"))
+    model(batch)[0].sum().backward()  # no inference tensor was left in the model
+    assert all(p.grad is not None for p in model.head_parameters())
 
 
 def test_write_npz_is_loadable_and_timestamp_free(tmp_path: Path) -> None:

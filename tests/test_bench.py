@@ -108,8 +108,8 @@ def test_render_shows_every_target_and_the_identity_check() -> None:
     assert "committed ones): **`reports/results.md`**" in render_results(changed, None)
 
 
-def cell(dataset: str, curves: dict[str, list[tuple[int, float, float]]], setfit: list[tuple[int, float, float]]) -> dict:
-    """A time_to_accuracy cell: per arm (step, train_s, accuracy) points; SetFit (num_iterations, train_s, accuracy)."""
+def cell(dataset: str, curves: dict[str, list[tuple[int, float, float]]], setfit: list[tuple[int, float, float, list]]) -> dict:
+    """A time_to_accuracy cell: per arm (step, train_s, accuracy) points; SetFit (num_iterations, train_s, accuracy, degenerate)."""
     return {
         "dataset": dataset,
         "seed": 0,
@@ -129,7 +129,7 @@ def cell(dataset: str, curves: dict[str, list[tuple[int, float, float]]], setfit
             }
             for key, pts in curves.items()
         },
-        "setfit": [{"num_iterations": n, "steps": 2 * n, "train_s": t, "accuracy": a} for n, t, a in setfit],
+        "setfit": [{"num_iterations": n, "steps": 2 * n, "train_s": t, "accuracy": a, "degenerate": d} for n, t, a, d in setfit],
     }
 
 
@@ -142,7 +142,7 @@ def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> No
                 "supcon/bf16": [(10, 3.0, 0.7), (20, 6.0, 0.9)],
                 "cce/fp32": [(10, 5.0, 0.5), (20, 10.0, 0.6)],
             },
-            [(5, 10.0, 0.7), (20, 40.0, 0.8)],
+            [(5, 10.0, 0.7, []), (20, 40.0, 0.8, [])],
         ),
         cell(
             "b",
@@ -151,20 +151,31 @@ def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> No
                 "supcon/bf16": [(10, 5.0, 0.7), (20, 10.0, 0.8)],
                 "cce/fp32": [(10, 7.0, 0.5), (20, 14.0, 0.6)],
             },
-            [(5, 10.0, 0.7), (20, 40.0, 0.8)],
+            [(5, 10.0, 0.7, []), (20, 40.0, 0.8, [])],
+        ),
+        # SetFit's head collapsed here: its low accuracy must not become the target the DML arm "reaches".
+        cell(
+            "c",
+            {
+                "supcon/fp32": [(10, 7.0, 0.2), (20, 14.0, 0.3)],
+                "supcon/bf16": [(10, 5.0, 0.2), (20, 10.0, 0.3)],
+                "cce/fp32": [(10, 7.0, 0.2), (20, 14.0, 0.3)],
+            },
+            [(5, 10.0, 0.2, ["collapsed"]), (20, 40.0, 0.2, ["predictions collapsed"])],
         ),
     ]
     summary = summarise(cells, [10, 20], [5, 20])
-    assert summary["setfit_published"] == {"num_iterations": 20, "steps": 40, "train_s": 40.0, "accuracy": 0.8}
+    assert summary["setfit_published"]["degenerate_cells"] == ["c seed 0"] and summary["setfit_published"]["accuracy"] == 0.6
     reach = summary["reach_setfit"]
-    assert reach["supcon/fp32"] == {"step": 20, "train_s": 12.0, "setfit_over_arm": 3.33}  # mean 0.65 at step 10, 0.8 at 20
-    assert reach["supcon/bf16"] == {"step": 20, "train_s": 8.0, "setfit_over_arm": 5.0}  # mean 0.7 at step 10 is short of 0.8
-    assert reach["cce/fp32"] == {"step": None, "train_s": None, "setfit_over_arm": None}
+    first = {"cells": 2, "setfit_accuracy": 0.8, "setfit_train_s": 40.0, "at_first_checkpoint": False, "cells_reached": 2}
+    assert reach["supcon/fp32"] == first | {"step": 20, "train_s": 12.0, "setfit_over_arm": 3.33}  # mean 0.65 at step 10, 0.8 at 20
+    assert reach["supcon/bf16"] == first | {"step": 20, "train_s": 8.0, "setfit_over_arm": 5.0}  # mean 0.7 at step 10 is short of 0.8
+    assert reach["cce/fp32"] == first | {"step": None, "train_s": None, "setfit_over_arm": None, "cells_reached": 0}
     assert summary["bf16_eval"] == {
-        "checkpoints": 8,  # 2 fp32 arms x 2 checkpoints x 2 cells
-        "checkpoints_with_a_changed_prediction": 8,
-        "changed_predictions": 8,
-        "predictions": 800,
+        "checkpoints": 12,  # 2 fp32 arms x 2 checkpoints x 3 cells
+        "checkpoints_with_a_changed_prediction": 12,
+        "changed_predictions": 12,
+        "predictions": 1200,
         "speedup": 2.0,
     }
     tta = {"dml_arm": "supcon", "summary": summary, "steps": [10, 20]}

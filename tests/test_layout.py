@@ -21,8 +21,10 @@ LAYERS: dict[str, int] = {
     "train": 6,
     "report": 7,
     "analysis": 8,
+    "api": 7,
     "studies": 9,
     "cluster": 9,
+    "console": 10,
 }
 TORCH_FREE = ("core", "catalog", "losses", "config")
 MAX_LINES = 320  # "~300": a module that grows past this is split by concern

@@ -701,3 +701,27 @@ def test_the_degenerate_warning_of_the_train_stage_names_the_run_and_the_seed(
         train_group(train_params(tiny_bert_dir, steps=1), LOSSES["cce"], table, card, splits, [0], tmp_path / "toy-8-cce")
     warned = [r.getMessage() for r in caplog.records if "degenerate" in r.getMessage()]
     assert warned == ["toy-8-cce seed 0 is degenerate: predictions collapsed to one class"], warned
+
+
+@pytest.mark.parametrize("arm", ["cce", "setfit"])
+def test_a_group_logs_its_seeds_and_steps_and_setfit_prints_no_noise(
+    arm: str,
+    tiny_bert_dir: Path,
+    toy: tuple[Path, Path, Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    table, card, split0 = toy
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    split0.rename(splits / "0.json")
+    with caplog.at_level(logging.INFO):
+        train_group(train_params(tiny_bert_dir, steps=2), LOSSES[arm], table, card, splits, [0], tmp_path / "g-16-x")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "g-16-x seed 0 [1/1]" in messages
+    assert any(m.startswith(f"train {arm}: step ") and "ETA" in m for m in messages), messages
+    printed = capfd.readouterr()
+    text = printed.out + printed.err + "\n".join(messages)
+    for noise in ("'embedding_loss'", "CoSENTLoss", "pin_memory", "Running training", "model_head.pkl", "Map:"):
+        assert noise not in text, noise

@@ -240,8 +240,8 @@ def cluster_run(root: Path, params: ClusterParams, plan_only: bool = False, home
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fewshot_dml.cluster", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m fewshot_dml.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=Path("."), help="the workspace (default: here)")
     parser.add_argument("--config", type=Path, help=f"the settings (default: <repo>/{CONFIG_FILE})")
     for name, kind in (

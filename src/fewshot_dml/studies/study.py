@@ -260,9 +260,11 @@ def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float],
     return "\n".join(text) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Collect the experiments of ``--repo`` with dvc.api and write the study to ``--out``."""
-    ap = argparse.ArgumentParser(description="Write the cross-loss study from the DVC experiments.")
+    ap = argparse.ArgumentParser(
+        prog=prog or "python -m fewshot_dml.studies.study", description="Write the cross-loss study from the DVC experiments."
+    )
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
     ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
     ap.add_argument("--rev", action="append", default=None, help="baseline commit of the experiments (default: HEAD); repeat for several")

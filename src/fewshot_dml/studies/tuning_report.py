@@ -134,8 +134,10 @@ def render(
     return "\n\n".join(sections + (["Notes:\n\n" + "\n".join(f"- {n}" for n in notes)] if notes else [])) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Write reports/tuning.md from the sweep's DVC experiments.")
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog=prog or "python -m fewshot_dml.studies.tuning_report", description="Write reports/tuning.md from the sweep's DVC experiments."
+    )
     ap.add_argument("--out", type=Path, required=True, help="markdown file, e.g. reports/tuning.md")
     ap.add_argument(
         "--figure", type=Path, required=True, help="PNG, e.g. reports/tuning.png (not inside a stage's output: `dvc repro` would delete it)"

@@ -6,6 +6,7 @@ the training curve) -> :func:`embed` (logits and pooled embeddings of a set, len
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -14,14 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from fewshot_dml.config.loss_sections import LossParams
 from fewshot_dml.config.sections import TrainParams, training_steps
+from fewshot_dml.core.logs import Progress
 from fewshot_dml.model.batching import collate, make_batches
 from fewshot_dml.model.classifier import TextClassifier
 from fewshot_dml.model.device import FP32, Precision, precision_for
 from fewshot_dml.train.objective import Objective
+
+logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -99,7 +102,8 @@ def fit(
     model.train()
     objective.train()
     curve = []
-    for step in tqdm(range(1, steps + 1), desc=f"train {loss.name}", unit="step", disable=None):
+    progress = Progress(logger, f"train {loss.name}", steps)
+    for step in range(1, steps + 1):
         idx = next(batches)
         batch = collate(tokenizer, [features[i] for i in idx], device)
         with precision.autocast(device):
@@ -132,6 +136,7 @@ def fit(
                 "pairs_ok": bool(out.pairs_ok),
             }
         )
+        progress.update(step, loss=values["total"])
         if on_step is not None:
             on_step(step)
             model.train()  # the callback may have evaluated

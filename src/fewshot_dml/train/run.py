@@ -75,9 +75,11 @@ def train_group(
     phases = Phases() if phases is None else phases
     with phases("read"):
         shared = Shared(resolve(train.model), table_path, card_path)
+    runs: dict[int, dict[str, Any]] = {}
     with io.atomic_dir(out_dir) as tmp:
-        return {
-            int(seed): train_run(
+        for k, seed in enumerate(seeds, 1):
+            logger.info("%s seed %s [%d/%d]", Path(out_dir).name, seed, k, len(seeds))
+            runs[int(seed)] = train_run(
                 train,
                 loss,
                 table_path,
@@ -88,8 +90,7 @@ def train_group(
                 run_name=Path(out_dir).name,  # the seed directories are written inside a temporary folder
                 shared=shared,
             )
-            for seed in seeds
-        }
+    return runs
 
 
 def train_run(
@@ -116,7 +117,7 @@ def train_run(
         card, table = shared.card, shared.table
         split = read_split(Path(split_path), card, table, shared.table_path)
     model = shared.model
-    _check_loss(train, loss)
+    check_loss(train, loss)
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
@@ -229,7 +230,7 @@ def _fit_finetune(
     }
 
 
-def _check_loss(train: TrainParams, loss: LossParams) -> None:
+def check_loss(train: TrainParams, loss: LossParams) -> None:
     spec = get_spec(loss.base)
     if spec.needs_pairs and train.sampler == "random":
         raise ValueError(
@@ -238,6 +239,36 @@ def _check_loss(train: TrainParams, loss: LossParams) -> None:
         )
     if spec.has_proxies and loss.proxy_lr is None:
         raise ValueError(f"losses.{loss.name}.proxy_lr is missing; the loss has learnable proxies")
+
+
+def fit_classifier(
+    train: TrainParams,
+    loss: LossParams,
+    table: pd.DataFrame,
+    rows: Sequence[int],
+    seed: int,
+    num_classes: int,
+    device: torch.device,
+    phases: Phases,
+    pretrained: Pretrained,
+) -> tuple[TextClassifier, Any, Objective, list, list]:
+    """Seed, build (a copy of ``pretrained``), fine-tune on ``table``'s ``rows``: the model, its tokenizer,
+    the objective, the training curve and the tokenised rows. The train stage and the Python API
+    (:mod:`fewshot_dml.api`) both train through here."""
+    with phases("load"):
+        generator = seed_everything(seed)
+        model, tokenizer = load_classifier(train, num_classes, pretrained=pretrained)
+        # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
+        model.to(device)
+        objective.to(device)
+    with phases("fit"):
+        labels = table["label"].to_numpy(np.int64)
+        features = tokenize(tokenizer, table, list(rows), train.max_length, is_pair_table(table))
+        curve = fit(model, objective, tokenizer, features, labels[list(rows)], train, loss, device, generator)
+    return model, tokenizer, objective, curve, features
 
 
 def _train_and_embed(
@@ -250,23 +281,11 @@ def _train_and_embed(
     phases: Phases,
     pretrained: Pretrained,
 ) -> tuple[TextClassifier, Any, Objective, list, dict]:
-    """Seed, build (a copy of ``pretrained``), fit; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
-    seed = int(split["seed"])
-    with phases("load"):
-        generator = seed_everything(seed)
-        model, tokenizer = load_classifier(train, num_classes, pretrained=pretrained)
-        # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
-        model.to(device)
-        objective.to(device)
-    with phases("fit"):
-        pair = is_pair_table(table)
-        labels = table["label"].to_numpy(np.int64)
-        train_rows = list(split["train"])
-        train_features = tokenize(tokenizer, table, train_rows, train.max_length, pair)
-        curve = fit(model, objective, tokenizer, train_features, labels[train_rows], train, loss, device, generator)
+    """:func:`fit_classifier` on the split's training rows; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
+    fitted = fit_classifier(train, loss, table, split["train"], int(split["seed"]), num_classes, device, phases, pretrained)
+    model, tokenizer, objective, curve, train_features = fitted
+    pair = is_pair_table(table)
+    labels = table["label"].to_numpy(np.int64)
     arrays = {}
     with phases("embed"):
         for part in ("eval", "dev", "train"):

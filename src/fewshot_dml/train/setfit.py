@@ -10,9 +10,11 @@ documented defaults (``losses.setfit`` in params.yaml); the only pipeline choice
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import torch
 
 from fewshot_dml.config.loss_sections import LossParams
 from fewshot_dml.config.sections import TrainParams
+from fewshot_dml.core.logs import Progress
 from fewshot_dml.core.timing import Phases
 from fewshot_dml.model.batching import is_pair_table
 from fewshot_dml.model.ref import resolve
@@ -69,11 +72,37 @@ def texts(table: pd.DataFrame, rows: Sequence[int], sep: str) -> list[str]:
     return part["text"].tolist()
 
 
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """SetFit's own log lines, each undone afterwards: its per-step dicts and banner (our progress lines say
+    the step, the loss and the time), "model_head.pkl not found ... random weights" (the trainer fits the
+    head), sentence-transformers' "No `loss` passed, using CoSENTLoss" (SetFit passes CosineSimilarityLoss
+    after that message), datasets' map bars and torch's pin_memory warning (there is no accelerator)."""
+    import datasets
+
+    names = ("setfit", "sentence_transformers", "transformers.trainer")
+    levels = {name: logging.getLogger(name).level for name in names}
+    bars = datasets.is_progress_bar_enabled()
+    try:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        datasets.disable_progress_bars()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pin_memory.*")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            datasets.enable_progress_bars()
+
+
 def load_setfit(train: TrainParams, directory: str | None, device: torch.device) -> Any:
     """A ``SetFitModel`` of ``train.model`` (``directory``: already resolved by :mod:`fewshot_dml.model.ref`)."""
     setfit = _import_setfit()
     directory = resolve(train.model).directory if directory is None else directory
-    model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
+    with quiet_libraries():
+        model = setfit.SetFitModel.from_pretrained(directory, device=device.type)
     model.model_body.max_seq_length = train.max_length
     return model
 
@@ -120,8 +149,11 @@ def fit_setfit(
             logging_steps=1,
             show_progress_bar=False,
         )
-        trainer = setfit.Trainer(model=model, args=args, train_dataset=data)
-        trainer.train()
+        with quiet_libraries():
+            trainer = setfit.Trainer(model=model, args=args, train_dataset=data, callbacks=[_progress_callback(loss.name)])
+            for printer in _printer_callbacks():  # a bar and a dict per step: our progress lines instead
+                trainer.st_trainer.remove_callback(printer)
+            trainer.train()
         history = trainer.st_trainer.state.log_history
     curve = [
         {
@@ -147,6 +179,35 @@ def fit_setfit(
                 arrays[part]["logits"] = _log_proba(model, emb, num_classes)
     arrays = {part: arrays[part] for part in ("eval", "dev", "train")}
     return {"curve": curve, "arrays": arrays, "model": model, "embedding_size": int(arrays["eval"]["embeddings"].shape[1])}
+
+
+def _printer_callbacks() -> tuple[type, ...]:
+    from transformers import PrinterCallback, ProgressCallback
+
+    return PrinterCallback, ProgressCallback
+
+
+def _progress_callback(name: str) -> Any:
+    """A transformers callback that logs :class:`~fewshot_dml.core.logs.Progress` lines of the pair fine-tuning."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        progress: Progress | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.progress = Progress(logger, f"train {name}", int(state.max_steps))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+            if self.progress is not None and logs and "embedding_loss" in logs:
+                self.progress.update(int(state.global_step), loss=float(logs["embedding_loss"]))
+
+    return _Progress()
+
+
+def encode_and_score(model: Any, table: pd.DataFrame, batch_size: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log-probabilities (N, C), embeddings (N, D)) of every row of ``table``, as the arm scores its evaluation set."""
+    emb = _encode(model, texts(table, range(len(table)), model.model_body.tokenizer.sep_token or "[SEP]"), batch_size, 0)
+    return _log_proba(model, emb, num_classes), emb
 
 
 def _encode(model: Any, batch: list[str], batch_size: int, width: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The ``fewshot-dml`` console command (:mod:`fewshot_dml.console.main`)."""

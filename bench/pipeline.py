@@ -443,12 +443,12 @@ def render_time_to_accuracy(tta: Mapping[str, Any]) -> list[str]:
     for row in summary["setfit"]:
         lines.append(f"| {row['num_iterations']} | {row['steps']:g} | {row['train_s']:.1f} | {row['accuracy']:.3f} |")
     sf = summary["setfit_published"]
-    bad = sf.get("degenerate_cells", [])
+    bad = sf.get("unsound_cells", [])
     lines += [
         "",
         f"SetFit at its published recipe: mean accuracy {sf['accuracy']:.3f} in {sf['train_s']:.1f} s over all cells; degenerate "
-        f"(e.g. its head predicting one class) in {len(bad)} of {len(tta['cells'])}: {', '.join(bad) or 'none'}. The comparison "
-        "below leaves those cells out, so that no ratio rests on SetFit's collapse.",
+        f"(its head predicting one class) or no better than the majority class in {len(bad)} of {len(tta['cells'])}: "
+        f"{', '.join(bad) or 'none'}. The comparison below leaves those cells out, so that no ratio rests on SetFit's collapse.",
         "",
     ]
     for key, reach in summary["reach_setfit"].items():
@@ -476,6 +476,8 @@ def render_time_to_accuracy(tta: Mapping[str, Any]) -> list[str]:
             else "No prediction changed; evaluation still runs in fp32 (`train.loop.embed`)."
         ),
     ]
+    if tta.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in tta["notes"]]
     return lines
 
 

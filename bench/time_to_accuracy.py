@@ -151,11 +151,11 @@ def summarise(cells: list[dict], steps: Sequence[int], iterations: Sequence[int]
         for n in iterations
     ]
     published = next(r for r in setfit if r["num_iterations"] == max(iterations))
-    published["degenerate_cells"] = [
-        f"{c['dataset']} seed {c['seed']}" for c in cells for r in c["setfit"] if r["num_iterations"] == max(iterations) and r["degenerate"]
-    ]
-    # The headline must not rest on SetFit's collapse: compare on the cells where its published run is sound.
-    clean = [c for c in cells if not next(r for r in c["setfit"] if r["num_iterations"] == max(iterations))["degenerate"]]
+    # The headline must not rest on SetFit's collapse: compare on the cells where its published run is sound,
+    # i.e. not degenerate (train.health) and better than always predicting the majority class.
+    runs = {id(c): next(r for r in c["setfit"] if r["num_iterations"] == max(iterations)) for c in cells}
+    clean = [c for c in cells if _sound(runs[id(c)])]
+    published["unsound_cells"] = [f"{c['dataset']} seed {c['seed']}" for c in cells if not _sound(runs[id(c)])]
     reach = {key: reach_setfit(clean, key, max(iterations)) for key in arms} if clean else {}
     checked = [(p, c["n_eval"]) for c in cells for v in c["classifier"].values() for p in v["points"] if "bf16_eval_changed" in p]
     changed = [p["bf16_eval_changed"] for p, _ in checked]
@@ -174,6 +174,10 @@ def summarise(cells: list[dict], steps: Sequence[int], iterations: Sequence[int]
             "speedup": round(statistics.median(fp32_eval) / statistics.median(bf16_eval), 2) if bf16_eval else None,
         },
     }
+
+
+def _sound(run: dict) -> bool:
+    return not run["degenerate"] and run["accuracy"] > run.get("majority_accuracy", 0.0)
 
 
 def reach_setfit(cells: list[dict], key: str, iterations: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,11 @@ def ran(out: str) -> list[str]:
 
 
 def init_repo(repo: Path) -> None:
-    """``git init`` and ``dvc init`` in ``repo``, with a committer and without analytics."""
+    """``git init`` and ``dvc init`` in ``repo``, with a committer, without analytics, and with this checkout's
+    plot templates (``.dvc/plots``, which dvc.yaml's plots name)."""
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.email", "ci@example.invalid"], repo)
     run(["git", "config", "user.name", "ci"], repo)
     run(["dvc", "init", "-q"], repo)
     run(["dvc", "config", "core.analytics", "false"], repo)
+    shutil.copytree(Path(__file__).resolve().parents[1] / ".dvc" / "plots", repo / ".dvc" / "plots", dirs_exist_ok=True)

@@ -305,7 +305,7 @@ def test_metrics_drop_undefined_values(tmp_path: Path) -> None:
     results = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
     assert "has no proxies" in results
     # The plots file exists with no rows, so `dvc plots show` does not fail to load it.
-    assert (tmp_path / "reports" / "plots" / "proxy_weight.csv").read_text() == "weight,dml,cce\n"
+    assert (tmp_path / "reports" / "plots" / "proxy_weight.csv").read_text() == "weight,arm,accuracy\n"
 
 
 def test_results_md_answers_the_question(grid) -> None:
@@ -357,9 +357,9 @@ def test_plots_csvs_answer_one_question_each(grid) -> None:
     plots = root / "reports" / "plots"
     expected = {
         "gains.csv": ["dataset", "gain_pp", "ci_low_pp", "ci_high_pp"],
-        "accuracy_vs_size.csv": ["size", "cce", "setfit", "dml"],
-        "proxy_weight.csv": ["weight", "dml", "cce"],
-        "loss_curves.csv": ["step", "cce", "dml_cce", "dml_dml"],
+        "accuracy_vs_size.csv": ["size", "arm", "accuracy"],  # long: .dvc/plots templates colour by arm
+        "proxy_weight.csv": ["weight", "arm", "accuracy"],
+        "loss_curves.csv": ["step", "arm", "loss"],
     }
     rows = {}
     for name, columns in expected.items():
@@ -367,8 +367,12 @@ def test_plots_csvs_answer_one_question_each(grid) -> None:
             rows[name] = list(csv.reader(fh))
         assert rows[name][0] == columns, name
     assert rows["gains.csv"][1][:2] == ["mr", "4.333333"] and rows["gains.csv"][-1][:2] == ["overall (blocked)", "1.000000"]
-    assert rows["accuracy_vs_size.csv"][1] == ["16", "0.635000", "0.651667", "0.645000"]
-    assert rows["loss_curves.csv"][1] == ["1", "1.000000", "1.000000", "0.500000"]
+    assert rows["accuracy_vs_size.csv"][1:] == [["16", "cce", "0.635000"], ["16", "setfit", "0.651667"], ["16", "dml", "0.645000"]]
+    assert rows["loss_curves.csv"][1:4] == [
+        ["1", "cce: total", "1.000000"],
+        ["1", "dml: CCE term", "1.000000"],
+        ["1", "dml: DML term", "0.500000"],
+    ]
 
 
 def test_outputs_are_byte_identical_across_runs(grid) -> None:
@@ -421,7 +425,7 @@ def test_two_sizes_give_a_blocked_gain_per_dataset_and_every_figure(tmp_path: Pa
     assert metrics["mr"]["n"] == 6 and metrics["overall"]["cells"] == 4  # per dataset: blocked over both sizes
     assert metrics["mr"]["gain_pp"] == 4.33  # the same runs at both sizes: the mean of the two cell means
     with (tmp_path / "reports" / "plots" / "accuracy_vs_size.csv").open(newline="") as fh:
-        assert [row[0] for row in csv.reader(fh)] == ["size", "8", "16"]
+        assert [row[0] for row in csv.reader(fh)] == ["size", "8", "8", "8", "16", "16", "16"]
     text = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
     assert "| few-shot sizes | 8, 16 |" in text and "over 4 dataset × size cells" in text
     for fig in ("forest", "accuracy_vs_size", "proxy_weight", "loss_curves", "confusion"):

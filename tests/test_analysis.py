@@ -149,18 +149,18 @@ def test_compare_names_direction_and_leaves_out_undefined_numbers() -> None:
     )
     out = compare(frame, confidence=0.95, alpha=0.05, seed=0).set_index("metric")
     assert "centre_distance" not in out.index  # the CCE arm has no centres: nothing to compare
-    assert out.loc["silhouette", "verdict"] == "tighter" and out.loc["intra", "verdict"] == "less tight"
-    assert out.loc["inter", "verdict"] == "less tight" and out.loc["ratio", "verdict"] == "not shown"
+    assert out.loc["silhouette", "verdict"] == "better" and out.loc["intra", "verdict"] == "worse"
+    assert out.loc["inter", "verdict"] == "worse" and out.loc["ratio", "verdict"] == "not shown"
     assert out.loc["map_at_r", "n"] == 9 and out.loc["map_at_r", "left_out"] == 1
     assert out.loc["silhouette", "diff"] == pytest.approx(np.mean([np.mean(up[:5]), np.mean(up[5:])]))
     assert (out["p_holm"] >= out["p"]).all()
 
 
 def test_geometry_names_are_the_report_labels() -> None:
-    from fewshot_dml.analysis.geometry import HIGHER_IS_TIGHTER
+    from fewshot_dml.analysis.geometry import HIGHER_IS_BETTER
     from fewshot_dml.analysis.report import LABELS
 
-    assert set(GEOMETRY) == set(LABELS) == set(HIGHER_IS_TIGHTER)
+    assert set(GEOMETRY) == set(LABELS) == set(HIGHER_IS_BETTER)
 
 
 def test_the_decile_and_geometry_figures_are_byte_identical_across_two_draws(tmp_path: Path) -> None:
@@ -207,10 +207,10 @@ def test_one_seed_gives_no_test_and_no_association_rather_than_an_error() -> Non
 def test_the_summary_is_read_off_the_corrected_tests_only() -> None:
     from fewshot_dml.analysis.report import _summary
 
-    tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"], "verdict": ["tighter", "less tight", "not shown"]})
+    tests = pd.DataFrame({"metric": ["silhouette", "inter", "precision_at_1"], "verdict": ["better", "worse", "not shown"]})
     assoc = pd.DataFrame({"metric": ["silhouette", "inter"], "rho": [0.1, -0.52], "shown": [False, True]})
     text = _summary("supcon", tests, assoc, 0.05)
-    assert "tighter by silhouette; less tight by inter-class distance; no difference shown in Precision@1" in text
+    assert "a better structure by silhouette; a worse one by inter-class distance; no difference shown in Precision@1" in text
     assert "goes with its change in inter-class distance (rho -0.52)." in text
     assert "No geometry change" in _summary("supcon", tests, assoc.assign(shown=False), 0.05)
 

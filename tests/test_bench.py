@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import attribute, best_dml, render_results, targets  # noqa: E402
-from bench.time_to_accuracy import summarise  # noqa: E402
+from bench.time_to_accuracy import _sound, summarise  # noqa: E402
 
 RECORDS = [
     {"stage": "sample", "wall_s": 1.0, "imports_s": 0.6, "phases": {}},
@@ -129,7 +129,10 @@ def cell(dataset: str, curves: dict[str, list[tuple[int, float, float]]], setfit
             }
             for key, pts in curves.items()
         },
-        "setfit": [{"num_iterations": n, "steps": 2 * n, "train_s": t, "accuracy": a, "degenerate": d} for n, t, a, d in setfit],
+        "setfit": [
+            {"num_iterations": n, "steps": 2 * n, "train_s": t, "accuracy": a, "majority_accuracy": 0.5, "degenerate": d}
+            for n, t, a, d in setfit
+        ],
     }
 
 
@@ -165,7 +168,7 @@ def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> No
         ),
     ]
     summary = summarise(cells, [10, 20], [5, 20])
-    assert summary["setfit_published"]["degenerate_cells"] == ["c seed 0"] and summary["setfit_published"]["accuracy"] == 0.6
+    assert summary["setfit_published"]["unsound_cells"] == ["c seed 0"] and summary["setfit_published"]["accuracy"] == 0.6
     reach = summary["reach_setfit"]
     first = {"cells": 2, "setfit_accuracy": 0.8, "setfit_train_s": 40.0, "at_first_checkpoint": False, "cells_reached": 2}
     assert reach["supcon/fp32"] == first | {"step": 20, "train_s": 12.0, "setfit_over_arm": 3.33}  # mean 0.65 at step 10, 0.8 at 20
@@ -178,5 +181,9 @@ def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> No
         "predictions": 1200,
         "speedup": 2.0,
     }
+    # Not flagged degenerate but no better than the majority class (a head leaning on it): not a target either.
+    assert not _sound({"degenerate": [], "accuracy": 0.615, "majority_accuracy": 0.62}) and _sound(
+        {"degenerate": [], "accuracy": 0.7, "majority_accuracy": 0.5}
+    )
     tta = {"dml_arm": "supcon", "summary": summary, "steps": [10, 20]}
     assert best_dml(tta)[0] == "supcon/bf16"

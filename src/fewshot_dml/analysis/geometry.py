@@ -28,7 +28,7 @@ from fewshot_dml.train.loss_state import load_loss_module
 
 # Every geometry number of a run, in report order; `centre_distance` is NaN for a loss without centres.
 GEOMETRY = ("silhouette", "intra", "inter", "ratio", "precision_at_1", "map_at_r", "centre_distance")
-HIGHER_IS_TIGHTER = {
+HIGHER_IS_BETTER = {
     "silhouette": True,
     "intra": False,
     "inter": True,

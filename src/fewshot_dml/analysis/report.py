@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.analysis.geometry import GEOMETRY, HIGHER_IS_TIGHTER, Analysis, analyze_grid
+from fewshot_dml.analysis.geometry import GEOMETRY, HIGHER_IS_BETTER, Analysis, analyze_grid
 from fewshot_dml.catalog.arms import BASELINE, DML, ROLES
 from fewshot_dml.config.params import Params
 from fewshot_dml.core import io
@@ -83,7 +83,8 @@ def compare(paired: pd.DataFrame, *, confidence: float, alpha: float, seed: int)
 def _verdict(metric: str, diff: float, p_holm: float | None, alpha: float) -> str:
     if p_holm is None or p_holm >= alpha:
         return "not shown"
-    return "tighter" if (diff > 0) == HIGHER_IS_TIGHTER[metric] else "less tight"
+    # "better"/"worse" class structure: "tighter" misread a separation number (inter-class distance) as compactness.
+    return "better" if (diff > 0) == HIGHER_IS_BETTER[metric] else "worse"
 
 
 def within_cell_spearman(
@@ -153,12 +154,14 @@ def metrics_json(analysis: Analysis, tests: pd.DataFrame, assoc: pd.DataFrame, a
 
 
 def plot_frames(analysis: Analysis) -> dict[str, pd.DataFrame]:
-    """The decile curves for `dvc plots`: accuracy per group, mean over datasets and seeds, a column per role."""
+    """The decile curves for `dvc plots`: accuracy per group, mean over datasets and seeds; rows of
+    (decile, arm, accuracy), arms by role (.dvc/plots/arms_lines.json colours by arm)."""
     frames = {}
     for axis in ("distance", "length"):
         d = analysis.deciles[analysis.deciles["axis"] == axis]
-        wide = d.pivot_table(index="bin", columns="role", values="accuracy", aggfunc="mean")
-        frames[f"deciles_{axis}.csv"] = wide[list(ROLES)].reset_index().rename(columns={"bin": "decile"})
+        wide = d.pivot_table(index="bin", columns="role", values="accuracy", aggfunc="mean")[list(ROLES)]
+        long = wide.sort_index().rename_axis(index="decile", columns="arm").stack(future_stack=True).rename("accuracy")
+        frames[f"deciles_{axis}.csv"] = long.reset_index()
     return frames
 
 
@@ -223,8 +226,8 @@ def _summary(dml: str, tests: pd.DataFrame, assoc: pd.DataFrame, alpha: float) -
 
     shown = [f"{LABELS[r.metric]} (rho {r.rho:+.2f})" for r in assoc.itertuples() if r.shown]
     return (
-        f"**In short** (Holm p < {alpha:g}): `{dml}` made the classes tighter by {named('tighter')}; "
-        f"less tight by {named('less tight')}; no difference shown in {named('not shown')}. "
+        f"**In short** (Holm p < {alpha:g}): `{dml}` gave the classes a better structure by {named('better')}; "
+        f"a worse one by {named('worse')}; no difference shown in {named('not shown')}. "
         + (
             f"Within datasets, a seed's accuracy change goes with its change in {', '.join(shown)}."
             if shown
@@ -248,7 +251,7 @@ def render(
     test_rows = [
         [
             LABELS[r.metric],
-            "higher" if HIGHER_IS_TIGHTER[r.metric] else "lower",
+            "higher" if HIGHER_IS_BETTER[r.metric] else "lower",
             f"{r.diff:+.4f}",
             f"[{r.low:+.4f}, {r.high:+.4f}]",
             r.n,
@@ -275,10 +278,10 @@ def render(
         f"## Did `{dml}` change the geometry? ({dml} − cce, paired by seed)",
         f"Mean over dataset × size cells of the per-cell mean difference, its {agg.confidence:.0%} t-interval "
         "(blocked, within-cell variance), and the stratified sign-flip test (n = pairs); Holm over the "
-        f'{len(tests)} numbers. "tighter"/"less tight": Holm p < {agg.alpha:g}, in or against the direction '
-        'the column "tighter is" names; "not shown" otherwise. The interval is not multiplicity-corrected.',
+        f'{len(tests)} numbers. "better"/"worse" class structure: Holm p < {agg.alpha:g}, in or against the direction '
+        'the column "better is" names; "not shown" otherwise. The interval is not multiplicity-corrected.',
         _summary(dml, tests, assoc, agg.alpha),
-        table(["number", "tighter is", "difference", "interval", "n", "p", "Holm p", "verdict"], test_rows),
+        table(["number", "better is", "difference", "interval", "n", "p", "Holm p", "verdict"], test_rows),
         "## Does the geometry change go with the accuracy change?",
         "Spearman's rho between a seed's change in the number and its change in accuracy (both "
         f"{dml} − cce) over the (cell, seed) pairs; p from {_PERMUTATIONS:,} permutations of the accuracy "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fewshot_dml.catalog.arms import BASELINE, DML, ROLES, SETFIT
+from fewshot_dml.catalog.arms import BASELINE, DML, ROLES
 from fewshot_dml.core.markdown import fmt_p
 from fewshot_dml.report.plotting import arm_color, finish, panels, pinned_rc, save_png
 from fewshot_dml.report.summary import unique
@@ -213,22 +213,34 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     ].iloc[0]
     gains.loc[len(gains)] = ["overall (blocked)", o.gain_pp, o.ci_low_pp, o.ci_high_pp]
     cls = acc[acc["mode"] == "classifier"]
+    # Long format (one row per x and arm): .dvc/plots/arms_*.json colour by the `arm` column.
     by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
-    by_size = by_size.rename(columns={BASELINE: BASELINE, SETFIT: SETFIT, dml: DML})[list(ROLES)]
-    frames = {"gains.csv": gains, "accuracy_vs_size.csv": by_size.reset_index()}
-    # Written even for a loss without proxies (header only): a missing plots file makes `dvc plots show`
-    # report "failed to load some plots" for the whole revision.
-    proxy = pd.DataFrame(columns=["weight", "dml", "cce"])
+    by_size = by_size.rename(columns={dml: DML})[list(ROLES)]
+    frames = {"gains.csv": gains, "accuracy_vs_size.csv": _long(by_size, "size", "accuracy")}
+    # Written even for a loss without proxies (header only; dvc.yaml draws no chart of it, the figure
+    # proxy_weight.png exists only when there is a curve): a CSV to read or diff.
+    proxy = pd.DataFrame(columns=["weight", "arm", "accuracy"])
     if not tables.proxy_curve.empty:
-        proxy = tables.proxy_curve.groupby("weight")["accuracy_mean"].mean().rename("dml").reset_index()
-        proxy["cce"] = cls.loc[cls["arm"] == BASELINE, "accuracy_mean"].mean()
+        curve = tables.proxy_curve.groupby("weight")["accuracy_mean"].mean().rename(DML).to_frame()
+        curve[BASELINE] = cls.loc[cls["arm"] == BASELINE, "accuracy_mean"].mean()
+        proxy = _long(curve[[DML, BASELINE]], "weight", "accuracy")
     frames["proxy_weight.csv"] = proxy
     curves = tables.loss_curves
     mean = {arm: curves[curves["arm"] == arm].groupby("step")[["cce_mean", "dml_mean"]].mean() for arm in (BASELINE, dml)}
-    frames["loss_curves.csv"] = pd.DataFrame(
-        {"cce": mean[BASELINE]["cce_mean"], "dml_cce": mean[dml]["cce_mean"], "dml_dml": mean[dml]["dml_mean"]}
-    ).reset_index()
+    series = pd.DataFrame(
+        {
+            f"{BASELINE}: total": mean[BASELINE]["cce_mean"],
+            f"{DML}: CCE term": mean[dml]["cce_mean"],
+            f"{DML}: DML term": mean[dml]["dml_mean"],
+        }
+    )
+    frames["loss_curves.csv"] = _long(series, "step", "loss")
     return frames
+
+
+def _long(wide: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """(x index) x (one column per arm) -> rows of (x, arm, y): x ascending, arms in column order."""
+    return wide.sort_index().rename_axis(index=x, columns="arm").stack(future_stack=True).rename(y).reset_index()
 
 
 def write_plots(tables: Tables, plots_dir: Path) -> None:

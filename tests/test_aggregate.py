@@ -360,6 +360,7 @@ def test_plots_csvs_answer_one_question_each(grid) -> None:
         "accuracy_vs_size.csv": ["size", "arm", "accuracy"],  # long: .dvc/plots templates colour by arm
         "proxy_weight.csv": ["weight", "arm", "accuracy"],
         "loss_curves.csv": ["step", "arm", "loss"],
+        "confusion.csv": ["actual", "predicted"],  # the DML arm's (true, predicted) pairs, for DVC's confusion template
     }
     rows = {}
     for name, columns in expected.items():
@@ -383,7 +384,7 @@ def test_outputs_are_byte_identical_across_runs(grid) -> None:
         files = sorted(p for p in (root / name).rglob("*") if p.is_file())
         outputs.append({p.relative_to(root / name).as_posix(): p.read_bytes() for p in files})
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 12  # headline.json, metrics.json, results.md, 4 plots, 5 figures
+    assert len(outputs[0]) == 13  # headline.json, metrics.json, results.md, 5 plots, 5 figures
     assert not [p for p in root.rglob("*.tmp")]
 
 

@@ -134,6 +134,7 @@ def test_repro_writes_runs_inference_and_reports(repo: Path, reproduced: str) ->
         "plots/accuracy_vs_size.csv",
         "plots/proxy_weight.csv",
         "plots/loss_curves.csv",
+        "plots/confusion.csv",
         "figures/forest.png",
         "figures/confusion.png",
     ):

@@ -235,7 +235,21 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
         }
     )
     frames["loss_curves.csv"] = _long(series, "step", "loss")
+    frames["confusion.csv"] = confusion_rows(tables, dml)
     return frames
+
+
+def confusion_rows(tables: Tables, arm: str) -> pd.DataFrame:
+    """The classifier's (actual, predicted) pairs of ``arm`` at the largest size, every seed, for DVC's confusion
+    template: one row per evaluated example, classes named ``dataset: class``, datasets in grid order."""
+    size = max(s for _, s, _ in tables.confusion)
+    actual, predicted = [], []
+    for dataset in dict.fromkeys(d for d, s, _ in tables.confusion if s == size):
+        names = [f"{dataset}: {n}" for n in tables.label_names[dataset]]
+        for (r, c), n in np.ndenumerate(tables.confusion[(dataset, size, arm)]):
+            actual += [names[r]] * int(n)
+            predicted += [names[c]] * int(n)
+    return pd.DataFrame({"actual": actual, "predicted": predicted})
 
 
 def _long(wide: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from fewshot_dml.catalog.arms import BASELINE, DML, ROLES
 from fewshot_dml.config.params import Params
 from fewshot_dml.core import io
 from fewshot_dml.core.markdown import fmt_p, table
+from fewshot_dml.report.figures import long_by_arm
 from fewshot_dml.report.stats import blocked_gain, holm
 
 LABELS = {
@@ -160,8 +161,7 @@ def plot_frames(analysis: Analysis) -> dict[str, pd.DataFrame]:
     for axis in ("distance", "length"):
         d = analysis.deciles[analysis.deciles["axis"] == axis]
         wide = d.pivot_table(index="bin", columns="role", values="accuracy", aggfunc="mean")[list(ROLES)]
-        long = wide.sort_index().rename_axis(index="decile", columns="arm").stack(future_stack=True).rename("accuracy")
-        frames[f"deciles_{axis}.csv"] = long.reset_index()
+        frames[f"deciles_{axis}.csv"] = long_by_arm(wide, "decile", "accuracy")
     return frames
 
 

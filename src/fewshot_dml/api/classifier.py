@@ -79,10 +79,11 @@ class FewShotClassifier:
         directory = resolve(self.train.model).directory
         with torch_settings(device, self.train.threads):
             if self.is_setfit:
-                from fewshot_dml.train.setfit import fit_setfit
+                from fewshot_dml.train.setfit import fit_setfit, load_setfit
 
                 split = {"train": rows, "dev": [], "eval": [], "seed": self.seed}
-                fitted = fit_setfit(self.train, self.loss, table, split, len(self.labels), device, phases)
+                model = load_setfit(self.train, directory, device)  # the directory resolved above, not again
+                fitted = fit_setfit(self.train, self.loss, table, split, len(self.labels), device, phases, model)
                 self.model, self.curve = fitted["model"], fitted["curve"]
             else:
                 pretrained = load_pretrained(self.train.model, directory)

@@ -216,14 +216,14 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
     # Long format (one row per x and arm): .dvc/plots/arms_*.json colour by the `arm` column.
     by_size = cls.pivot_table(index="size", columns="arm", values="accuracy_mean", aggfunc="mean")
     by_size = by_size.rename(columns={dml: DML})[list(ROLES)]
-    frames = {"gains.csv": gains, "accuracy_vs_size.csv": _long(by_size, "size", "accuracy")}
+    frames = {"gains.csv": gains, "accuracy_vs_size.csv": long_by_arm(by_size, "size", "accuracy")}
     # Written even for a loss without proxies (header only; dvc.yaml draws no chart of it, the figure
     # proxy_weight.png exists only when there is a curve): a CSV to read or diff.
     proxy = pd.DataFrame(columns=["weight", "arm", "accuracy"])
     if not tables.proxy_curve.empty:
         curve = tables.proxy_curve.groupby("weight")["accuracy_mean"].mean().rename(DML).to_frame()
         curve[BASELINE] = cls.loc[cls["arm"] == BASELINE, "accuracy_mean"].mean()
-        proxy = _long(curve[[DML, BASELINE]], "weight", "accuracy")
+        proxy = long_by_arm(curve[[DML, BASELINE]], "weight", "accuracy")
     frames["proxy_weight.csv"] = proxy
     curves = tables.loss_curves
     mean = {arm: curves[curves["arm"] == arm].groupby("step")[["cce_mean", "dml_mean"]].mean() for arm in (BASELINE, dml)}
@@ -234,7 +234,7 @@ def plot_frames(tables: Tables) -> dict[str, pd.DataFrame]:
             f"{DML}: DML term": mean[dml]["dml_mean"],
         }
     )
-    frames["loss_curves.csv"] = _long(series, "step", "loss")
+    frames["loss_curves.csv"] = long_by_arm(series, "step", "loss")
     frames["confusion.csv"] = confusion_rows(tables, dml)
     return frames
 
@@ -252,8 +252,9 @@ def confusion_rows(tables: Tables, arm: str) -> pd.DataFrame:
     return pd.DataFrame({"actual": actual, "predicted": predicted})
 
 
-def _long(wide: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """(x index) x (one column per arm) -> rows of (x, arm, y): x ascending, arms in column order."""
+def long_by_arm(wide: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """(x index) x (one column per arm) -> rows of (x, arm, y): x ascending, arms in column order; the
+    form .dvc/plots/arms_*.json draw (the aggregate and analyze stages' plot CSVs)."""
     return wide.sort_index().rename_axis(index=x, columns="arm").stack(future_stack=True).rename(y).reset_index()
 
 

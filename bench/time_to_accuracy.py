@@ -46,7 +46,7 @@ from fewshot_dml.core.timing import Phases
 from fewshot_dml.model.batching import is_pair_table, tokenize
 from fewshot_dml.model.device import Precision, native_bf16
 from fewshot_dml.model.ref import resolve
-from fewshot_dml.train import loop
+from fewshot_dml.train import finetune, loop
 from fewshot_dml.train import run as run_module
 
 log = logging.getLogger("time_to_accuracy")
@@ -58,14 +58,15 @@ def classifier_curve(
 ) -> dict:
     """One run of ``arm`` for ``max(steps)`` steps, classifying the evaluation set at each of ``steps``."""
     total = max(steps)
-    train = dataclasses.replace(params.train, steps=total, warmup_steps=max(1, round(0.1 * total)), precision=precision)
+    # One run of `total` steps read at several step counts: the final model, no development checkpoint choice.
+    train = dataclasses.replace(params.train, steps=total, warmup_steps=max(1, round(0.1 * total)), precision=precision, dev_checkpoints=1)
     split_rows = json.loads(split.read_text())["eval"]
     labels = shared.table["label"].to_numpy(np.int64)[split_rows]
     points: list[dict[str, Any]] = []
     paused = [0.0]
     started = [0.0]
 
-    def fit(model, objective, tokenizer, features, y, train_, loss, device, generator):  # the stage's fit, with checkpoints
+    def fit(model, objective, tokenizer, features, y, train_, loss, device, generator, on_step=None):  # the stage's fit, with checkpoints
         evals = tokenize(tokenizer, shared.table, split_rows, train_.max_length, is_pair_table(shared.table))
 
         def on_step(step: int) -> None:
@@ -92,15 +93,15 @@ def classifier_curve(
         return loop.fit(model, objective, tokenizer, features, y, train_, loss, device, generator, on_step=on_step)
 
     phases = Phases()
-    original = run_module.fit
-    run_module.fit = fit
+    original = finetune.fit
+    finetune.fit = fit
     try:
         with tempfile.TemporaryDirectory() as out:
             metrics = run_module.train_run(
                 train, params.losses[arm], shared.table_path, card, split, Path(out) / "run", phases, shared=shared
             )
     finally:
-        run_module.fit = original
+        finetune.fit = original
     return {
         "points": points,
         "load_s": round(phases.seconds.get("load", 0.0), 3),
@@ -115,7 +116,16 @@ def setfit_run(params: Any, iterations: int, shared: run_module.Shared, card: Pa
     loss = dataclasses.replace(loss, hparams={**loss.hparams, "num_iterations": iterations})
     phases = Phases()
     with tempfile.TemporaryDirectory() as out:
-        metrics = run_module.train_run(params.train, loss, shared.table_path, card, split, Path(out) / "run", phases, shared=shared)
+        metrics = run_module.train_run(
+            dataclasses.replace(params.train, dev_checkpoints=1),
+            loss,
+            shared.table_path,
+            card,
+            split,
+            Path(out) / "run",
+            phases,
+            shared=shared,
+        )
     return {
         "num_iterations": iterations,
         "steps": metrics["steps"],

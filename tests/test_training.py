@@ -29,6 +29,7 @@ from fewshot_dml.infer import inference
 from fewshot_dml.losses import get_spec
 from fewshot_dml.model.batching import balanced_batches, collate, make_batches, random_batches, tokenize
 from fewshot_dml.model.classifier import HEAD_FILE, load_classifier
+from fewshot_dml.train import finetune
 from fewshot_dml.train import run as run_module
 from fewshot_dml.train import setfit as setfit_module
 from fewshot_dml.train.loop import build_optimizer, embed
@@ -290,6 +291,8 @@ def test_run_writes_every_artifact(tiny_roberta_dir: Path, toy: tuple[Path, Path
         "n_eval",
         "num_classes",
         "steps",
+        "selected_step",
+        "dev_checkpoints",
         "batches_without_pairs",
         "device",
         "degenerate",
@@ -366,8 +369,8 @@ def test_one_process_trains_every_seed_exactly_as_one_process_per_seed(
     phases = Phases()
     train = train_params(tiny_bert_dir, steps=3)
     calls: list[str] = []
-    for name in ("read_labelled_table", "load_pretrained"):
-        monkeypatch.setattr(f"fewshot_dml.train.run.{name}", lambda *a, _f=getattr(run_module, name), _n=name: calls.append(_n) or _f(*a))
+    for module, name in ((run_module, "read_labelled_table"), (finetune, "load_pretrained")):
+        monkeypatch.setattr(module, name, lambda *a, _f=getattr(module, name), _n=name: calls.append(_n) or _f(*a))
     monkeypatch.setattr(
         "fewshot_dml.train.setfit.load_setfit", lambda *a, _f=setfit_module.load_setfit: calls.append("load_setfit") or _f(*a)
     )
@@ -690,8 +693,6 @@ def test_the_degenerate_warning_of_the_train_stage_names_the_run_and_the_seed(
     tiny_bert_dir: Path, toy: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """train_group writes each seed inside a temporary folder: the warning names the run folder and the seed."""
-    from fewshot_dml.train import run as run_module
-
     monkeypatch.setattr(run_module, "diagnose", lambda *args: ["predictions collapsed to one class"])
     table, card, split = toy
     splits = tmp_path / "splits"

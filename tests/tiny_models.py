@@ -134,6 +134,7 @@ def tiny_train_params(model: str | Path, **overrides: object) -> TrainParams:
         eval_batch_size=8,
         steps=3,
         epochs=0,
+        dev_checkpoints=1,
         lr=1e-3,
         llrd=1.0,
         reinit_layers=0,

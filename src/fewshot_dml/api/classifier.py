@@ -31,8 +31,9 @@ from fewshot_dml.model.batching import is_pair_table, tokenize
 from fewshot_dml.model.classifier import load_pretrained
 from fewshot_dml.model.device import resolve_device, torch_settings
 from fewshot_dml.model.ref import resolve
+from fewshot_dml.train.finetune import fit_classifier
 from fewshot_dml.train.loop import embed
-from fewshot_dml.train.run import check_loss, fit_classifier
+from fewshot_dml.train.run import check_loss
 
 
 class FewShotClassifier:
@@ -87,7 +88,7 @@ class FewShotClassifier:
                 self.model, self.curve = fitted["model"], fitted["curve"]
             else:
                 pretrained = load_pretrained(self.train.model, directory)
-                model, self.tokenizer, _, self.curve, _ = fit_classifier(
+                model, self.tokenizer, _, self.curve, _, _ = fit_classifier(
                     self.train, self.loss, table, rows, self.seed, len(self.labels), device, phases, pretrained
                 )
                 self.model = model.eval()

@@ -98,6 +98,7 @@ class TrainParams:
     eval_batch_size: int = spec(1, 4096)
     steps: int = spec(1, 1_000_000)  # the training length when ``epochs`` is 0
     epochs: int = spec(0, 100_000)  # 0 = ``steps``; n = n passes over the few-shot set (see :func:`training_steps`)
+    dev_checkpoints: int = spec(1, 1000)  # evenly spaced dev evaluations; the best is kept (1 = the final model)
     lr: float = spec(0, 1, low_open=True)
     llrd: float = spec(0, 1, low_open=True)  # layer-wise lr decay: lr * llrd**k for the k-th layer from the top
     reinit_layers: int = spec(0, 1000)  # re-initialise the top k encoder layers before training

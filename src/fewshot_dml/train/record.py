@@ -28,12 +28,6 @@ def majority_accuracy(table_labels: np.ndarray, eval_labels: np.ndarray) -> floa
     return float(np.mean(np.asarray(eval_labels) == majority))
 
 
-def read_inputs(table_path: Path, card_path: Path, split_path: Path) -> tuple[dict, dict, pd.DataFrame]:
-    """Card, split and table, cross-checked: the split must be one of this table's splits."""
-    card, table = read_labelled_table(table_path, card_path)
-    return card, read_split(split_path, card, table, table_path), table
-
-
 def read_labelled_table(table_path: Path, card_path: Path) -> tuple[dict, pd.DataFrame]:
     """Card and table, verified against the card's sha256, every label one of the card's classes."""
     card, table = read_card_and_table(card_path, table_path, ("dataset", "label_names"))

@@ -1,8 +1,9 @@
 """The training loop of one (dataset, size, seed, arm) cell and its run directory.
 
 ``train_run`` reads the table, card and split, seeds everything from the split's seed, fine-tunes
-the classifier for a fixed budget of optimisation steps (``train.steps`` or ``train.epochs``) on
-the few-shot set, then embeds the evaluation and training sets with the final model and writes the run directory of
+the classifier for a budget of optimisation steps (``train.steps`` or ``train.epochs``) on the
+few-shot set, keeping the checkpoint with the best development accuracy (``train.dev_checkpoints``),
+then embeds the evaluation and training sets with that model and writes the run directory of
 docs/architecture.md atomically (a run that fails half-way leaves no directory behind).
 """
 
@@ -26,13 +27,11 @@ from fewshot_dml.core import io, layout, rundir
 from fewshot_dml.core.timing import Phases
 from fewshot_dml.infer.inference import accuracy_f1
 from fewshot_dml.losses import get_spec
-from fewshot_dml.model.batching import is_pair_table, tokenize
-from fewshot_dml.model.classifier import Pretrained, TextClassifier, load_classifier, load_pretrained
 from fewshot_dml.model.device import resolve_device, torch_settings
 from fewshot_dml.model.ref import Resolved, resolve
+from fewshot_dml.train.finetune import fit_finetune
 from fewshot_dml.train.health import diagnose
-from fewshot_dml.train.loop import embed, fit, float16, seed_everything
-from fewshot_dml.train.objective import Objective, build_objective
+from fewshot_dml.train.loop import float16
 from fewshot_dml.train.record import majority_accuracy, read_labelled_table, read_split, run_record
 
 logger = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ def train_run(
     num_classes = len(card["label_names"])
     device = resolve_device(train.device)
     started = time.perf_counter()
-    fit = _fit_setfit if get_spec(loss.base).kind == KIND_SETFIT else _fit_finetune
+    fit = _fit_setfit if get_spec(loss.base).kind == KIND_SETFIT else fit_finetune
     with torch_settings(device, train.threads):
         fitted = fit(train, loss, table, split, num_classes, device, phases, shared)
     curve, arrays = fitted["curve"], fitted["arrays"]
@@ -147,6 +146,7 @@ def train_run(
         "n_eval": len(split["eval"]),
         "num_classes": num_classes,
         "steps": len(curve),
+        **fitted["checkpoints"],  # selected_step, dev_checkpoints (train.dev_checkpoints)
         "batches_without_pairs": no_pairs,
         "device": device.type,
         "degenerate": degenerate,
@@ -204,32 +204,6 @@ def _fit_setfit(
     return {**fitted, "arrays": arrays, "loss_state": {}, "save_model": lambda path: save_setfit(model, path)}
 
 
-def _fit_finetune(
-    train: TrainParams,
-    loss: LossParams,
-    table: pd.DataFrame,
-    split: Mapping[str, Any],
-    num_classes: int,
-    device: torch.device,
-    phases: Phases,
-    shared: Shared,
-) -> dict[str, Any]:
-    """CCE or CCE + DML: fine-tune the classifier, then embed every part of the split."""
-    with phases("load"):
-        pretrained = shared.loaded("classifier", lambda: load_pretrained(train.model, shared.model.directory))
-    model, tokenizer, objective, curve, arrays = _train_and_embed(train, loss, table, split, num_classes, device, phases, pretrained)
-    if get_spec(loss.base).has_proxies:
-        with phases("embed"):
-            _add_class_scores(objective, arrays)
-    return {
-        "curve": curve,
-        "arrays": arrays,
-        "embedding_size": model.embedding_size,
-        "loss_state": {} if objective.dml is None else {k: v.cpu() for k, v in objective.dml.state_dict().items()},
-        "save_model": lambda path: model.cpu().save(path, tokenizer),
-    }
-
-
 def check_loss(train: TrainParams, loss: LossParams) -> None:
     spec = get_spec(loss.base)
     if spec.needs_pairs and train.sampler == "random":
@@ -239,79 +213,3 @@ def check_loss(train: TrainParams, loss: LossParams) -> None:
         )
     if spec.has_proxies and loss.proxy_lr is None:
         raise ValueError(f"losses.{loss.name}.proxy_lr is missing; the loss has learnable proxies")
-
-
-def fit_classifier(
-    train: TrainParams,
-    loss: LossParams,
-    table: pd.DataFrame,
-    rows: Sequence[int],
-    seed: int,
-    num_classes: int,
-    device: torch.device,
-    phases: Phases,
-    pretrained: Pretrained,
-) -> tuple[TextClassifier, Any, Objective, list, list]:
-    """Seed, build (a copy of ``pretrained``), fine-tune on ``table``'s ``rows``: the model, its tokenizer,
-    the objective, the training curve and the tokenised rows. The train stage and the Python API
-    (:mod:`fewshot_dml.api`) both train through here."""
-    with phases("load"):
-        generator = seed_everything(seed)
-        model, tokenizer = load_classifier(train, num_classes, pretrained=pretrained)
-        # Proxies draw from a forked RNG so that both arms of a seed see the same dropout masks.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            objective = build_objective(loss, num_classes, model.embedding_size, depth=model.depth, seed=seed)
-        model.to(device)
-        objective.to(device)
-    with phases("fit"):
-        labels = table["label"].to_numpy(np.int64)
-        features = tokenize(tokenizer, table, list(rows), train.max_length, is_pair_table(table))
-        curve = fit(model, objective, tokenizer, features, labels[list(rows)], train, loss, device, generator)
-    return model, tokenizer, objective, curve, features
-
-
-def _train_and_embed(
-    train: TrainParams,
-    loss: LossParams,
-    table: pd.DataFrame,
-    split: Mapping[str, Any],
-    num_classes: int,
-    device: torch.device,
-    phases: Phases,
-    pretrained: Pretrained,
-) -> tuple[TextClassifier, Any, Objective, list, dict]:
-    """:func:`fit_classifier` on the split's training rows; then the arrays of ``eval.npz`` and ``train.npz`` (dtypes of the contract)."""
-    fitted = fit_classifier(train, loss, table, split["train"], int(split["seed"]), num_classes, device, phases, pretrained)
-    model, tokenizer, objective, curve, train_features = fitted
-    pair = is_pair_table(table)
-    labels = table["label"].to_numpy(np.int64)
-    arrays = {}
-    with phases("embed"):
-        for part in ("eval", "dev", "train"):
-            rows = list(split[part])
-            features = train_features if part == "train" else tokenize(tokenizer, table, rows, train.max_length, pair) if rows else []
-            logits, emb = embed(model, tokenizer, features, train.eval_batch_size, device, model.num_labels)
-            arrays[part] = {
-                "logits": logits.astype(np.float32),
-                "embeddings": float16(emb),
-                "labels": labels[rows],
-                "indices": np.asarray(rows, np.int64),
-            }
-    del arrays["train"]["logits"]
-    return model, tokenizer, objective, curve, arrays
-
-
-@torch.no_grad()
-def _add_class_scores(objective: Objective, arrays: dict[str, dict[str, np.ndarray]]) -> None:
-    """The loss's own class scores of the stored (float16) eval and dev embeddings, as ``scores``.
-
-    Computed here, once, on a float32 CPU copy of the trained loss module, so that inference is
-    numpy on saved arrays and needs neither torch nor PML (bench/results.md).
-    """
-    module = copy.deepcopy(objective.dml).cpu().float().eval()
-    spec = objective.spec
-    for part in ("eval", "dev"):
-        emb = torch.from_numpy(arrays[part]["embeddings"].astype(np.float32))
-        scores = spec.class_scores(module, emb).float().numpy() if len(emb) else np.zeros(arrays[part]["logits"].shape, np.float32)
-        arrays[part]["scores"] = scores.astype(np.float32)

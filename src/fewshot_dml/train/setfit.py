@@ -28,6 +28,7 @@ from fewshot_dml.core.logs import Progress
 from fewshot_dml.core.timing import Phases
 from fewshot_dml.model.batching import is_pair_table
 from fewshot_dml.model.ref import resolve
+from fewshot_dml.train.checkpoints import BestCheckpoint, checkpoint_steps
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +150,20 @@ def fit_setfit(
             logging_steps=1,
             show_progress_bar=False,
         )
+        callbacks = [_progress_callback(loss.name)]
+        if rows["dev"] and train.dev_checkpoints > 1:
+            dev = (texts(table, rows["dev"], sep), labels[rows["dev"]])
+            checkpoints = _CheckpointCallback(model, (data["text"], labels[rows["train"]]), dev, train)
+            callbacks.append(checkpoints.callback())
+        else:
+            checkpoints = None
         with quiet_libraries():
-            trainer = setfit.Trainer(model=model, args=args, train_dataset=data, callbacks=[_progress_callback(loss.name)])
+            trainer = setfit.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
             for printer in _printer_callbacks():  # a bar and a dict per step: our progress lines instead
                 trainer.st_trainer.remove_callback(printer)
             trainer.train()
+            if checkpoints is not None and checkpoints.tracker is not None and checkpoints.tracker.restore():
+                trainer.train_classifier(data["text"], data["label"])  # the head of the chosen body, as train() fits it
         history = trainer.st_trainer.state.log_history
     curve = [
         {
@@ -178,7 +188,54 @@ def fit_setfit(
             if part != "train":
                 arrays[part]["logits"] = _log_proba(model, emb, num_classes)
     arrays = {part: arrays[part] for part in ("eval", "dev", "train")}
-    return {"curve": curve, "arrays": arrays, "model": model, "embedding_size": int(arrays["eval"]["embeddings"].shape[1])}
+    record = (
+        checkpoints.tracker.record()
+        if checkpoints is not None and checkpoints.tracker is not None
+        else {"selected_step": len(curve), "dev_checkpoints": []}
+    )
+    return {
+        "curve": curve,
+        "arrays": arrays,
+        "checkpoints": record,
+        "model": model,
+        "embedding_size": int(arrays["eval"]["embeddings"].shape[1]),
+    }
+
+
+class _CheckpointCallback:
+    """The pair fine-tuning's checkpoints scored on the development set: at each, a copy of the head
+    (scikit-learn's ``clone``: SetFit's unfitted LogisticRegression) is fitted on the training
+    embeddings, as ``Trainer.train_classifier`` fits the real one, and its development accuracy is the
+    checkpoint's score (:class:`~fewshot_dml.train.checkpoints.BestCheckpoint` keeps the best body)."""
+
+    def __init__(self, model: Any, train_set: tuple[list[str], np.ndarray], dev_set: tuple[list[str], np.ndarray], train: TrainParams):
+        self.model, self.train_set, self.dev_set, self.train = model, train_set, dev_set, train
+        self.tracker: BestCheckpoint | None = None
+
+    def score(self) -> float:
+        from sklearn.base import clone
+
+        head = clone(self.model.model_head)
+        head.fit(_encode(self.model, list(self.train_set[0]), self.train.eval_batch_size, 0), self.train_set[1])
+        predicted = head.predict(_encode(self.model, self.dev_set[0], self.train.eval_batch_size, 0))
+        self.model.model_body.train()  # encode() leaves the body in eval mode; training goes on
+        return float(np.mean(np.asarray(predicted) == self.dev_set[1]))
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Checkpoints(TrainerCallback):
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                steps = checkpoint_steps(int(state.max_steps), outer.train.dev_checkpoints)
+                outer.tracker = BestCheckpoint(steps, outer.score, {"body": outer.model.model_body})
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if outer.tracker is not None:
+                    outer.tracker(int(state.global_step))
+
+        return _Checkpoints()
 
 
 def _printer_callbacks() -> tuple[type, ...]:

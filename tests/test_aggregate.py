@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from fewshot_dml.core import io
 from fewshot_dml.core.layout import run_id
 from fewshot_dml.report import results as report
 from fewshot_dml.report.aggregate import MissingRunsError, collect_runs, run_aggregate
+from fewshot_dml.report.protocol import what_was_run
 from fewshot_dml.report.summary import summarise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +53,9 @@ def write_run(
             "dev_accuracy": acc - 0.05,
             "majority_accuracy": 0.5,
             "degenerate": list(degenerate),
+            "steps": 3,
+            "selected_step": 2 if seed % 2 else 3,
+            "dev_checkpoints": [{"step": s, "dev_accuracy": acc - 0.05 - 0.01 * (s - 2 if seed % 2 else 3 - s)} for s in (1, 2, 3)],
         },
     )
     io.write_json(run / "run.json", {"dataset": dataset, "size": size, "seed": seed, "arm": arm, "label_names": ["negative", "positive"]})
@@ -327,7 +332,7 @@ def test_results_md_answers_the_question(grid) -> None:
         "| datasets | mr, trec |",
         "| seeds | 0, 1, 2 (n = 3) |",
         "| few-shot sizes | 16 |",
-        "`kfold`, 4 folds",
+        "`per_class`: the size is examples of every class",
         f"{params.train.steps} steps",
         "0.4·CCE + 0.6·proxyanchor",
         "w = 0.5",
@@ -384,7 +389,7 @@ def test_outputs_are_byte_identical_across_runs(grid) -> None:
         files = sorted(p for p in (root / name).rglob("*") if p.is_file())
         outputs.append({p.relative_to(root / name).as_posix(): p.read_bytes() for p in files})
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 13  # headline.json, metrics.json, results.md, 5 plots, 5 figures
+    assert len(outputs[0]) == 14  # headline.json, metrics.json, results.md, tuning.md, 5 plots, 5 figures
     assert not [p for p in root.rglob("*.tmp")]
 
 
@@ -478,7 +483,7 @@ def test_the_report_names_a_metrix_variant_its_base_and_its_mixing_point(point: 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
     raw["loss"] = "proxyanchor-metrix"
     raw["losses"]["proxyanchor-metrix"]["metrix"].update(point=point, layer=1, alpha=2.0, weight=0.4)
-    text = report._what_was_run(parse_params(raw), "proxyanchor-metrix")
+    text = what_was_run(parse_params(raw), "proxyanchor-metrix")
     assert "a variant of `proxyanchor`" in text
     assert f"Metrix: mixing {where}, λ ~ Beta(2, 2), mixed loss weight 0.4" in text
 
@@ -487,9 +492,9 @@ def test_the_report_says_when_the_dml_loss_sees_every_token() -> None:
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
     raw["loss"] = "softtriple"
     raw["losses"]["softtriple"]["dml_on"] = "tokens"
-    assert "DML on every token's hidden state" in report._what_was_run(parse_params(raw), "softtriple")
+    assert "DML on every token's hidden state" in what_was_run(parse_params(raw), "softtriple")
     raw["losses"]["softtriple"]["dml_on"] = "pooled"
-    assert "DML on every token" not in report._what_was_run(parse_params(raw), "softtriple")
+    assert "DML on every token" not in what_was_run(parse_params(raw), "softtriple")
 
 
 def test_the_log_says_why_a_one_seed_run_has_no_interval_instead_of_nan(tmp_path: Path, caplog) -> None:
@@ -499,3 +504,57 @@ def test_the_log_says_why_a_one_seed_run_has_no_interval_instead_of_nan(tmp_path
         run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
     line = next(r.getMessage() for r in caplog.records if " over cce: " in r.getMessage())
     assert "nan" not in line.lower() and "no interval: 2 seed pair(s) give no variance estimate" in line, line
+
+
+@pytest.mark.parametrize(("collapsed", "called"), [(0, "gain"), (1, "gain"), (2, "not called")])
+def test_a_comparison_resting_on_degenerate_runs_is_not_called_and_its_sentence_counts_them(
+    tmp_path: Path, collapsed: int, called: str
+) -> None:
+    """More than 10% of an arm's runs degenerate: the overall comparison is
+    "not called" whatever its p; below it, the verdict stands and the sentence still counts them."""
+    seeds = tuple(range(6))
+    params = make_params(seeds=seeds)
+    acc = {}
+    for d in params.datasets:
+        acc[(d, "cce")] = [0.60 + 0.010 * i for i in seeds]
+        acc[(d, "setfit")] = [0.50 + 0.012 * i for i in seeds]
+        acc[(d, "proxyanchor")] = [0.66 + 0.013 * i for i in seeds]
+    write_grid(tmp_path, params, acc)
+    for seed in range(collapsed):
+        write_run(tmp_path, "mr", 16, seed, "setfit", acc[("mr", "setfit")][seed], proxies=False, degenerate=("predictions collapsed",))
+    run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
+    head = json.loads((tmp_path / "reports" / "headline.json").read_text())
+    assert head["loss_vs_setfit_verdict"] == called and head["loss_vs_setfit_pp"] > 10
+    assert head["loss_vs_cce_verdict"] == "gain"  # neither of its arms collapsed
+    text = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
+    if collapsed == 2:
+        assert (
+            "we do not call `proxyanchor` against `setfit` (0 of 12 `proxyanchor` runs and 2 of 12 `setfit` runs are "
+            "degenerate, 17% in one arm: the difference would measure the collapse, not the method)"
+        ) in text
+        assert "| not called |" in text
+    elif collapsed == 1:
+        assert "`proxyanchor` beats `setfit` (degenerate: 1 of 12 `setfit` runs, kept in the means)" in text
+    else:
+        assert "`proxyanchor` beats `setfit`:" in text
+
+
+def test_tuning_md_shows_equal_development_budgets_and_the_held_out_numbers_of_results_md(grid) -> None:
+    params, root = grid
+    run_aggregate(params, root / "runs", root / "infer", root / "reports")
+    tuning = (root / "reports" / "tuning.md").read_text(encoding="utf-8")
+    results = (root / "reports" / "results.md").read_text(encoding="utf-8")
+    # Every arm: 3 checkpoints per run at steps 1, 2, 3; 6 runs, 18 development evaluations.
+    for arm in ("cce", "setfit", "proxyanchor"):
+        assert f"| `{arm}` | 3 | 1, 2, 3 | 6 | 18 |" in tuning
+    # write_run: odd seeds keep step 2, even seeds step 3 (of seeds 0, 1, 2: 2 of 3 per dataset).
+    assert "| `cce` | 2 of 3 | 2 |" in tuning and "| 2 (33%) |" in tuning and "| 4 (67%) |" in tuning
+    # The held-out gains are those of results.md (the same tables).
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())["overall"]
+    gain = f"{metrics['gain_pp']:+.2f} [{metrics['gain_low_pp']:+.2f}, {metrics['gain_high_pp']:+.2f}]"
+    assert f"| `proxyanchor` − `cce` | 6 | {gain} |" in tuning
+    assert (
+        f"{metrics['gain_pp']:+.2f} pp on average" in results
+        and f"[{metrics['gain_low_pp']:+.2f}, {metrics['gain_high_pp']:+.2f}]" in results
+    )
+    assert f"{100 * metrics['cce']:.2f} |" in tuning

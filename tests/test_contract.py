@@ -38,7 +38,7 @@ def stages() -> dict:
         return out
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml"])
 def test_every_registered_loss_has_a_params_section(name: str) -> None:
     raw = yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
     assert sorted(n for n in raw["losses"] if "variant_of" not in raw["losses"][n]) == sorted(LOSSES)
@@ -156,7 +156,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert re.search(re.escape(ci_lines[0]), readme), "README must show the exact command .ci/run runs"
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "presets/studies.yaml", "presets/roberta.yaml"])
 def test_params_files_use_no_yaml_aliases(name: str) -> None:
     # `dvc exp run -S a.b=1` on a key reached through an alias (*x) edits the anchor's other users
     # too, or nothing: every value is written out where it applies.

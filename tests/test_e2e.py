@@ -370,8 +370,8 @@ def test_the_study_reads_every_experiment_and_marks_the_dev_selected_one(
     repo: Path, softtriple_experiment: str, queued_experiment: tuple[str, str]
 ) -> None:
     # Two grids: the full one (the committed softtriple run) and trec/seed 0 (the queued softtriple run).
-    run([sys.executable, "-m", "fewshot_dml.studies.study", "--out", "reports/study.md"], repo)
-    text = (repo / "reports/study.md").read_text()
+    run([sys.executable, "-m", "fewshot_dml.studies.study", "--out", "reports/experiments/study.md"], repo)
+    text = (repo / "reports/experiments/study.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| `softtriple`")]
     assert len(rows) == 2 and all("✓" in r for r in rows), rows  # one per grid, each its grid's dev-selected one
     assert any("`queued-lr`" in r for r in rows), rows
@@ -387,15 +387,15 @@ def test_the_tuning_report_reads_a_queued_sweep_through_dvc(repo: Path, queued_e
             "-m",
             "fewshot_dml.studies.tuning_report",
             "--out",
-            "reports/tuning.md",
+            "reports/experiments/sweep.md",
             "--figure",
-            "reports/tuning.png",
+            "reports/experiments/sweep.png",
             "--match",
             "queued-*",
         ],
         repo,
     )
-    text = (repo / "reports/tuning.md").read_text()
+    text = (repo / "reports/experiments/sweep.md").read_text()
     assert "`softtriple` ✓" in text and "| `softtriple` − `cce` | confirmatory |" in text
-    assert "![tuning](tuning.png)" in text
-    assert (repo / "reports/tuning.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![tuning](sweep.png)" in text
+    assert (repo / "reports/experiments/sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -36,7 +36,7 @@ def edited(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml"])
 def test_shipped_params_load(name: str) -> None:
     params = load_params(ROOT / name)
     assert params.arms == (BASELINE, SETFIT, params.loss)

@@ -1,6 +1,6 @@
 """``fewshot-dml``: one console command for the tools around the pipeline.
 
-``fewshot-dml study``, ``fewshot-dml tuning-report`` and ``fewshot-dml cluster`` run the tools the
+``fewshot-dml study``, ``fewshot-dml tuning-report``, ``fewshot-dml cluster`` and ``fewshot-dml preset`` run the tools the
 README describes (the same as ``python -m fewshot_dml.studies.study`` etc.), each with its own
 ``--help``. The pipeline itself is DVC's (``dvc repro``, ``dvc exp run``).
 """
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 # subcommand -> (module with main(argv), what it does); imported only when chosen (each pulls in DVC).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "study": ("fewshot_dml.studies.study", "the cross-loss study from DVC experiments (reports/study.md)"),
-    "tuning-report": ("fewshot_dml.studies.tuning_report", "the tuning report from a sweep's DVC experiments (reports/tuning.md)"),
+    "study": ("fewshot_dml.studies.study", "the cross-loss study from DVC experiments "),
+    "tuning-report": ("fewshot_dml.studies.tuning_report", "the tuning report from a sweep's DVC experiments"),
     "cluster": ("fewshot_dml.cluster.launch", "run the train stages on a Ray cluster through DVC's run-cache"),
+    "preset": ("fewshot_dml.config.presets", "print the `dvc exp run -S ...` set of presets/<name>.yaml (params.yaml untouched)"),
 }
 PROG = "fewshot-dml"
 

@@ -23,6 +23,7 @@ from fewshot_dml.config.sections import AggregateParams
 from fewshot_dml.core import io, layout, rundir
 from fewshot_dml.report import figures, schema
 from fewshot_dml.report import results as report
+from fewshot_dml.report.choice import render_tuning
 from fewshot_dml.report.headline import HEADLINE_FILE, headline
 from fewshot_dml.report.stats import blocked_gain, paired_differences
 from fewshot_dml.report.summary import roles, summarise, unique
@@ -106,6 +107,9 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         modes[mode] = _number(result, "accuracy", files["infer"])
         modes[f"{mode}_f1"] = _number(result, "macro_f1", files["infer"])
     dev = _get(metrics, "dev_accuracy", files["metrics"])
+    checkpoints = _get(metrics, "dev_checkpoints", files["metrics"])
+    if not isinstance(checkpoints, list):
+        raise ValueError(f"{files['metrics']}: dev_checkpoints={checkpoints!r}; expected a list of {{step, dev_accuracy}}")
     curve = tuple(
         (round(_number(p, "weight", files["infer"]), 6), _number(p, "accuracy", files["infer"]))
         for p in _get(infer, "proxy_curve", files["infer"])
@@ -120,6 +124,12 @@ def _read_run(cell: tuple[str, int, int, str], files: Mapping[str, Path], weight
         "proxy_curve": curve,
         "loss_curve": rundir.read_curve(files["curve"]),
         "degenerate": tuple(degenerate),
+        "steps": int(_number(metrics, "steps", files["metrics"])),
+        "selected_step": int(_number(metrics, "selected_step", files["metrics"])),
+        "dev_checkpoints": tuple(
+            {"step": int(_number(c, "step", files["metrics"])), "dev_accuracy": _number(c, "dev_accuracy", files["metrics"])}
+            for c in checkpoints
+        ),
     }
 
 
@@ -200,16 +210,19 @@ def _rounded(entry: Mapping[str, float]) -> dict[str, float]:
 
 
 def write_reports(params: Params, tables: Tables, reports_dir: Path) -> dict[str, dict[str, float]]:
-    """Write headline.json, metrics.json, results.md, plots/*.csv and figures/*.png; return the metrics."""
+    """Write headline.json, metrics.json, results.md, tuning.md, plots/*.csv and figures/*.png; return the metrics."""
     reports_dir = Path(reports_dir)
     metrics = metrics_summary(tables, params.aggregate)
     with io.atomic_dir(reports_dir / "plots") as tmp:
         figures.write_plots(tables, tmp)
     with io.atomic_dir(reports_dir / "figures") as tmp:
         names = [f"figures/{name}" for name in figures.write_figures(tables, tmp)]
-    io.write_json(reports_dir / HEADLINE_FILE, headline(metrics, params.loss, params.aggregate.alpha))
+    role_of = roles(tables.dml_arm)
+    called = {(role_of[r.treated], role_of[r.baseline]): r.verdict for r in tables.overall.itertuples() if r.mode == "classifier"}
+    io.write_json(reports_dir / HEADLINE_FILE, headline(metrics, params.loss, params.aggregate.alpha, called))
     io.write_json(reports_dir / schema.METRICS_FILE, metrics)
     io.write_text(reports_dir / "results.md", report.render_results(params, tables, names))
+    io.write_text(reports_dir / "tuning.md", render_tuning(params, tables))
     return metrics
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fewshot_dml.catalog.arms import BASELINE, SETFIT
 from fewshot_dml.config.params import Params
 from fewshot_dml.core.markdown import fmt_p, pct, pp, table
+from fewshot_dml.report.protocol import what_was_run
 from fewshot_dml.report.stats import detectable_note
+from fewshot_dml.report.summary import MAX_DEGENERATE, NOT_CALLED
 from fewshot_dml.report.tables import Tables
 
 CITATIONS = (
@@ -31,6 +34,21 @@ CITATIONS = (
 REFERENCE = (("CCE+ProxyAnchor", "proxyanchor", 3.27, "up to +10.38"), ("CCE+SoftTriple", "softtriple", 2.89, "+0.04 to +13.48"))
 
 
+def _degenerate_words(r: Any) -> str:
+    """How many runs of each arm are degenerate, and why that stops the verdict."""
+    share = max(r.degenerate_treated / r.runs_treated, r.degenerate_baseline / r.runs_baseline)
+    return (
+        f"{r.degenerate_treated} of {r.runs_treated} `{r.treated}` runs and {r.degenerate_baseline} of {r.runs_baseline} "
+        f"`{r.baseline}` runs are degenerate, {share:.0%} in one arm: the difference would measure the collapse, not the method"
+    )
+
+
+def _degenerate_note(r: Any) -> str:
+    counts = [(r.degenerate_treated, r.runs_treated, r.treated), (r.degenerate_baseline, r.runs_baseline, r.baseline)]
+    flagged = [f"{d} of {n} `{arm}` runs" for d, n, arm in counts if d]
+    return f" (degenerate: {' and '.join(flagged)}, kept in the means)" if flagged else ""
+
+
 def _verdict(params: Params, tables: Tables) -> str:
     """The plain-language answer, derived only from the Holm-corrected blocked tests."""
     o = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
@@ -39,12 +57,13 @@ def _verdict(params: Params, tables: Tables) -> str:
 
     def say(treated: str, baseline: str) -> str:
         r = o[(treated, baseline)]
-        shown = r.verdict != "not shown"
-        head = (
-            f"`{treated}` {'beats' if r.gain_pp > 0 else 'trails'} `{baseline}`"
-            if shown
-            else f"we cannot tell `{treated}` from `{baseline}`"
-        )
+        shown = r.verdict in ("won", "lost")
+        if r.verdict == NOT_CALLED:
+            head = f"we do not call `{treated}` against `{baseline}` ({_degenerate_words(r)})"
+        elif shown:
+            head = f"`{treated}` {'beats' if r.gain_pp > 0 else 'trails'} `{baseline}`" + _degenerate_note(r)
+        else:
+            head = f"we cannot tell `{treated}` from `{baseline}`" + _degenerate_note(r)
         # The interval is not corrected for multiplicity; the Holm-corrected test decides.
         excludes_zero = r.ci_low_pp > 0 or r.ci_high_pp < 0
         caveat = (
@@ -70,73 +89,10 @@ def _verdict(params: Params, tables: Tables) -> str:
         f"(raw count of positive point estimates, not a test: {positive}/{len(g)}). "
         f'"Cannot tell" means the Holm-corrected test does not reach p < {tables.alpha:g}: these data do not '
         "establish a difference, nor (where the interval includes zero) rule out one of the interval's size. "
+        f'A comparison is "not called" where more than {MAX_DEGENERATE:.0%} of either arm\'s runs are degenerate. '
         "The intervals treat the datasets as fixed; the overall table also gives the wider interval for "
         "generalising to other datasets."
     )
-
-
-def _what_was_run(params: Params, dml: str) -> str:
-    t, s, inf, agg = params.train, params.sample, params.infer, params.aggregate
-    loss, sf = params.losses[dml], params.losses[SETFIT]
-    extra = [f"proxy lr {loss.proxy_lr:g}"] if loss.proxy_lr is not None else []
-    extra += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(loss.hparams.items())]
-    if loss.base != loss.name:
-        extra.insert(0, f"a variant of `{loss.base}`")
-    if loss.dml_on == "tokens":
-        extra.append("DML on every token's hidden state (the studies' protocol)")
-    if loss.metrix is not None:
-        m = loss.metrix
-        where = f"after encoder layer {m.layer}" if m.point == "feature" else f"at the {m.point}"
-        extra.append(f"Metrix: mixing {where}, λ ~ Beta({m.alpha:g}, {m.alpha:g}), mixed loss weight {m.weight:g}")
-    beta = loss.beta if loss.beta is not None else math.nan
-    n_seeds = len(params.seeds)
-    rows = [
-        ("model", f"`{t.model}` ({t.pooling} pooling, max length {t.max_length})"),
-        ("datasets", ", ".join(params.datasets)),
-        ("few-shot sizes", ", ".join(map(str, params.sample_sizes))),
-        ("seeds", f"{', '.join(map(str, params.seeds))} (n = {n_seeds})"),
-        (
-            "protocol",
-            f"`{s.protocol}`, {s.folds} folds, evaluation set capped at "
-            f"{s.eval_max if s.eval_max else 'no limit'}; development set of {s.dev_ratio:g}× the training "
-            "set, disjoint from both",
-        ),
-        (
-            "training",
-            f"{f'{t.epochs} epochs' if t.epochs else f'{t.steps} steps'}, batch {t.batch_size} "
-            f"({t.sampler} sampler), lr {t.lr:g} (head {t.head_lr:g}"
-            f"{f', layer-wise decay {t.llrd:g}' if t.llrd < 1 else ''}), {t.scheduler} schedule with "
-            f"{t.warmup_steps} warm-up steps, weight decay {t.weight_decay:g}, dropout {t.dropout:g}, "
-            f"max grad norm {t.max_grad_norm:g}"
-            f"{f', top {t.reinit_layers} layer(s) re-initialised' if t.reinit_layers else ''}",
-        ),
-        (
-            "arms",
-            f"`{BASELINE}` (cross-entropy); `{SETFIT}` (the setfit library's recipe, its defaults: batch "
-            f"{sf.hparams['batch_size']}, {sf.hparams['num_epochs']} epoch(s), body lr {sf.hparams['body_lr']:g}, "
-            f"logistic-regression head); `{dml}`: {beta:g}·CCE + {1 - beta:g}·{dml}" + (f" ({', '.join(extra)})" if extra else ""),
-        ),
-        (
-            "inference",
-            f"classifier head; proxy mix w·softmax(classifier) + (1−w)·softmax(proxies) at "
-            f"w = {inf.proxy_weight:g}; prototype (nearest class mean); kNN with k = {inf.knn_k}",
-        ),
-        (
-            "statistics",
-            f"paired by seed; {agg.confidence:.0%} Student-t intervals (n − 1 df); exact two-sided "
-            "sign-flip permutation test of the mean difference; Holm's correction over every per-cell "
-            "test of this report (one family) and over the overall tests (another); a cell is won or "
-            f"lost only if its Holm p < {agg.alpha:g}. Overall: mean of the cell means, randomised-block "
-            "t-interval (cells as blocks, variance pooled within cells) and the sign-flip test "
-            "stratified by cell",
-        ),
-        (
-            "tuning",
-            "none on the evaluation set: every setting is a params.yaml default with its source; the "
-            "development accuracy is reported for tuning (`python -m fewshot_dml.studies.study` selects on it)",
-        ),
-    ]
-    return "## What was run\n\n" + table(("setting", "value"), rows)
 
 
 def _power(params: Params, tables: Tables) -> str:
@@ -295,7 +251,7 @@ def render_results(params: Params, tables: Tables, figures: Sequence[str]) -> st
     parts = [
         f"# Results: `{BASELINE}`, `{SETFIT}` and `{BASELINE}` + `{tables.dml_arm}`",
         _verdict(params, tables),
-        _what_was_run(params, tables.dml_arm),
+        what_was_run(params, tables.dml_arm),
         _power(params, tables),
         _accuracy_section(tables),
         _overall_section(params, tables),

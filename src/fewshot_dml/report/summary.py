@@ -6,7 +6,9 @@ Comparisons (treated over baseline, paired by seed on the same split):
 * ``setfit`` over ``cce`` and the DML arm over ``setfit``, classifier against classifier.
 
 Every per-cell test of a report is one Holm family; the overall (blocked) tests are another. A cell
-or an overall gain is "won" (or "lost") only where its Holm-adjusted p is below ``aggregate.alpha``.
+or an overall gain is "won" (or "lost") only where its Holm-adjusted p is below ``aggregate.alpha``,
+and an overall gain is "not called" where more than :data:`MAX_DEGENERATE` of either arm's runs are
+degenerate: such a difference measures the collapse, not the loss.
 """
 
 from __future__ import annotations
@@ -51,18 +53,20 @@ def summarise(df: pd.DataFrame, agg: AggregateParams) -> Tables:
     if BASELINE not in arms or SETFIT not in arms or len(dml) != 1:
         raise ValueError(f"expected the arms {BASELINE!r}, {SETFIT!r} and one DML loss; got {arms}")
     pairs = _all_pairs(df, dml[0])
+    health = {arm: (int(df.loc[df["arm"] == arm, "degenerate"].map(bool).sum()), int((df["arm"] == arm).sum())) for arm in arms}
     return Tables(
         dml_arm=dml[0],
         arms=tuple(arms),
         runs=df[["dataset", "size", "seed", "arm", *MODES, "dev_accuracy", "majority_accuracy"]].copy(),
         accuracy=_accuracy_table(df),
         gains=_gains_table(pairs, agg),
-        overall=_overall_table(pairs, agg),
+        overall=_overall_table(pairs, agg, health),
         proxy_curve=_proxy_curve_table(df[df["arm"] == dml[0]]),
         loss_curves=_loss_curve_table(df),
         confusion=_confusion(df),
         label_names={r.dataset: tuple(r.label_names) for r in df.itertuples()},
         degenerate=_degenerate_table(df),
+        checkpoints=_checkpoint_table(df),
         confidence=agg.confidence,
         alpha=agg.alpha,
     )
@@ -134,11 +138,15 @@ def _all_pairs(df: pd.DataFrame, dml: str) -> Pairs:
     return pairs
 
 
-def _corrected(rows: list[dict], alpha: float) -> pd.DataFrame:
-    """The rows as a table with Holm-adjusted p-values (one family) and the verdict they support."""
+def _corrected(rows: list[dict], alpha: float, max_degenerate: float | None = None) -> pd.DataFrame:
+    """The rows as a table with Holm-adjusted p-values (one family) and the verdict they support; with
+    ``max_degenerate``, a row whose arms have a larger share of degenerate runs is ``not called``."""
     out = pd.DataFrame(rows)
     out["p_holm"] = holm([None if pd.isna(p) else p for p in out["p_value"]])
     out["verdict"] = [verdict(g, p, alpha) for g, p in zip(out["gain_pp"], out["p_holm"], strict=True)]
+    if max_degenerate is not None and len(out):
+        share = np.maximum(out["degenerate_treated"] / out["runs_treated"], out["degenerate_baseline"] / out["runs_baseline"])
+        out.loc[share > max_degenerate, "verdict"] = NOT_CALLED
     return out
 
 
@@ -167,6 +175,13 @@ def _gains_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
     return _corrected(rows, agg.alpha)
 
 
+NOT_CALLED = "not called"  # the verdict of an overall comparison resting on too many degenerate runs
+# The share of an arm's runs that may be degenerate before an overall comparison is not called (#27: "an
+# overall comparison with more than ~10% degenerate runs in either arm is not called won or lost"). A rule of
+# the report, not a tunable: raising it would let a collapse decide a verdict.
+MAX_DEGENERATE = 0.10
+
+
 def verdict(gain: float, p_holm: float | None, alpha: float) -> str:
     """``won``/``lost`` (by the sign of ``gain``) where Holm's p is below ``alpha``; ``not shown`` otherwise."""
     if p_holm is None or pd.isna(p_holm) or p_holm >= alpha:
@@ -174,8 +189,9 @@ def verdict(gain: float, p_holm: float | None, alpha: float) -> str:
     return "won" if gain > 0 else "lost"
 
 
-def _overall_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
-    """Per comparison: the blocked mean gain over every dataset x size cell (see stats.blocked_gain)."""
+def _overall_table(pairs: Pairs, agg: AggregateParams, health: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Per comparison: the blocked mean gain over every dataset x size cell (see stats.blocked_gain), with
+    each arm's degenerate and total runs (``health``: arm -> (degenerate, runs))."""
     rows = []
     for (treated, baseline, mode), paired in pairs.items():
         cells = [paired_differences(t, b) for _, _, t, b, _ in paired]
@@ -200,9 +216,13 @@ def _overall_table(pairs: Pairs, agg: AggregateParams) -> pd.DataFrame:
                 "across_low_pp": low,
                 "across_high_pp": high,
                 "across_df": df_across,
+                "degenerate_treated": health[treated][0],
+                "runs_treated": health[treated][1],
+                "degenerate_baseline": health[baseline][0],
+                "runs_baseline": health[baseline][1],
             }
         )
-    return _corrected(rows, agg.alpha)
+    return _corrected(rows, agg.alpha, MAX_DEGENERATE)
 
 
 def _degenerate_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -214,6 +234,29 @@ def _degenerate_table(df: pd.DataFrame) -> pd.DataFrame:
         for symptom in r.degenerate
     ]
     return pd.DataFrame(rows, columns=["dataset", "size", "seed", "arm", "symptom"])
+
+
+def _checkpoint_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per development checkpoint of every run: its index ``k`` (1..n), step and accuracy, the
+    run's trained steps and whether the run kept it (``chosen``); empty for runs without a choice."""
+    rows = [
+        {
+            "dataset": r.dataset,
+            "size": r.size,
+            "seed": r.seed,
+            "arm": r.arm,
+            "k": k,
+            "of": len(r.dev_checkpoints),
+            "step": point["step"],
+            "steps": r.steps,
+            "dev_accuracy": point["dev_accuracy"],
+            "chosen": point["step"] == r.selected_step,
+        }
+        for r in df.itertuples()
+        for k, point in enumerate(r.dev_checkpoints, 1)
+    ]
+    columns = ["dataset", "size", "seed", "arm", "k", "of", "step", "steps", "dev_accuracy", "chosen"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _proxy_curve_table(df: pd.DataFrame) -> pd.DataFrame:

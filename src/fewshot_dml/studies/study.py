@@ -1,7 +1,7 @@
 """The cross-loss study: every DVC experiment side by side, dev-selected configurations, best arm per dataset.
 
 Queue experiments (a loss each, or a sweep: ``dvc exp run --queue -S 'losses.proxyanchor.alpha=16,32'``),
-run them (``dvc queue start``), then ``python -m fewshot_dml.studies.study --out reports/study.md``. Rows come
+run them (``dvc queue start``), then ``python -m fewshot_dml.studies.study --out reports/experiments/study.md``. Rows come
 from ``dvc.api.exp_show``: one flat dict per experiment (params such as ``loss`` or
 ``losses.proxyanchor.alpha``, metrics as ``<dataset>.<field>``, prefixed ``<file>:`` when ambiguous).
 
@@ -212,7 +212,7 @@ def read_accuracies(experiments: Sequence[Experiment], repo: str, runs_dir: str)
 
 
 def study(records: Sequence[Mapping[str, Any]], accuracy: Mapping[tuple, float], confidence: float) -> str:
-    """``reports/study.md``: one section per grid, each with its table, best arms and variants; intervals at
+    """``reports/experiments/study.md``: one section per grid, each with its table, best arms and variants; intervals at
     ``confidence`` (``aggregate.confidence`` of params.yaml)."""
     experiments, notes = select_experiments(records)
     if not experiments:
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog=prog or "python -m fewshot_dml.studies.study", description="Write the cross-loss study from the DVC experiments."
     )
-    ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/study.md")
+    ap.add_argument("--out", type=Path, required=True, help="markdown file to write, e.g. reports/experiments/study.md")
     ap.add_argument("--repo", default=".", help="DVC repository (default: the current one)")
     ap.add_argument("--rev", action="append", default=None, help="baseline commit of the experiments (default: HEAD); repeat for several")
     ap.add_argument("--runs", default="data/runs", help="the run directories' folder (as in dvc.yaml)")

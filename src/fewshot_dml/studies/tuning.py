@@ -1,4 +1,4 @@
-"""The tuning study (``reports/tuning.md``): every arm's configurations compared on the development
+"""The tuning study (a sweep's report, e.g. ``reports/experiments/sweep.md``): every arm's configurations compared on the development
 split only, then each arm's dev-selected recipe compared on the held-out evaluation set.
 
 A *candidate* is an arm (``cce``, ``setfit`` or a DML loss), one of its parameter configurations (a
@@ -48,7 +48,7 @@ Cell = tuple[str, int, int]  # (dataset, size, seed)
 GOAL_PP = 2.0  # the issue's target margin (FastFit's reported margin over SetFit)
 # What the setfit arm reads of `train` (fewshot_dml.train.setfit; a test keeps the two in step). The
 # device and thread count change how fast it runs, not its result.
-SETFIT_READS = ("train.eval_batch_size", "train.max_length", "train.model")
+SETFIT_READS = ("train.dev_checkpoints", "train.eval_batch_size", "train.max_length", "train.model")
 
 
 @dataclass(frozen=True)

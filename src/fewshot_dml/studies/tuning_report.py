@@ -1,6 +1,7 @@
-"""``reports/tuning.md`` and its figure from the tuning study's candidates (see :mod:`fewshot_dml.studies.tuning`).
+"""A sweep's tuning report (e.g. ``reports/experiments/sweep.md``) and its figure from the tuning study's
+candidates (see :mod:`fewshot_dml.studies.tuning`).
 
-``python -m fewshot_dml.studies.tuning_report --out reports/tuning.md --figure reports/tuning.png --rev <commit>``
+``python -m fewshot_dml.studies.tuning_report --out reports/experiments/sweep.md --figure reports/experiments/sweep.png --rev <commit>``
 reads the completed DVC experiments queued from ``<commit>`` (``dvc.api.exp_show``) and their runs
 (``DVCFileSystem`` at each experiment's commit).
 """
@@ -136,11 +137,19 @@ def render(
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog=prog or "python -m fewshot_dml.studies.tuning_report", description="Write reports/tuning.md from the sweep's DVC experiments."
+        prog=prog or "python -m fewshot_dml.studies.tuning_report", description="Write a tuning report from a sweep's DVC experiments."
     )
-    ap.add_argument("--out", type=Path, required=True, help="markdown file, e.g. reports/tuning.md")
     ap.add_argument(
-        "--figure", type=Path, required=True, help="PNG, e.g. reports/tuning.png (not inside a stage's output: `dvc repro` would delete it)"
+        "--out",
+        type=Path,
+        required=True,
+        help="markdown file, e.g. reports/experiments/sweep.md (reports/tuning.md is the aggregate stage's)",
+    )
+    ap.add_argument(
+        "--figure",
+        type=Path,
+        required=True,
+        help="PNG, e.g. reports/experiments/sweep.png (not in a stage's output: `dvc repro` deletes those)",
     )
     ap.add_argument("--rev", action="append", default=None, help="the commit the sweep was queued from (default: HEAD); repeat for several")
     ap.add_argument("--match", default="*", help="only experiments whose name matches this glob, e.g. 'tune-*'")

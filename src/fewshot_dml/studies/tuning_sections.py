@@ -1,4 +1,4 @@
-"""The sections of ``reports/tuning.md``: the sweep, the held-out comparison, a confirmation on another
+"""The sections of a sweep's tuning report: the sweep, the held-out comparison, a confirmation on another
 protocol, and the study's goals (see :mod:`fewshot_dml.studies.tuning_report`)."""
 
 from __future__ import annotations

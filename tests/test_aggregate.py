@@ -558,3 +558,14 @@ def test_tuning_md_shows_equal_development_budgets_and_the_held_out_numbers_of_r
         and f"[{metrics['gain_low_pp']:+.2f}, {metrics['gain_high_pp']:+.2f}]" in results
     )
     assert f"{100 * metrics['cce']:.2f} |" in tuning
+
+
+def test_a_gain_not_shown_is_bounded_in_plain_words_by_its_interval(grid) -> None:
+    params, root = grid
+    metrics = run_aggregate(params, root / "runs", root / "infer", root / "reports")["overall"]
+    text = (root / "reports" / "results.md").read_text(encoding="utf-8")
+    assert metrics["gain_high_pp"] > 0 and "we cannot tell `proxyanchor` from `cce`" in text
+    assert (
+        f"`proxyanchor` does not measurably help here: the 95% interval bounds its average gain over `cce` at "
+        f"{metrics['gain_high_pp']:+.2f} pp."
+    ) in text

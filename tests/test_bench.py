@@ -187,3 +187,21 @@ def test_time_to_accuracy_finds_the_first_checkpoint_at_setfits_accuracy() -> No
     )
     tta = {"dml_arm": "supcon", "summary": summary, "steps": [10, 20]}
     assert best_dml(tta)[0] == "supcon/bf16"
+
+
+def test_eval_size_splits_the_gain_variance_into_evaluation_sampling_and_the_rest(tmp_path: Path) -> None:
+    """Two arms on 4 examples: a seed's gain and McNemar's variance of the paired difference, var(d) / n."""
+    import numpy as np
+    from bench.eval_size import paired
+
+    from fewshot_dml.core import layout
+
+    labels = np.array([0, 1, 0, 1])
+    correct = {"supcon": [1, 1, 1, 0], "cce": [1, 0, 0, 0]}  # d = 0, 1, 1, 0
+    for arm, right in correct.items():
+        run = tmp_path / layout.run_id("mr", 8, 0, arm)
+        run.mkdir(parents=True)
+        predicted = np.where(np.array(right) == 1, labels, 1 - labels)
+        np.savez(run / "eval.npz", logits=np.eye(2)[predicted].astype(np.float32), labels=labels)
+    gain, variance = paired(tmp_path, "mr", 8, 0, "supcon", "cce")
+    assert gain == pytest.approx(0.5) and variance == pytest.approx(np.var([0, 1, 1, 0], ddof=1) / 4)

@@ -49,6 +49,18 @@ def _degenerate_note(r: Any) -> str:
     return f" (degenerate: {' and '.join(flagged)}, kept in the means)" if flagged else ""
 
 
+def _bound(r: Any, dml: str, conf: str) -> str:
+    """Where no gain is shown, what the data do say: the largest average gain the interval leaves open."""
+    if r.verdict != "not shown" or not math.isfinite(r.ci_high_pp):
+        return ""
+    if r.ci_high_pp <= 0:
+        return f"No gain: the {conf} interval lies at or below zero. "
+    return (
+        f"In plain words, `{dml}` does not measurably help here: the {conf} interval bounds its average gain over "
+        f"`{r.baseline}` at {pp(r.ci_high_pp)} pp. "
+    )
+
+
 def _verdict(params: Params, tables: Tables) -> str:
     """The plain-language answer, derived only from the Holm-corrected blocked tests."""
     o = {(r.treated, r.baseline): r for r in tables.overall[tables.overall["mode"] == "classifier"].itertuples()}
@@ -84,7 +96,8 @@ def _verdict(params: Params, tables: Tables) -> str:
     return (
         "## Verdict\n\n"
         f"On these {len(params.datasets)} datasets with `{params.train.model}`, {say(dml, BASELINE)}. "
-        f"For context, {say(SETFIT, BASELINE)}; and {say(dml, SETFIT)}. "
+        + _bound(o[(dml, BASELINE)], dml, conf)
+        + f"For context, {say(SETFIT, BASELINE)}; and {say(dml, SETFIT)}. "
         f"Per dataset, `{dml}` won {won} and lost {lost} of {len(g)} cells after Holm's correction "
         f"(raw count of positive point estimates, not a test: {positive}/{len(g)}). "
         f'"Cannot tell" means the Holm-corrected test does not reach p < {tables.alpha:g}: these data do not '

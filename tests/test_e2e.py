@@ -49,7 +49,7 @@ def tiny_params() -> dict:
     raw.update(
         datasets=["trec", *example["datasets"]], own_datasets=example["own_datasets"], sample_sizes=[12], seeds=[0, 1], loss="proxyanchor"
     )
-    raw["sample"]["eval_max"] = 24
+    raw["sample"].update(protocol="kfold", eval_max=24)  # 12 examples in all: the own sets have 3 and 2 classes of few rows
     raw["train"].update(
         model="models/tiny", steps=2, batch_size=8, eval_batch_size=32, max_length=24, warmup_steps=1, threads=1, save_weights=["answers"]
     )  # the explain stage attributes the own sentence-pair set's runs

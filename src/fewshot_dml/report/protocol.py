@@ -73,7 +73,7 @@ def what_was_run(params: Params, dml: str) -> str:
         ),
         (
             "arms",
-            f"`{BASELINE}` (cross-entropy); `{SETFIT}` ({_setfit_recipe(sf.hparams)}: batch "
+            f"`{BASELINE}` (cross-entropy); `{SETFIT}` ({_setfit_recipe(sf.hparams)}; batch "
             f"{sf.hparams['batch_size']}, {sf.hparams['num_epochs']} epoch(s), body lr {sf.hparams['body_lr']:g}, "
             f"logistic-regression head); `{dml}`: {beta:g}·CCE + {1 - beta:g}·{dml}" + (f" ({', '.join(extra)})" if extra else ""),
         ),

@@ -234,3 +234,31 @@ def test_the_map_legend_shows_a_learned_centre_only_where_one_is_drawn(tmp_path:
     assert legend(drawn[1]) == ["neg", "pos", "misclassified", "learned centre"]
     assert figures.map_title("mr", 16, 0, {"supcon": run_map(0)}) == "mr (size 16, seed 0): t-SNE of the evaluation embeddings"
     assert figures.map_title("mr", 16, 0, {"pa": run_map(2)}).endswith("embeddings and the learned centres")
+
+
+def test_the_figures_name_the_dml_arm_by_its_loss_as_every_report_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#26: the arm was `dml` in the decile legend and the attribution labels, `supcon` everywhere else."""
+    from fewshot_dml.analysis import figures
+    from fewshot_dml.report import plotting
+
+    drawn: list = []
+    monkeypatch.setattr(plotting, "save_png", lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: drawn.append(fig), raising=False)
+    rows = [
+        {"dataset": "mr", "size": 8, "seed": s, "arm": r, "role": r, "axis": "length", "bin": b, "value": b, "accuracy": 0.5}
+        for s in range(2)
+        for r in ("cce", "setfit", "dml")
+        for b in range(1, 4)
+    ]
+    figures.draw_deciles(pd.DataFrame(rows), "length", "sentence length", tmp_path / "d.png", {"dml": "supcon"})
+    assert [t.get_text() for t in drawn[-1].legends[0].get_texts()] == ["cce", "setfit", "supcon"]
+    item = {
+        "dataset": "mr",
+        "size": 8,
+        "seed": 0,
+        "sentences": [{"label": 1, "label_name": "positive", "words": ["a", "fine", "film"]}],
+        "runs": [{"seed": 0, "arm": "supcon", "role": "dml", "kind": "prototype", "attributions": [[0.1, 0.5, 0.2]], "predicted": [1]}],
+    }
+    figures.draw_attributions(item, tmp_path / "a.png")
+    texts = [t.get_text() for ax in drawn[-1].axes for t in ax.texts] + [t.get_text() for t in drawn[-1].texts]
+    assert "supcon · prototype (right)" in texts and not any(t.startswith("dml") for t in texts)

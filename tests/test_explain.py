@@ -104,7 +104,7 @@ def test_seed_agreement_and_the_report_section() -> None:
     assert agreement_summary([item])["sst2-16"]["seed_agreement"] == {"cce_classifier": 0.2}
     params = load_params(ROOT / "params.yaml")
     assert "No run of this experiment kept its weights" in attribution_section(params, [], [])
-    assert "| sst2-16 | cce | classifier | 2 | +0.20 |" in attribution_section(params, [item], ["a.png"])
+    assert "| sst2-16 | `cce` | classifier | 2 | +0.20 |" in attribution_section(params, [item], ["a.png"])
 
 
 def test_one_run_analysis_with_and_without_centres(runs: dict[str, Path], toy: tuple[Path, Path, Path]) -> None:  # noqa: F811
@@ -142,7 +142,7 @@ def test_the_map_and_attribution_figures_are_byte_identical_across_two_draws(tmp
         "size": 16,
         "seed": 0,
         "sentences": [{"label": 1, "label_name": "paraphrase", "words": ["one", "two", "three", "four"], "first_words": 2}],
-        "runs": [{"seed": 0, "role": "cce", "kind": "classifier", "attributions": [[0.1, -0.5, 0.3, 0.0]], "predicted": [1]}],
+        "runs": [{"seed": 0, "arm": "cce", "role": "cce", "kind": "classifier", "attributions": [[0.1, -0.5, 0.3, 0.0]], "predicted": [1]}],
     }
     with pinned_rc():
         for name in ("a", "b"):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fewshot_dml.catalog.arms import DML
 from fewshot_dml.config.params import Params
 from fewshot_dml.core import io, layout
 from fewshot_dml.core.markdown import table
@@ -85,7 +86,9 @@ def attribution_section(params: Params, explained: Sequence[Mapping[str, Any]], 
         cell = layout.split_group(item["dataset"], item["size"])
         seeds = len({r["seed"] for r in item["runs"]})
         for key, rho in seed_agreement(item).items():
-            rows.append([cell, *key.split(" "), seeds, "–" if not np.isfinite(rho) else f"{rho:+.2f}"])
+            role, kind = key.split(" ")
+            arm = params.loss if role == DML else role  # the loss's name, as in results.md
+            rows.append([cell, f"`{arm}`", kind, seeds, "–" if not np.isfinite(rho) else f"{rho:+.2f}"])
     worst = max(max_relative_delta(item) for item in explained)
     text = [
         head,

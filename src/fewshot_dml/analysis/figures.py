@@ -64,8 +64,10 @@ def draw_map(maps: Mapping[str, RunMap], accuracy: Mapping[str, float], title: s
     save_png(fig, path)
 
 
-def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> None:
-    """Accuracy per decile of ``axis``, one panel per dataset and one over all: mean over seeds, ±1 sd band."""
+def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path, names: Mapping[str, str] | None = None) -> None:
+    """Accuracy per decile of ``axis``, one panel per dataset and one over all: mean over seeds, ±1 sd band.
+    ``names``: the legend's name of a role (the DML role is shown as its loss, e.g. ``supcon``)."""
+    names = names or {}
     d = deciles[deciles["axis"] == axis]
     multi = d["size"].nunique() > 1
     cells = list(dict.fromkeys(zip(d["dataset"], d["size"], strict=True)))
@@ -83,7 +85,7 @@ def draw_deciles(deciles: pd.DataFrame, axis: str, what: str, path: Path) -> Non
                 marker="o",
                 markersize=3,
                 color=arm_color(ROLES, role),
-                label=role,
+                label=names.get(role, role),
                 linestyle="--" if role == BASELINE else "-",
             )
             ax.fill_between(mean.index, mean - sd, mean + sd, color=arm_color(ROLES, role), alpha=0.15, linewidth=0)
@@ -129,7 +131,7 @@ def _layout(explained: Mapping[str, Any], renderer: Any, left: float, right: flo
             scores = np.asarray(run["attributions"][i], np.float64)
             scaled = scores / max(float(np.abs(scores).max()), 1e-12)
             mark = "right" if run["predicted"][i] == sentence["label"] else "wrong"
-            ops.append(("label", 0.0, line, f"{run['role']} · {run['kind']} ({mark})", 0.0))
+            ops.append(("label", 0.0, line, f"{run['arm']} · {run['kind']} ({mark})", 0.0))  # the loss, as in every figure
             x = left
             for k, (word, score) in enumerate(zip(sentence["words"], scaled, strict=True)):
                 if k == first and k > 0:

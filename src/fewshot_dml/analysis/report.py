@@ -181,7 +181,7 @@ def run_analyze(params: Params, runs_dir: Path, raw_dir: Path, explain_dir: Path
         (tmp / "figures").mkdir()
         (tmp / "plots").mkdir()
         with pinned_rc():
-            figures = _draw(analysis, paired, explained, tmp / "figures")
+            figures = _draw(analysis, paired, explained, tmp / "figures", params.loss)
         for name, frame in plot_frames(analysis).items():
             frame.to_csv(tmp / "plots" / name, index=False, float_format="%.6f", lineterminator="\n")
         metrics = metrics_json(analysis, tests, assoc, explain_report.agreement_summary(explained))
@@ -190,7 +190,8 @@ def run_analyze(params: Params, runs_dir: Path, raw_dir: Path, explain_dir: Path
     return metrics
 
 
-def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: Path) -> dict[str, list[str]]:
+def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: Path, loss: str) -> dict[str, list[str]]:
+    """Every figure of the report; ``loss`` names the DML arm in the legends."""
     from fewshot_dml.analysis import figures as fig
 
     acc = analysis.geometry[analysis.geometry["seed"] == analysis.geometry["seed"].iloc[0]]
@@ -208,7 +209,7 @@ def _draw(analysis: Analysis, paired: pd.DataFrame, explained: list[dict], out: 
         )
         names["maps"].append(name)
     for axis, what in (("distance", "distance to the mean embedding"), ("length", "sentence length (words)")):
-        fig.draw_deciles(analysis.deciles, axis, what, out / f"deciles-{axis}.png")
+        fig.draw_deciles(analysis.deciles, axis, what, out / f"deciles-{axis}.png", {DML: loss})
     fig.draw_geometry_vs_accuracy(paired, ("silhouette", "map_at_r"), LABELS, out / "geometry-vs-accuracy.png")
     for item in explained:
         name = f"attributions-{item['dataset']}-{item['size']}.png"

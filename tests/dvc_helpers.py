@@ -21,6 +21,20 @@ def copy_pipeline(root: Path, repo: Path) -> None:
         (repo / name).write_bytes((root / name).read_bytes())
 
 
+def copy_project(root: Path, repo: Path, folders: tuple[str, ...] = ("stages", "src"), model: Path | None = None) -> None:
+    """The pipeline files, pyproject.toml and ``folders`` of ``root`` into ``repo``; ``model`` (a local checkpoint),
+    when given, as the untracked ``models/tiny`` that params name relative to the workspace."""
+    copy_pipeline(root, repo)
+    shutil.copy(root / "pyproject.toml", repo / "pyproject.toml")
+    for name in folders:
+        shutil.copytree(root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    ignored = (root / ".gitignore").read_text()
+    if model is not None:
+        shutil.copytree(model, repo / "models" / "tiny")
+        ignored += "/models/\n"
+    (repo / ".gitignore").write_text(ignored)
+
+
 def run(cmd: list[str], cwd: Path, ok: bool = True) -> str:
     """Run ``cmd`` offline with this interpreter's tools first on PATH; its output. Fails the test
     unless it exits 0 (``ok``) or non-zero (``ok=False``)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_helpers import CHECK, copy_pipeline, init_repo, ran, run
+from dvc_helpers import CHECK, copy_project, init_repo, ran, run
 from fewshot_dml.config.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,13 +67,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
         shutil.copytree(SHARED / folder, copy / folder)
     raw = tiny_params()
     raw["fetch"]["local_dir"] = os.path.relpath(copy, repo)
-    copy_pipeline(ROOT, repo)
-    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
-    for name in ("stages", "src", "tests/data/own"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     # A local model, untracked, named relative to the workspace (temp and queued experiments find it there).
-    shutil.copytree(tiny_bert_dir, repo / "models" / "tiny")
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text() + "/models/\n")
+    copy_project(ROOT, repo, ("stages", "src", "tests/data/own"), model=tiny_bert_dir)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     load_params(repo / "params.yaml")  # the test's own params are valid
     init_repo(repo)

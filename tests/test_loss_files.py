@@ -9,14 +9,13 @@ arms; then the README's "Adding a loss" example is added as a new file, a loss o
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dvc_helpers import CHECK, copy_pipeline, init_repo, run
+from dvc_helpers import CHECK, copy_project, init_repo, run
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = Path("src/fewshot_dml/losses")
@@ -78,12 +77,7 @@ def set_params(repo: Path, update) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     repo = tmp_path_factory.mktemp("losses")
-    copy_pipeline(ROOT, repo)
-    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
-    for name in ("stages", "src", "tests/data/own"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(tiny_bert_dir, repo / "models" / "tiny")
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text() + "/models/\n")
+    copy_project(ROOT, repo, ("stages", "src", "tests/data/own"), model=tiny_bert_dir)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     own = yaml.safe_load(readme_block("## Your own data", "yaml"))["own_datasets"]
     raw.update(datasets=["intents"], own_datasets={"intents": own["intents"]}, sample_sizes=[12], seeds=[0], loss="supcon")

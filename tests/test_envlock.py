@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from fewshot_dml.core import envlock
 
@@ -43,3 +45,12 @@ def test_drift_names_each_differing_version_and_ignores_local_labels(tmp_path: P
     installed["transformers"] = "5.24.0"
     assert envlock.drift_message(tmp_path) is None
     assert envlock.drift_message(tmp_path / "elsewhere") is None  # no lock file: nothing to compare
+
+
+def test_the_readme_names_exactly_the_python_versions_the_project_admits() -> None:
+    specifier = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    admitted = [f"3.{minor}" for minor in range(8, 20) if f"3.{minor}" in specifier]
+    line = next(line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("You need Python"))
+    named = re.findall(r"\b3\.\d+\b", line.split(". ", 1)[0])  # its first sentence
+    assert named == admitted, (line, admitted)
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in admitted  # the suite runs on an admitted version

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fewshot_dml.api import FewShotClassifier, load
+from fewshot_dml.api.export import export_run
 from fewshot_dml.config.params import load_params
 from fewshot_dml.data.table import make_table, write_table
 from fewshot_dml.train.run import train_run
@@ -95,6 +96,30 @@ def test_the_setfit_arm_fits_predicts_and_saves(tiny_bert_dir: Path, tmp_path: P
     assert stock.labels == ["neg", "pos"] and load(tmp_path / "s").is_setfit
 
 
+@pytest.mark.parametrize("loss", ["supcon", "setfit"])
+def test_a_pipeline_run_s_kept_weights_export_to_a_stock_setfit_model(loss: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """`fewshot-dml export RUN OUT`: SetFit's own loader predicts the labels the run's stored logits give."""
+    from setfit import SetFitModel
+
+    from fewshot_dml.console.main import main
+
+    held_out = ["so good", "so bad", "a fine film", "boring"]
+    clf = FewShotClassifier(loss=loss, params=ROOT / "params.yaml", seed=1, train={**tiny(tiny_bert_dir), "save_weights": True})
+    table = make_table([1] * 4 + [0] * 4 + [1, 0, 1, 0], TEXTS + held_out, [""] * 12)
+    card = {"dataset": "t", "label_names": ["neg", "pos"], "table_sha256": write_table(tmp_path / "t.jsonl", table), "n_examples": 12}
+    (tmp_path / "t.card.json").write_text(json.dumps(card))
+    split = write_split(tmp_path, tmp_path / "t.card.json", list(range(8)), [8, 9, 10, 11], seed=1)
+    train_run(clf.train, clf.loss, tmp_path / "t.jsonl", tmp_path / "t.card.json", split, tmp_path / "run")
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "model")]) == 0
+    with np.load(tmp_path / "run" / "eval.npz") as stored:
+        expected = [card["label_names"][i] for i in stored["logits"].argmax(1)]
+        texts = [held_out[i - 8] for i in stored["indices"]]
+    assert list(SetFitModel.from_pretrained(str(tmp_path / "model")).predict(texts)) == expected
+    assert load(tmp_path / "model").predict(texts) == expected
+    model_card = (tmp_path / "model" / "README.md").read_text()
+    assert f"`{loss}` arm" in model_card and "of `t`" in model_card and "Held-out accuracy" in model_card
+
+
 def test_bad_input_is_one_clear_line(tiny_bert_dir: Path, tmp_path: Path) -> None:
     params = ROOT / "params.yaml"
     with pytest.raises(ValueError, match=r"train=\{'stepz': \.\.\.\}: not a key of the train section"):
@@ -114,6 +139,9 @@ def test_bad_input_is_one_clear_line(tiny_bert_dir: Path, tmp_path: Path) -> Non
         clf.fit(TEXTS, ["pos"] * 8)
     with pytest.raises(FileNotFoundError, match="no fewshot_dml.json; expected a folder written by FewShotClassifier.save"):
         load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no run\.json and model/; expected a run directory trained with train\.save_weights"):
+        export_run(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
     assert load_params(params).train.steps > 0  # params.yaml untouched
 
 

@@ -12,9 +12,9 @@ this classifier's labels (tested). A SetFit-arm classifier is a SetFit model alr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,19 @@ def save_model(clf: Any, path: Path) -> Path:
 
 
 def model_card(clf: Any) -> str:
-    """A short model card: what the model is, how it was trained, how to load it."""
-    steps = len(clf.curve)
-    loss = clf.loss
+    """A short model card of a classifier fitted through the API: what it is, how it was trained, how to load it."""
+    loss, labels = clf.loss, clf.labels
+    trained = (
+        f"with the `{loss.name}` arm (base loss `{loss.base}`, beta {loss.beta}) for {len(clf.curve)} steps, seed {clf.seed}, "
+        f"on {clf.n_train} labelled examples of {len(labels)} classes: {', '.join(labels)}."
+    )
+    evaluated = "No evaluation was run by the API; the study's own numbers for this arm are in the pipeline's `reports/results.md`."
+    return _card(clf.recipe(), trained, evaluated)
+
+
+def _card(recipe: Mapping[str, Any], trained: str, evaluated: str) -> str:
+    loss, train = recipe["loss"], recipe["train"]
     keys = ("model", "pooling", "max_length", "batch_size", "steps", "lr", "precision")
-    recipe = {k: v for k, v in dataclasses.asdict(clf.train).items() if k in keys}
     return "\n".join(
         [
             "---",
@@ -84,15 +92,14 @@ def model_card(clf: Any) -> str:
             "tags: [setfit, few-shot, text-classification, fewshot-dml]",
             "---",
             "",
-            f"# A few-shot text classifier ({loss.name})",
+            f"# A few-shot text classifier ({loss['name']})",
             "",
-            f"Fine-tuned by [fewshot-dml](https://github.com/) from `{clf.train.model}` with the `{loss.name}` arm "
-            f"(base loss `{loss.base}`, beta {loss.beta}) for {steps} steps, seed {clf.seed}, on "
-            f"{clf.n_train} labelled examples of {len(clf.labels)} classes: {', '.join(clf.labels)}.",
+            f"Fine-tuned by [fewshot-dml](https://github.com/) from `{train['model']}` {trained}",
             "",
-            f"Recipe: {json.dumps(recipe)}; loss hyperparameters {json.dumps(dict(loss.hparams))}. Everything is in `{RECIPE}`.",
+            f"Recipe: {json.dumps({k: v for k, v in train.items() if k in keys})}; loss hyperparameters "
+            f"{json.dumps(dict(loss['hparams']))}. Everything is in `{RECIPE}`.",
             "",
-            "No evaluation was run by the API; the study's own numbers for this arm are in the pipeline's `reports/results.md`.",
+            evaluated,
             "",
             "```python",
             "from setfit import SetFitModel",
@@ -101,8 +108,67 @@ def model_card(clf: Any) -> str:
             'model.predict(["a sentence to classify"])  # class names',
             "```",
             "",
+            "A sentence-pair task (MRPC, or your own data with a second text column) needs both sentences: "
+            '`fewshot_dml.api.load("<this folder>").predict(texts, pairs=second_sentences)`; the stock loader takes one text.',
+            "",
         ]
     )
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> Path:
+    """A pipeline run that kept its weights (``train.save_weights``) as the folder :func:`save_model` writes: a
+    SetFit model that ``SetFitModel.from_pretrained`` loads without this package, its recipe and a model card
+    naming the dataset, the draw, the seed and the run's held-out metrics."""
+    from setfit import SetFitModel
+
+    from fewshot_dml.catalog.arms import KIND_SETFIT
+    from fewshot_dml.core import rundir
+    from fewshot_dml.losses import get_spec
+    from fewshot_dml.train.setfit import save_setfit
+
+    run_dir, out = Path(run_dir), Path(out)
+    model_dir = run_dir / rundir.MODEL
+    if not (run_dir / rundir.RUN).is_file() or not model_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir}: no {rundir.RUN} and {rundir.MODEL}/; expected a run directory trained with train.save_weights "
+            "(e.g. data/runs/sst2-8-supcon/0)"
+        )
+    record, metrics = io.read_json(run_dir / rundir.RUN), io.read_json(run_dir / rundir.METRICS)
+    labels = list(record["label_names"])
+    recipe = {"loss": record["loss"], "train": record["train"], "seed": record["seed"], "labels": labels, "n_train": metrics["n_train"]}
+    if get_spec(record["loss"]["base"]).kind == KIND_SETFIT:
+        setfit_model = SetFitModel.from_pretrained(str(model_dir), device="cpu")
+        setfit_model.labels = labels
+    else:
+        classifier, tokenizer = TextClassifier.load(model_dir)
+        setfit_model = to_setfit(classifier, tokenizer, labels, int(record["train"]["max_length"]))
+    trained = (
+        f"with the `{record['arm']}` arm of the fewshot-dml pipeline, seed {record['seed']}, on {metrics['n_train']} "
+        f"labelled examples (sample size {record['size']}) of `{record['dataset']}`, {len(labels)} classes: {', '.join(labels)}; "
+        f"step {metrics.get('selected_step', metrics['steps'])} of {metrics['steps']} kept."
+    )
+    evaluated = (
+        f"Held-out accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {100 * metrics['macro_f1']:.2f}% on "
+        f"{metrics['n_eval']} evaluation examples (majority class {100 * metrics['majority_accuracy']:.2f}%); one seed of "
+        "the study in the pipeline's `reports/results.md`."
+    )
+    with io.atomic_dir(out) as tmp:
+        save_setfit(setfit_model, tmp)
+        io.write_json(tmp / RECIPE, recipe)
+        (tmp / CARD).write_text(_card(recipe, trained, evaluated), encoding="utf-8")
+    return out
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``fewshot-dml export RUN_DIR OUT``: a pipeline run's kept weights as a stock SetFit model."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__.split(":", 1)[1].strip())
+    ap.add_argument("run_dir", type=Path, help="a run that kept its weights, e.g. data/runs/sst2-8-supcon/0 (train.save_weights)")
+    ap.add_argument("out", type=Path, help="the folder to write (replaced atomically)")
+    args = ap.parse_args(argv)
+    print(export_run(args.run_dir, args.out))
+    return 0
 
 
 def load_model(path: str | Path) -> Any:

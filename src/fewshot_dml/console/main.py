@@ -1,7 +1,7 @@
 """``fewshot-dml``: one console command for the tools around the pipeline.
 
-``fewshot-dml study``, ``fewshot-dml tuning-report``, ``fewshot-dml cluster`` and ``fewshot-dml preset`` run the tools the
-README describes (the same as ``python -m fewshot_dml.studies.study`` etc.), each with its own
+``fewshot-dml study``, ``fewshot-dml tuning-report``, ``fewshot-dml cluster``, ``fewshot-dml preset`` and ``fewshot-dml export``
+run the tools the README describes (the same as ``python -m fewshot_dml.studies.study`` etc.), each with its own
 ``--help``. The pipeline itself is DVC's (``dvc repro``, ``dvc exp run``).
 """
 
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tuning-report": ("fewshot_dml.studies.tuning_report", "the tuning report from a sweep's DVC experiments"),
     "cluster": ("fewshot_dml.cluster.launch", "run the train stages on a Ray cluster through DVC's run-cache"),
     "preset": ("fewshot_dml.config.presets", "print the `dvc exp run -S ...` set of presets/<name>.yaml (params.yaml untouched)"),
+    "export": ("fewshot_dml.api.export", "a pipeline run's kept weights (train.save_weights) as a stock SetFit model"),
 }
 PROG = "fewshot-dml"
 

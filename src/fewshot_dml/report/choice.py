@@ -1,4 +1,4 @@
-"""``tuning.md``: how the default was chosen, from the very runs ``results.md`` reports.
+"""``tuning.md``: how the settings were chosen, from the very runs ``results.md`` reports.
 
 The development set chose each run's training length (:mod:`fewshot_dml.train.checkpoints`): every arm
 scores the same number of checkpoints of its own training, so every arm gets the same development budget.
@@ -53,7 +53,7 @@ def _chosen_rows(tables: Tables) -> list[tuple]:
     return rows
 
 
-def _held_out(tables: Tables) -> str:
+def _held_out(tables: Tables, chosen: bool) -> str:
     cls = tables.accuracy[tables.accuracy["mode"] == "classifier"]
     datasets = list(dict.fromkeys(cls["dataset"]))
     rows = []
@@ -79,38 +79,58 @@ def _held_out(tables: Tables) -> str:
             for r in overall.itertuples()
         ],
     )
+    dev = "that of the kept checkpoints (chosen on it, so optimistic)" if chosen else "that of the final models (not used for any choice)"
     return (
-        "## Held-out comparison of the default\n\n"
-        "Evaluation accuracy (%) of the classifier head, mean over seeds per dataset; the development accuracy is "
-        "that of the kept checkpoints (chosen on it, so optimistic). These are the runs and the tests of "
-        "[results.md](results.md), read from the same tables.\n\n" + accuracy + "\n\n" + comparisons
+        "## Held-out comparison\n\n"
+        f"Evaluation accuracy (%) of the classifier head, mean over seeds per dataset; the development accuracy is {dev}. "
+        "These are the runs and the tests of [results.md](results.md), read from the same tables.\n\n" + accuracy + "\n\n" + comparisons
     )
+
+
+def _precision(precision: str) -> str:
+    if precision == "fp32":
+        return (
+            "training runs in fp32 (bf16 is ≈ 1.5× faster per CPU step, bench/results.md, but was not compared on the "
+            "development set, so the default keeps the precision of its earlier results)"
+        )
+    return f"training runs at `train.precision: {precision}` (not compared with fp32 on the development set)"
 
 
 def render_tuning(params: Params, tables: Tables) -> str:
-    """The whole ``tuning.md``."""
+    """The whole ``tuning.md``: with development checkpoints, what they chose under equal budgets; without, that
+    nothing was chosen (every run keeps its final model)."""
     t, sf = params.train, params.losses[SETFIT].hparams
     dml = tables.dml_arm
+    chosen = t.dev_checkpoints > 1 and params.sample.dev_ratio > 0
+    if chosen:
+        choice = (
+            "**Chosen on the development set, run by run: the training length.** Every arm scores the development set "
+            f"at {t.dev_checkpoints} evenly spaced checkpoints of its own training and keeps the best (ties to the later; "
+            f"LM-BFF's rule, `train.dev_checkpoints`): `{BASELINE}` and `{dml}` over their {t.steps} steps, `{SETFIT}` "
+            f"over its pair steps ({sf['num_iterations'] or 'the library default'} pair rounds, its head refitted at each "
+            "checkpoint). So every arm has the same number of dev-evaluated configurations per run."
+        )
+    else:
+        choice = (
+            "**Nothing chosen on the development set:** every run keeps its final model (`train.dev_checkpoints: "
+            f"{t.dev_checkpoints}`, `sample.dev_ratio: {params.sample.dev_ratio:g}`): `{BASELINE}` and `{dml}` after "
+            f"{t.steps} steps, `{SETFIT}` after its pair steps ({sf['num_iterations'] or 'the library default'} pair rounds)."
+        )
     intro = (
-        "# How the default was chosen\n\n"
+        "# How the settings were chosen\n\n"
         f"Every number here comes from the runs of [results.md](results.md) ({len(params.datasets)} datasets × "
         f"{len(params.seeds)} seeds, `{params.sample.protocol}` protocol, size {', '.join(map(str, params.sample_sizes))}). "
         "Nothing was chosen on the evaluation set.\n\n"
-        "**Chosen on the development set, run by run: the training length.** Every arm scores the development set "
-        f"at {t.dev_checkpoints} evenly spaced checkpoints of its own training and keeps the best (ties to the later; "
-        "LM-BFF's rule, `train.dev_checkpoints`): "
-        f"`{BASELINE}` and `{dml}` over their {t.steps} steps, `{SETFIT}` over its pair steps "
-        f"({sf['num_iterations'] or 'the library default'} pair rounds, its head refitted at each checkpoint). So every arm "
-        "has the same number of "
-        "dev-evaluated configurations per run.\n\n"
-        "**Fixed in advance:** every other setting, each with its source in params.yaml: SetFit's recipe is its "
-        "paper's; the settings marked `[tuning]` there (the DML loss among them) were chosen by an earlier "
-        "development sweep on the studies' k-fold draw at 20 steps (docs/results-history.md); training runs in fp32 "
-        "(bf16 is ≈ 1.5× faster per CPU step, bench/results.md, but was not compared on the development set, so the "
-        "default keeps the precision of its earlier results)."
+        + choice
+        + "\n\n**Fixed in advance:** every other setting, each with its source in params.yaml (or in the preset that set "
+        "it): SetFit's recipe is its paper's; the settings marked `[tuning]` in params.yaml (the default's DML loss among "
+        "them) were chosen by an earlier development sweep on the studies' k-fold draw at 20 steps "
+        f"(docs/results-history.md); {_precision(t.precision)}."
     )
+    if not chosen:
+        return intro + "\n\n" + _held_out(tables, chosen) + "\n"
     budgets = table(("arm", "checkpoints per run", "steps scored", "runs", "dev evaluations"), _budget_rows(tables))
-    chosen = table(("arm", "checkpoint", "mean step", "mean dev acc", "kept in runs"), _chosen_rows(tables))
+    picked = table(("arm", "checkpoint", "mean step", "mean dev acc", "kept in runs"), _chosen_rows(tables))
     return (
         intro
         + "\n\n## Development budget per arm\n\n"
@@ -118,5 +138,5 @@ def render_tuning(params: Params, tables: Tables) -> str:
         + "\n\n## What the development set chose\n\n"
         + "Mean development accuracy (%) at each checkpoint (over datasets of the mean over seeds), and in how many "
         "runs it was kept. A budget whose last checkpoint is kept most often may be too short; one whose earliest "
-        "is kept most often, too long.\n\n" + chosen + "\n\n" + _held_out(tables) + "\n"
+        "is kept most often, too long.\n\n" + picked + "\n\n" + _held_out(tables, chosen) + "\n"
     )

@@ -67,7 +67,7 @@ def what_was_run(params: Params, dml: str) -> str:
             f"({t.sampler} sampler), lr {t.lr:g} (head {t.head_lr:g}"
             f"{f', layer-wise decay {t.llrd:g}' if t.llrd < 1 else ''}), {t.scheduler} schedule with "
             f"{t.warmup_steps} warm-up steps, weight decay {t.weight_decay:g}, dropout {t.dropout:g}, "
-            f"max grad norm {t.max_grad_norm:g}"
+            f"max grad norm {t.max_grad_norm:g}, `{t.precision}` precision"
             f"{f', top {t.reinit_layers} layer(s) re-initialised' if t.reinit_layers else ''}; "
             + _checkpoints(t.dev_checkpoints, s.dev_ratio),
         ),
@@ -93,8 +93,12 @@ def what_was_run(params: Params, dml: str) -> str:
         ),
         (
             "tuning",
-            "none on the evaluation set: every setting is a params.yaml default with its source; the development "
-            "set chose each run's checkpoint ([tuning.md](tuning.md): what it chose, and how the default was set)",
+            "none on the evaluation set: every setting is a params.yaml default with its source; "
+            + (
+                "the development set chose each run's checkpoint ([tuning.md](tuning.md): what it chose, and how the default was set)"
+                if t.dev_checkpoints > 1 and s.dev_ratio > 0
+                else "nothing was chosen on the development set ([tuning.md](tuning.md))"
+            ),
         ),
     ]
     return "## What was run\n\n" + table(("setting", "value"), rows)

@@ -1,4 +1,5 @@
-"""The README quotes the default's answer from reports/metrics.json, and every number it quotes matches."""
+"""The README quotes the default's answer from reports/metrics.json, and every number it quotes matches; so does every
+other marked block of numbers (`<!-- numbers: <metrics.json> -->` ... `<!-- /numbers -->`) in the README, docs and reports."""
 
 from __future__ import annotations
 
@@ -10,12 +11,33 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- numbers: reports/metrics.json -->", "<!-- /numbers -->"
+BLOCK = re.compile(r"<!-- numbers: (\S+) -->(.*?)<!-- /numbers -->", re.S)
 
 
 def _block() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.count(START) == 1 and readme.count(END) == 1, f"README needs one {START} ... {END} block"
-    return readme[readme.index(START) + len(START) : readme.index(END)]
+    assert readme.count(START) == 1, f"README needs one {START} ... {END} block"
+    return BLOCK.search(readme, readme.index(START)).group(2)
+
+
+def _blocks() -> list[tuple[str, str, str]]:
+    """(file, metrics.json path, text) of every marked block in the README, docs/ and reports/."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "reports").rglob("*.md"))]
+    out = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert text.count("<!-- numbers: ") == text.count(END), f"{path}: an unclosed numbers block"
+        out += [(str(path.relative_to(ROOT)), m.group(1), m.group(2)) for m in BLOCK.finditer(text)]
+    return out
+
+
+def _wrong(metrics: Path, text: str) -> list[str]:
+    """The numbers of ``text`` that ``metrics``'s overall entry does not hold."""
+    overall = json.loads(metrics.read_text())["overall"]
+    confidence = yaml.safe_load((ROOT / "params.yaml").read_text())["aggregate"]["confidence"]
+    allowed = _quotable(overall) | {f"{100 * confidence:g}"}  # "95% interval"
+    quoted = [n.replace("−", "-") for n in re.findall(r"(?<![\w.])[+−-]?\d+(?:\.\d+)?", text)]
+    return [n for n in quoted if n not in allowed and n.lstrip("+-") not in allowed]
 
 
 def _quotable(overall: dict) -> set[str]:
@@ -34,14 +56,19 @@ def _quotable(overall: dict) -> set[str]:
 
 
 def test_every_number_the_readme_quotes_is_in_reports_metrics_json() -> None:
-    overall = json.loads((ROOT / "reports" / "metrics.json").read_text())["overall"]
-    confidence = yaml.safe_load((ROOT / "params.yaml").read_text())["aggregate"]["confidence"]
-    allowed = _quotable(overall) | {f"{100 * confidence:g}"}  # "95% interval"
     numbers = re.findall(r"(?<![\w.])[+−-]?\d+(?:\.\d+)?", _block())
-    quoted = [n.replace("−", "-") for n in numbers]
-    assert len(quoted) >= 8, "the README's answer quotes the accuracies and both gains with their intervals"
-    wrong = [n for n in quoted if n not in allowed and n.lstrip("+-") not in allowed]
+    assert len(numbers) >= 8, "the README's answer quotes the accuracies and both gains with their intervals"
+    wrong = _wrong(ROOT / "reports" / "metrics.json", _block())
     assert not wrong, f"README quotes numbers that reports/metrics.json does not hold: {wrong}"
+
+
+def test_every_marked_block_quotes_only_its_metrics_json() -> None:
+    blocks = _blocks()
+    assert {source for _, source, _ in blocks} >= {"reports/metrics.json", "reports/experiments/studies-minilm/metrics.json"}
+    for where, source, text in blocks:
+        assert (ROOT / source).is_file(), f"{where}: {source} does not exist"
+        wrong = _wrong(ROOT / source, text)
+        assert not wrong, f"{where} quotes numbers that {source} does not hold: {wrong}"
 
 
 def test_the_readme_states_the_headline_verdicts() -> None:

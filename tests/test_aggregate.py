@@ -33,9 +33,10 @@ ACC = {
 }
 
 
-def make_params(datasets=("mr", "trec"), seeds=SEEDS, sizes=(16,), loss="proxyanchor", **train):
+def make_params(datasets=("mr", "trec"), seeds=SEEDS, sizes=(16,), loss="proxyanchor", sample=(), **train):
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     raw.update(datasets=list(datasets), seeds=list(seeds), sample_sizes=list(sizes), loss=loss)
+    raw["sample"].update(sample)
     raw["train"].update(train)
     return parse_params(raw)
 
@@ -561,18 +562,24 @@ def test_tuning_md_shows_equal_development_budgets_and_the_held_out_numbers_of_r
     assert f"{100 * metrics['cce']:.2f} |" in tuning
 
 
-def test_without_development_checkpoints_tuning_md_says_nothing_was_chosen_and_names_the_precision(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dev_ratio", [1.0, 0.0])
+def test_without_development_checkpoints_tuning_md_says_nothing_was_chosen_and_names_the_precision(
+    tmp_path: Path, dev_ratio: float
+) -> None:
     """The studies' preset keeps every run's final model and may train in bf16: the reports say so, not the default's story."""
-    params = make_params(dev_checkpoints=1, precision="bf16")
+    params = make_params(dev_checkpoints=1, precision="bf16", sample={"dev_ratio": dev_ratio})
     write_grid(tmp_path, params)
     run_aggregate(params, tmp_path / "runs", tmp_path / "infer", tmp_path / "reports")
     tuning = (tmp_path / "reports" / "tuning.md").read_text(encoding="utf-8")
     results = (tmp_path / "reports" / "results.md").read_text(encoding="utf-8")
     assert "**Nothing chosen on the development set:** every run keeps its final model" in tuning
     assert "What the development set chose" not in tuning and "the development set chose" not in results
-    assert "that of the final models (not used for any choice)" in tuning
-    assert "training runs at `train.precision: bf16`" in tuning and "training runs in fp32" not in tuning
-    assert "max grad norm 1, `bf16` precision" in results and "nothing was chosen on the development set" in results
+    dev = "that of the final models (not used for any choice)" if dev_ratio else "not measured (`sample.dev_ratio: 0`: no development set)"
+    assert f"the development accuracy is {dev}." in tuning
+    assert "the fine-tuned arms train at `train.precision: bf16`" in tuning and "SetFit's trainer runs in fp32" in tuning
+    assert "training runs in fp32" not in tuning
+    assert "max grad norm 1, `bf16` precision (SetFit trains in fp32)" in results
+    assert "nothing was chosen on the development set" in results
 
 
 def test_a_gain_not_shown_is_bounded_in_plain_words_by_its_interval(grid) -> None:

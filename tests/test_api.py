@@ -103,12 +103,13 @@ def test_a_pipeline_run_s_kept_weights_export_to_a_stock_setfit_model(loss: str,
 
     from fewshot_dml.console.main import main
 
-    held_out = ["so good", "so bad", "a fine film", "boring"]
-    clf = FewShotClassifier(loss=loss, params=ROOT / "params.yaml", seed=1, train={**tiny(tiny_bert_dir), "save_weights": True})
-    table = make_table([1] * 4 + [0] * 4 + [1, 0, 1, 0], TEXTS + held_out, [""] * 12)
-    card = {"dataset": "t", "label_names": ["neg", "pos"], "table_sha256": write_table(tmp_path / "t.jsonl", table), "n_examples": 12}
+    held_out, dev = ["so good", "so bad", "a fine film", "boring"], ["lovely", "awful", "superb", "dreadful"]
+    train = {**tiny(tiny_bert_dir, steps=6), "save_weights": True, "dev_checkpoints": 3}
+    clf = FewShotClassifier(loss=loss, params=ROOT / "params.yaml", seed=1, train=train)
+    table = make_table([1] * 4 + [0] * 4 + [1, 0] * 4, TEXTS + held_out + dev, [""] * 16)
+    card = {"dataset": "t", "label_names": ["neg", "pos"], "table_sha256": write_table(tmp_path / "t.jsonl", table), "n_examples": 16}
     (tmp_path / "t.card.json").write_text(json.dumps(card))
-    split = write_split(tmp_path, tmp_path / "t.card.json", list(range(8)), [8, 9, 10, 11], seed=1)
+    split = write_split(tmp_path, tmp_path / "t.card.json", list(range(8)), [8, 9, 10, 11], seed=1, dev=[12, 13, 14, 15])
     train_run(clf.train, clf.loss, tmp_path / "t.jsonl", tmp_path / "t.card.json", split, tmp_path / "run")
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "model")]) == 0
     with np.load(tmp_path / "run" / "eval.npz") as stored:
@@ -116,8 +117,16 @@ def test_a_pipeline_run_s_kept_weights_export_to_a_stock_setfit_model(loss: str,
         texts = [held_out[i - 8] for i in stored["indices"]]
     assert list(SetFitModel.from_pretrained(str(tmp_path / "model")).predict(texts)) == expected
     assert load(tmp_path / "model").predict(texts) == expected
+    # The card tells the run's own facts: the checkpoint the development set kept, the held-out numbers, the recipe.
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     model_card = (tmp_path / "model" / "README.md").read_text()
-    assert f"`{loss}` arm" in model_card and "of `t`" in model_card and "Held-out accuracy" in model_card
+    assert len(metrics["dev_checkpoints"]) == 3 and f"step {metrics['selected_step']} of {metrics['steps']} kept" in model_card
+    assert f"`{loss}` arm" in model_card and "of `t`" in model_card
+    assert f"Held-out accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {100 * metrics['macro_f1']:.2f}% on 4 " in model_card
+    if loss == "setfit":  # its trainer ignores the train section's batch, steps, lr and precision: the card must too
+        assert "SetFit's hyperparameters (fp32)" in model_card and '"precision"' not in model_card
+    else:
+        assert "loss hyperparameters" in model_card and '"precision": "fp32"' in model_card and "beta 0.4" in model_card
 
 
 def test_bad_input_is_one_clear_line(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -139,7 +148,11 @@ def test_bad_input_is_one_clear_line(tiny_bert_dir: Path, tmp_path: Path) -> Non
         clf.fit(TEXTS, ["pos"] * 8)
     with pytest.raises(FileNotFoundError, match="no fewshot_dml.json; expected a folder written by FewShotClassifier.save"):
         load(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no run\.json and model/; expected a run directory trained with train\.save_weights"):
+    with pytest.raises(FileNotFoundError, match=r"no run\.json or metrics\.json; expected one seed's run directory"):
+        export_run(tmp_path, tmp_path / "out")
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no model/; this run did not keep its weights \(add its dataset to train\.save_weights"):
         export_run(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert load_params(params).train.steps > 0  # params.yaml untouched

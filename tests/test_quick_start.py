@@ -1,5 +1,7 @@
-"""The README's first result on a machine without the local SentEval copy: its quick-preset commands, run as printed
-in a clean repository whose `fetch.urls` name a (loopback) mirror of the official files, end in `results.md`.
+"""The README's first result without the local SentEval copy: its quick-preset commands, run as printed in a clean
+repository with no `../shared/senteval` beside it, whose `fetch.urls` name a (loopback) mirror of the official files,
+end in `results.md`. (The mirror's files are rebuilt from the shared copy, so this test needs that copy on the machine
+that runs it; the repository under test does not see it.)
 
 The repository is the shipped pipeline with the shipped params.yaml; only the mirror's addresses and a tiny local
 model (for a CPU test in seconds) differ. `fetch.local_dir` stays `../shared/senteval`, which does not exist beside

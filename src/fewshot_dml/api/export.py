@@ -83,8 +83,14 @@ def model_card(clf: Any) -> str:
 
 
 def _card(recipe: Mapping[str, Any], trained: str, evaluated: str) -> str:
+    from fewshot_dml.catalog.arms import KIND_SETFIT
+    from fewshot_dml.losses import get_spec
+
     loss, train = recipe["loss"], recipe["train"]
-    keys = ("model", "pooling", "max_length", "batch_size", "steps", "lr", "precision")
+    # SetFit's trainer takes its batch size, learning rate and steps from its own section, in fp32.
+    setfit = get_spec(loss["base"]).kind == KIND_SETFIT
+    keys = ("model", "max_length") if setfit else ("model", "pooling", "max_length", "batch_size", "steps", "lr", "precision")
+    what = "SetFit's hyperparameters (fp32)" if setfit else "loss hyperparameters"
     return "\n".join(
         [
             "---",
@@ -96,7 +102,7 @@ def _card(recipe: Mapping[str, Any], trained: str, evaluated: str) -> str:
             "",
             f"Fine-tuned by [fewshot-dml](https://github.com/) from `{train['model']}` {trained}",
             "",
-            f"Recipe: {json.dumps({k: v for k, v in train.items() if k in keys})}; loss hyperparameters "
+            f"Recipe: {json.dumps({k: v for k, v in train.items() if k in keys})}; {what} "
             f"{json.dumps(dict(loss['hparams']))}. Everything is in `{RECIPE}`.",
             "",
             evaluated,
@@ -128,12 +134,18 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
 
     run_dir, out = Path(run_dir), Path(out)
     model_dir = run_dir / rundir.MODEL
-    if not (run_dir / rundir.RUN).is_file() or not model_dir.is_dir():
+    if not (run_dir / rundir.RUN).is_file() or not (run_dir / rundir.METRICS).is_file():
         raise FileNotFoundError(
-            f"{run_dir}: no {rundir.RUN} and {rundir.MODEL}/; expected a run directory trained with train.save_weights "
-            "(e.g. data/runs/sst2-8-supcon/0)"
+            f"{run_dir}: no {rundir.RUN} or {rundir.METRICS}; expected one seed's run directory, e.g. data/runs/sst2-8-supcon/0"
+        )
+    if not model_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir}: no {rundir.MODEL}/; this run did not keep its weights (add its dataset to train.save_weights and rerun)"
         )
     record, metrics = io.read_json(run_dir / rundir.RUN), io.read_json(run_dir / rundir.METRICS)
+    missing = [k for k in ("n_train", "steps", "selected_step", "accuracy", "macro_f1", "n_eval", "majority_accuracy") if k not in metrics]
+    if missing:
+        raise ValueError(f"{run_dir / rundir.METRICS}: no {', '.join(missing)}; expected the metrics of a run the train stage wrote")
     labels = list(record["label_names"])
     recipe = {"loss": record["loss"], "train": record["train"], "seed": record["seed"], "labels": labels, "n_train": metrics["n_train"]}
     if get_spec(record["loss"]["base"]).kind == KIND_SETFIT:
@@ -142,15 +154,17 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     else:
         classifier, tokenizer = TextClassifier.load(model_dir)
         setfit_model = to_setfit(classifier, tokenizer, labels, int(record["train"]["max_length"]))
+    loss = record["loss"]
+    arm = f"`{record['arm']}` arm" + ("" if loss.get("beta") is None else f" (base loss `{loss['base']}`, beta {loss['beta']})")
     trained = (
-        f"with the `{record['arm']}` arm of the fewshot-dml pipeline, seed {record['seed']}, on {metrics['n_train']} "
+        f"with the {arm} of the fewshot-dml pipeline, seed {record['seed']}, on {metrics['n_train']} "
         f"labelled examples (sample size {record['size']}) of `{record['dataset']}`, {len(labels)} classes: {', '.join(labels)}; "
-        f"step {metrics.get('selected_step', metrics['steps'])} of {metrics['steps']} kept."
+        f"step {metrics['selected_step']} of {metrics['steps']} kept."
     )
     evaluated = (
         f"Held-out accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {100 * metrics['macro_f1']:.2f}% on "
         f"{metrics['n_eval']} evaluation examples (majority class {100 * metrics['majority_accuracy']:.2f}%); one seed of "
-        "the study in the pipeline's `reports/results.md`."
+        "the study (the `results.md` of the commit or experiment that trained it)."
     )
     with io.atomic_dir(out) as tmp:
         save_setfit(setfit_model, tmp)

@@ -1,9 +1,10 @@
 """``tuning.md``: how the settings were chosen, from the very runs ``results.md`` reports.
 
-The development set chose each run's training length (:mod:`fewshot_dml.train.checkpoints`): every arm
-scores the same number of checkpoints of its own training, so every arm gets the same development budget.
-This report shows those budgets side by side, what the development set chose, and the held-out
-comparison of the default, computed from the same tables as ``results.md`` (the two cannot disagree).
+With development checkpoints (the default), the development set chose each run's training length
+(:mod:`fewshot_dml.train.checkpoints`): every arm scores the same number of checkpoints of its own training, so
+every arm gets the same development budget; this report shows those budgets side by side and what the development
+set chose. Without them (the studies' preset), it says that nothing was chosen. Either way it ends with the
+held-out comparison, computed from the same tables as ``results.md`` (the two cannot disagree).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from fewshot_dml.catalog.arms import BASELINE, SETFIT
 from fewshot_dml.config.params import Params
 from fewshot_dml.core.markdown import fmt_p, pct, pp, table
+from fewshot_dml.report.protocol import chooses_on_dev
 from fewshot_dml.report.tables import Tables
 
 
@@ -53,7 +55,7 @@ def _chosen_rows(tables: Tables) -> list[tuple]:
     return rows
 
 
-def _held_out(tables: Tables, chosen: bool) -> str:
+def _held_out(tables: Tables, dev_words: str) -> str:
     cls = tables.accuracy[tables.accuracy["mode"] == "classifier"]
     datasets = list(dict.fromkeys(cls["dataset"]))
     rows = []
@@ -79,10 +81,9 @@ def _held_out(tables: Tables, chosen: bool) -> str:
             for r in overall.itertuples()
         ],
     )
-    dev = "that of the kept checkpoints (chosen on it, so optimistic)" if chosen else "that of the final models (not used for any choice)"
     return (
         "## Held-out comparison\n\n"
-        f"Evaluation accuracy (%) of the classifier head, mean over seeds per dataset; the development accuracy is {dev}. "
+        f"Evaluation accuracy (%) of the classifier head, mean over seeds per dataset; the development accuracy is {dev_words}. "
         "These are the runs and the tests of [results.md](results.md), read from the same tables.\n\n" + accuracy + "\n\n" + comparisons
     )
 
@@ -93,7 +94,19 @@ def _precision(precision: str) -> str:
             "training runs in fp32 (bf16 is ≈ 1.5× faster per CPU step, bench/results.md, but was not compared on the "
             "development set, so the default keeps the precision of its earlier results)"
         )
-    return f"training runs at `train.precision: {precision}` (not compared with fp32 on the development set)"
+    return (
+        f"the fine-tuned arms train at `train.precision: {precision}` (not compared with fp32 on the development set); "
+        "SetFit's trainer runs in fp32"
+    )
+
+
+def _dev_column(params: Params) -> str:
+    """What the held-out table's development accuracy is."""
+    if params.sample.dev_ratio == 0:
+        return "not measured (`sample.dev_ratio: 0`: no development set)"
+    if chooses_on_dev(params):
+        return "that of the kept checkpoints (chosen on it, so optimistic)"
+    return "that of the final models (not used for any choice)"
 
 
 def render_tuning(params: Params, tables: Tables) -> str:
@@ -101,7 +114,7 @@ def render_tuning(params: Params, tables: Tables) -> str:
     nothing was chosen (every run keeps its final model)."""
     t, sf = params.train, params.losses[SETFIT].hparams
     dml = tables.dml_arm
-    chosen = t.dev_checkpoints > 1 and params.sample.dev_ratio > 0
+    chosen = chooses_on_dev(params)
     if chosen:
         choice = (
             "**Chosen on the development set, run by run: the training length.** Every arm scores the development set "
@@ -128,7 +141,7 @@ def render_tuning(params: Params, tables: Tables) -> str:
         f"(docs/results-history.md); {_precision(t.precision)}."
     )
     if not chosen:
-        return intro + "\n\n" + _held_out(tables, chosen) + "\n"
+        return intro + "\n\n" + _held_out(tables, _dev_column(params)) + "\n"
     budgets = table(("arm", "checkpoints per run", "steps scored", "runs", "dev evaluations"), _budget_rows(tables))
     picked = table(("arm", "checkpoint", "mean step", "mean dev acc", "kept in runs"), _chosen_rows(tables))
     return (
@@ -138,5 +151,5 @@ def render_tuning(params: Params, tables: Tables) -> str:
         + "\n\n## What the development set chose\n\n"
         + "Mean development accuracy (%) at each checkpoint (over datasets of the mean over seeds), and in how many "
         "runs it was kept. A budget whose last checkpoint is kept most often may be too short; one whose earliest "
-        "is kept most often, too long.\n\n" + picked + "\n\n" + _held_out(tables, chosen) + "\n"
+        "is kept most often, too long.\n\n" + picked + "\n\n" + _held_out(tables, _dev_column(params)) + "\n"
     )

@@ -24,8 +24,14 @@ def _protocol(params: Params) -> str:
     )
 
 
-def _checkpoints(n: int, dev_ratio: float) -> str:
-    if n <= 1 or dev_ratio == 0:
+def chooses_on_dev(params: Params) -> bool:
+    """Whether the development set chose each run's checkpoint (more than one checkpoint, and a development set)."""
+    return params.train.dev_checkpoints > 1 and params.sample.dev_ratio > 0
+
+
+def _checkpoints(params: Params) -> str:
+    n = params.train.dev_checkpoints
+    if not chooses_on_dev(params):
         return "the final model is kept (no development checkpoints)"
     return (
         f"the development set is scored at {n} evenly spaced checkpoints and the best is kept, ties to the later "
@@ -41,7 +47,7 @@ def _setfit_recipe(hp: Mapping[str, Any]) -> str:
 
 
 def what_was_run(params: Params, dml: str) -> str:
-    t, s, inf, agg = params.train, params.sample, params.infer, params.aggregate
+    t, inf, agg = params.train, params.infer, params.aggregate
     loss, sf = params.losses[dml], params.losses[SETFIT]
     extra = [f"proxy lr {loss.proxy_lr:g}"] if loss.proxy_lr is not None else []
     extra += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(loss.hparams.items())]
@@ -68,8 +74,8 @@ def what_was_run(params: Params, dml: str) -> str:
             f"{f', layer-wise decay {t.llrd:g}' if t.llrd < 1 else ''}), {t.scheduler} schedule with "
             f"{t.warmup_steps} warm-up steps, weight decay {t.weight_decay:g}, dropout {t.dropout:g}, "
             f"max grad norm {t.max_grad_norm:g}, `{t.precision}` precision"
-            f"{f', top {t.reinit_layers} layer(s) re-initialised' if t.reinit_layers else ''}; "
-            + _checkpoints(t.dev_checkpoints, s.dev_ratio),
+            f"{'' if t.precision == 'fp32' else ' (SetFit trains in fp32)'}"
+            f"{f', top {t.reinit_layers} layer(s) re-initialised' if t.reinit_layers else ''}; " + _checkpoints(params),
         ),
         (
             "arms",
@@ -93,10 +99,11 @@ def what_was_run(params: Params, dml: str) -> str:
         ),
         (
             "tuning",
-            "none on the evaluation set: every setting is a params.yaml default with its source; "
+            "none on the evaluation set: every setting is the params.yaml of this run (a default names its source there; "
+            "a preset or `-S` override changes it); "
             + (
                 "the development set chose each run's checkpoint ([tuning.md](tuning.md): what it chose, and how the default was set)"
-                if t.dev_checkpoints > 1 and s.dev_ratio > 0
+                if chooses_on_dev(params)
                 else "nothing was chosen on the development set ([tuning.md](tuning.md))"
             ),
         ),

@@ -36,6 +36,11 @@ OFFICIAL_FILES = {
 }
 
 
+def official_urls(base: str) -> dict[str, str]:
+    """``fetch.urls`` (key -> URL) for the official files served under ``base``."""
+    return {key: f"{base}/{name}" for key, name in OFFICIAL_FILES.items()}
+
+
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

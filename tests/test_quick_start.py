@@ -20,7 +20,7 @@ import yaml
 
 from dvc_helpers import copy_project, init_repo, run
 from fewshot_dml.config.params import load_params
-from mirror import OFFICIAL_FILES
+from mirror import official_urls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +40,7 @@ def clone(tmp_path: Path, tiny_bert_dir: Path, official: tuple[str, dict[str, by
     repo = tmp_path / "repo"
     repo.mkdir()
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    base = official[0]
-    raw["fetch"]["urls"] = {key: f"{base}/{name}" for key, name in OFFICIAL_FILES.items()}
+    raw["fetch"]["urls"] = official_urls(official[0])
     raw["train"]["model"] = "models/tiny"
     copy_project(ROOT, repo, ("stages", "src", "presets"), model=tiny_bert_dir)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

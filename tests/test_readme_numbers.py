@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- numbers: reports/metrics.json -->", "<!-- /numbers -->"
 BLOCK = re.compile(r"<!-- numbers: (\S+) -->(.*?)<!-- /numbers -->", re.S)
+NUMBER = re.compile(r"(?<![\w.])[+−-]?\d+(?:\.\d+)?")  # a quoted number, its sign included
 
 
 def _block() -> str:
@@ -37,7 +38,7 @@ def _wrong(metrics: Path, text: str) -> list[str]:
     overall = json.loads(metrics.read_text())["overall"]
     confidence = yaml.safe_load((ROOT / "params.yaml").read_text())["aggregate"]["confidence"]
     allowed = _quotable(overall) | {f"{100 * confidence:g}"}  # "95% interval"
-    quoted = [n.replace("−", "-") for n in re.findall(r"(?<![\w.])[+−-]?\d+(?:\.\d+)?", text)]
+    quoted = [n.replace("−", "-") for n in NUMBER.findall(text)]
     signed, unsigned = {a for a in allowed if a[:1] in "+-"}, {a.lstrip("+-") for a in allowed}
     # A number quoted with a sign must have that sign in metrics.json (a flipped gain fails); without one, its size.
     return [n for n in quoted if n not in (signed if n[:1] in "+-" else unsigned)]
@@ -59,7 +60,7 @@ def _quotable(overall: dict) -> set[str]:
 
 
 def test_every_number_the_readme_quotes_is_in_reports_metrics_json() -> None:
-    numbers = re.findall(r"(?<![\w.])[+−-]?\d+(?:\.\d+)?", _block())
+    numbers = NUMBER.findall(_block())
     assert len(numbers) >= 8, "the README's answer quotes the accuracies and both gains with their intervals"
     wrong = _wrong(ROOT / "reports" / "metrics.json", _block())
     assert not wrong, f"README quotes numbers that reports/metrics.json does not hold: {wrong}"

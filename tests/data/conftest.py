@@ -12,7 +12,7 @@ import pytest
 from fewshot_dml.catalog.datasets import REGISTRY, DatasetSpec, Exclusion
 from fewshot_dml.config.sections import FetchParams, FetchUrls
 from fewshot_dml.data.fetch import fetch_dataset
-from mirror import OFFICIAL_FILES, zip_bytes
+from mirror import official_urls, zip_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_DIR = "../shared/senteval"  # params.yaml's fetch.local_dir, relative to the repository root
@@ -22,7 +22,7 @@ def fetch_params(
     local_dir: str = LOCAL_DIR, *, base: str = "http://127.0.0.1:9/unused", download: bool = False, timeout_s: float = 5.0, retries: int = 0
 ) -> FetchParams:
     """FetchParams whose ``urls`` are the official file names under ``base``."""
-    urls = FetchUrls(**{key: f"{base}/{name}" for key, name in OFFICIAL_FILES.items()})
+    urls = FetchUrls(**official_urls(base))
     return FetchParams(local_dir=local_dir, download=download, urls=urls, timeout_s=timeout_s, retries=retries)
 
 

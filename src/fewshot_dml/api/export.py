@@ -79,16 +79,13 @@ def model_card(clf: Any) -> str:
         f"on {clf.n_train} labelled examples of {len(labels)} classes: {', '.join(labels)}."
     )
     evaluated = "No evaluation was run by the API; the study's own numbers for this arm are in the pipeline's `reports/results.md`."
-    return _card(clf.recipe(), trained, evaluated)
+    return _card(clf.recipe(), trained, evaluated, clf.is_setfit)
 
 
-def _card(recipe: Mapping[str, Any], trained: str, evaluated: str) -> str:
-    from fewshot_dml.catalog.arms import KIND_SETFIT
-    from fewshot_dml.losses import get_spec
-
+def _card(recipe: Mapping[str, Any], trained: str, evaluated: str, setfit: bool) -> str:
+    """The card's text; ``setfit``: a SetFit-arm model, whose trainer takes its batch size, learning rate and steps
+    from its own section, in fp32 (so the train section's are not its recipe)."""
     loss, train = recipe["loss"], recipe["train"]
-    # SetFit's trainer takes its batch size, learning rate and steps from its own section, in fp32.
-    setfit = get_spec(loss["base"]).kind == KIND_SETFIT
     keys = ("model", "max_length") if setfit else ("model", "pooling", "max_length", "batch_size", "steps", "lr", "precision")
     what = "SetFit's hyperparameters (fp32)" if setfit else "loss hyperparameters"
     return "\n".join(
@@ -148,7 +145,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{run_dir / rundir.METRICS}: no {', '.join(missing)}; expected the metrics of a run the train stage wrote")
     labels = list(record["label_names"])
     recipe = {"loss": record["loss"], "train": record["train"], "seed": record["seed"], "labels": labels, "n_train": metrics["n_train"]}
-    if get_spec(record["loss"]["base"]).kind == KIND_SETFIT:
+    setfit = get_spec(record["loss"]["base"]).kind == KIND_SETFIT
+    if setfit:
         setfit_model = SetFitModel.from_pretrained(str(model_dir), device="cpu")
         setfit_model.labels = labels
     else:
@@ -169,7 +167,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     with io.atomic_dir(out) as tmp:
         save_setfit(setfit_model, tmp)
         io.write_json(tmp / RECIPE, recipe)
-        (tmp / CARD).write_text(_card(recipe, trained, evaluated), encoding="utf-8")
+        (tmp / CARD).write_text(_card(recipe, trained, evaluated, setfit), encoding="utf-8")
     return out
 
 
